@@ -1,0 +1,223 @@
+r"""Reverse-mode automatic differentiation: `Function`, the graph it records, and the engine.
+
+An op is a `Function` subclass with two static methods side by side:
+
+* `forward(ctx, *inputs)` computes the output from plain NumPy arrays and saves what the
+  backward needs with `ctx.save_for_backward(...)`;
+* `backward(ctx, grad)` receives $\bar y = \partial L / \partial y$ and returns the
+  vector–Jacobian products $\bar x_i = \bar y \, \partial y / \partial x_i$, one per input.
+
+`Function.apply` runs the forward on the inputs' arrays and, when grad mode is on and an input
+requires grad, records the node (the `Context`) on the output tensor. `backward` then walks the
+recorded graph once in reverse topological order — with an explicit stack, so a chain of
+100,000 ops needs no recursion — applying the chain rule
+
+$$\bar x = \sum_{y \,\in\, \text{consumers}(x)} \bar y \, \frac{\partial y}{\partial x}.$$
+
+Gradients of broadcast inputs are summed back to the input's shape here, once, for every op
+(see `unbroadcast`), so no op has to remember to do it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from nima._tensor import Tensor
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# --8<-- [start:grad_mode]
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when ops record the graph for `backward` (the default)."""
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    """Set grad mode inside a `with` block or a decorated function, then restore it."""
+
+    enabled: bool
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._previous = _grad_enabled
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc: object) -> None:
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+
+class no_grad(_GradMode):
+    """Do not record the graph: `with nima.no_grad(): ...` or `@nima.no_grad()`."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Record the graph again, e.g. inside a `no_grad` block."""
+
+    enabled = True
+# --8<-- [end:grad_mode]
+
+
+class Context:
+    """A recorded node: the `Function` that made a tensor, its inputs, and what backward needs.
+
+    `needs_input_grad[i]` tells the backward whether input `i` wants a gradient, so it can skip
+    work; `parents` are the inputs themselves (tensors or plain values). Ops may also store
+    plain attributes on it (`ctx.dim = dim`).
+    """
+
+    function: type[Function]
+    parents: tuple[Any, ...]
+    needs_input_grad: tuple[bool, ...]
+    saved_tensors: tuple[Any, ...] | None = ()
+
+    def save_for_backward(self, *values: Any) -> None:
+        """Keep arrays (or anything else) for `backward`; freed after it runs."""
+        self.saved_tensors = values
+
+
+# --8<-- [start:function]
+class Function:
+    """Base class of every differentiable op; subclasses define `forward` and `backward`."""
+
+    @staticmethod
+    def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        """Run `forward` on the arrays inside `args`; record the node if a gradient is needed."""
+        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
+        ctx = Context()
+        ctx.needs_input_grad = needs
+        try:
+            out = cls.forward(ctx, *arrays, **kwargs)
+        except ValueError as e:
+            shapes = ", ".join(str(a.shape) for a in arrays if isinstance(a, np.ndarray))
+            raise ValueError(f"{cls.__name__.lower()}: {e} (input shapes: {shapes})") from e
+        if _grad_enabled and True in needs:
+            result = Tensor._from_array(out, True)
+            ctx.function = cls
+            ctx.parents = args
+            result._ctx = ctx
+            return result
+        return Tensor._from_array(out, False)
+# --8<-- [end:function]
+
+
+# --8<-- [start:unbroadcast]
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    r"""Sum `grad` back to `shape`, undoing NumPy broadcasting.
+
+    Broadcasting copies an input along new leading axes and along axes of size 1; the copies
+    all feed the loss, so their gradients add up: $\bar x = \sum_{\text{copies}} \bar y$.
+
+    Example: `x` of shape `(3, 1)` broadcast to `(2, 3, 4)` gets
+    `grad.sum(axis=0).sum(axis=-1, keepdims=True)`.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1
+    )
+    return grad.sum(axis=axes).reshape(shape)
+# --8<-- [end:unbroadcast]
+
+
+# --8<-- [start:backward]
+def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> None:
+    r"""Accumulate $\partial\,\text{root} / \partial\,\text{leaf}$ into every leaf's `.grad`.
+
+    Walks the graph in reverse topological order (an explicit-stack depth-first search, so deep
+    graphs need no recursion), calls each node's `backward` once with the sum of the gradients
+    flowing into it, and frees the saved arrays unless `retain_graph=True`.
+    """
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward: the tensor does not require grad and has no graph "
+            "(create its inputs with requires_grad=True, outside no_grad)"
+        )
+    if gradient is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward: gradient can be implied only for a scalar output, got shape "
+                f"{root.shape}; pass gradient= an array of that shape"
+            )
+        gradient = np.ones_like(root.data)
+    else:
+        gradient = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient,
+                              dtype=root.data.dtype)
+        if gradient.shape != root.shape:
+            raise ValueError(
+                f"backward: gradient shape {gradient.shape} does not match output shape "
+                f"{root.shape}"
+            )
+
+    order = _topological_order(root)
+    grads: dict[int, np.ndarray] = {id(root): gradient}
+    for node in reversed(order):
+        grad = grads.pop(id(node), None)
+        if grad is None:
+            continue
+        ctx = node._ctx
+        if ctx is None or node._retains_grad:
+            node.grad = grad.copy() if node.grad is None else node.grad + grad
+        if ctx is None:
+            continue
+        input_grads = ctx.function.backward(ctx, grad)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for parent, need, g in zip(ctx.parents, ctx.needs_input_grad, input_grads, strict=False):
+            if not need or g is None:
+                continue
+            if g.shape != parent.data.shape:
+                g = unbroadcast(g, parent.data.shape)
+            key = id(parent)
+            grads[key] = grads[key] + g if key in grads else g
+        if not retain_graph:
+            ctx.saved_tensors = None
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Post-order of the graph below `root`: every tensor after all the tensors it was made from."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is None:
+            continue
+        if ctx.saved_tensors is None:
+            raise RuntimeError(
+                f"backward: trying to go through the graph a second time: the buffers of "
+                f"'{ctx.function.__name__}' were freed by the first backward(); "
+                f"pass retain_graph=True to the first call if you need to"
+            )
+        for parent, need in zip(ctx.parents, ctx.needs_input_grad, strict=True):
+            if need and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+# --8<-- [end:backward]

@@ -1,0 +1,544 @@
+r"""Elementwise ops: each `forward` beside its `backward`, the derivative in the docstring.
+
+Binary ops broadcast as NumPy does; `Function.apply`'s engine sums each input's gradient back
+to its shape. A Python number mixes with a tensor of any float dtype and keeps that dtype;
+two float tensors of different dtypes are refused rather than silently promoted (float64
+creeping into a float32 model doubles its cost) — convert one with `.float()` or `.double()`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from nima._tensor import FLOAT_DTYPES, Tensor
+from nima.autograd import Context, Function
+from nima.kernels.erf import erf
+
+
+def as_operand(op: str, x: Any, like: Tensor) -> Any:
+    """`x` as the other operand of a binary op with tensor `like`.
+
+    Numbers stay Python scalars (NumPy keeps the tensor's dtype for them); arrays and lists
+    become constant tensors of `like`'s dtype; tensors must not mix float dtypes.
+    """
+    if isinstance(x, Tensor):
+        if x.data.dtype != like.data.dtype and x.data.dtype in FLOAT_DTYPES \
+                and like.data.dtype in FLOAT_DTYPES:
+            raise TypeError(
+                f"{op}: dtype mismatch {like.dtype} vs {x.dtype} (shapes {like.shape} and "
+                f"{x.shape}); convert one with .float() or .double()"
+            )
+        return x
+    if isinstance(x, (bool, int, float)):
+        return x
+    if isinstance(x, np.generic):
+        return x.item()
+    dtype = like.dtype if like.dtype in FLOAT_DTYPES else None
+    return Tensor(np.asarray(x, dtype=dtype))
+
+
+def binary_operands(op: str, a: Any, b: Any) -> tuple[Any, Any]:
+    """Coerce the operands of a binary op; at least one of them must be a tensor."""
+    if isinstance(a, Tensor):
+        return a, as_operand(op, b, a)
+    return as_operand(op, a, b), b
+
+
+# --8<-- [start:add]
+class Add(Function):
+    r"""$y = a + b$; $\bar a = \bar y$, $\bar b = \bar y$."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a + b
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return grad, grad
+# --8<-- [end:add]
+
+
+class Sub(Function):
+    r"""$y = a - b$; $\bar a = \bar y$, $\bar b = -\bar y$."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a - b
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, Any]:
+        return grad, (-grad if ctx.needs_input_grad[1] else None)
+
+
+# --8<-- [start:mul]
+class Mul(Function):
+    r"""$y = a b$; $\bar a = \bar y\, b$, $\bar b = \bar y\, a$."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        return (grad * b if need_a else None), (grad * a if need_b else None)
+# --8<-- [end:mul]
+
+
+class Div(Function):
+    r"""$y = a / b$; $\bar a = \bar y / b$, $\bar b = -\bar y\, a / b^2$."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = grad / b if need_a else None
+        gb = -grad * a / (b * b) if need_b else None
+        return ga, gb
+
+
+class Pow(Function):
+    r"""$y = a^b$; $\bar a = \bar y\, b\, a^{b-1}$, $\bar b = \bar y\, y \ln a$."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = a**b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, Any]:
+        a, b, out = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        ga = grad * b * a ** (b - 1) if need_a else None
+        gb = grad * out * np.log(a) if need_b else None
+        return ga, gb
+
+
+class Neg(Function):
+    r"""$y = -x$; $\bar x = -\bar y$."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        return -x
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        return -grad
+
+
+# --8<-- [start:exp]
+class Exp(Function):
+    r"""$y = e^x$; $\bar x = \bar y\, y$ (the output is its own derivative)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        out = np.exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        (out,) = ctx.saved_tensors
+        return grad * out
+# --8<-- [end:exp]
+
+
+class Log(Function):
+    r"""$y = \ln x$; $\bar x = \bar y / x$."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        (x,) = ctx.saved_tensors
+        return grad / x
+
+
+class Sqrt(Function):
+    r"""$y = \sqrt{x}$; $\bar x = \bar y / (2y)$."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        out = np.sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        (out,) = ctx.saved_tensors
+        return grad / (2 * out)
+
+
+class Abs(Function):
+    r"""$y = |x|$; $\bar x = \bar y\, \operatorname{sign}(x)$ (0 at the kink $x = 0$)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        return np.abs(x)
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        (x,) = ctx.saved_tensors
+        return grad * np.sign(x)
+
+
+class Tanh(Function):
+    r"""$y = \tanh x$; $\bar x = \bar y\,(1 - y^2)$."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        out = np.tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        (out,) = ctx.saved_tensors
+        return grad * (1 - out * out)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    r"""$\sigma(x) = 1 / (1 + e^{-x})$, written as $\tfrac12(1 + \tanh(x/2))$: no overflow."""
+    return 0.5 * (1 + np.tanh(0.5 * x))
+
+
+class Sigmoid(Function):
+    r"""$y = \sigma(x)$; $\bar x = \bar y\, y (1 - y)$."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        out = _sigmoid(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        (out,) = ctx.saved_tensors
+        return grad * out * (1 - out)
+
+
+# --8<-- [start:relu]
+class Relu(Function):
+    r"""$y = \max(x, 0)$; $\bar x = \bar y\, [x > 0]$."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        return np.maximum(x, 0)
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        (x,) = ctx.saved_tensors
+        return grad * (x > 0)
+# --8<-- [end:relu]
+
+
+# --8<-- [start:gelu]
+class Gelu(Function):
+    r"""GELU, $y = x\,\Phi(x)$ with $\Phi$ the standard normal CDF.
+
+    Exact: $\Phi(x) = \tfrac12\left(1 + \operatorname{erf}(x/\sqrt2)\right)$ and
+    $\bar x = \bar y\,\left(\Phi(x) + x\,\varphi(x)\right)$, $\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}$.
+
+    `approximate="tanh"` (GPT-2's): $\Phi(x) \approx \tfrac12(1 + \tanh u)$ with
+    $u = \sqrt{2/\pi}\,(x + 0.044715\,x^3)$, so
+    $\bar x = \bar y\,\left(\tfrac12(1 + \tanh u) + \tfrac12 x\,(1 - \tanh^2 u)\,u'\right)$,
+    $u' = \sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\,x^2)$.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, approximate: str) -> np.ndarray:
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
+            ctx.save_for_backward(x, t)
+            return 0.5 * x * (1 + t)
+        if approximate != "none":
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        ctx.save_for_backward(x, cdf)
+        return x * cdf
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, None]:
+        x, saved = ctx.saved_tensors
+        if ctx.approximate == "tanh":
+            du = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
+            return grad * (0.5 * (1 + saved) + 0.5 * x * (1 - saved * saved) * du), None
+        pdf = np.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+        return grad * (saved + x * pdf), None
+# --8<-- [end:gelu]
+
+
+class Silu(Function):
+    r"""SiLU (swish), $y = x\,\sigma(x)$; $\bar x = \bar y\,\sigma(x)\,(1 + x(1 - \sigma(x)))$."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        s = _sigmoid(x)
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        x, s = ctx.saved_tensors
+        return grad * s * (1 + x * (1 - s))
+
+
+class Softplus(Function):
+    r"""$y = \ln(1 + e^x)$, computed as `logaddexp(0, x)` (no overflow); $\bar x = \bar y\,\sigma(x)$."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(x)
+        return np.logaddexp(x.dtype.type(0), x)
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        (x,) = ctx.saved_tensors
+        return grad * _sigmoid(x)
+
+
+def _split(ctx: Context, grad: np.ndarray, share: np.ndarray) -> tuple[Any, Any]:
+    """Send `share` of the gradient to the first input and the rest to the second."""
+    need_a, need_b = ctx.needs_input_grad
+    share = share.astype(grad.dtype, copy=False)
+    return (grad * share if need_a else None), (grad * (1 - share) if need_b else None)
+
+
+class Maximum(Function):
+    r"""$y = \max(a, b)$; the gradient goes to the larger input, split evenly on ties."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        share = (a > b) + 0.5 * (a == b)
+        return _split(ctx, grad, share)
+
+
+class Minimum(Function):
+    r"""$y = \min(a, b)$; the gradient goes to the smaller input, split evenly on ties."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(a, b)
+        return np.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        share = (a < b) + 0.5 * (a == b)
+        return _split(ctx, grad, share)
+
+
+class Clamp(Function):
+    r"""$y = \min(\max(x, lo), hi)$; $\bar x = \bar y\,[lo \le x \le hi]$ (as PyTorch: bounds pass)."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
+        ctx.lo, ctx.hi = lo, hi
+        ctx.save_for_backward(x)
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, None, None]:
+        (x,) = ctx.saved_tensors
+        inside = np.ones(x.shape, dtype=bool)
+        if ctx.lo is not None:
+            inside &= x >= ctx.lo
+        if ctx.hi is not None:
+            inside &= x <= ctx.hi
+        return grad * inside, None, None
+
+
+class Where(Function):
+    r"""$y = c \,?\, a : b$; $\bar a = \bar y\,[c]$, $\bar b = \bar y\,[\lnot c]$."""
+
+    @staticmethod
+    def forward(ctx: Context, cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ctx.save_for_backward(cond)
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[None, Any, Any]:
+        (cond,) = ctx.saved_tensors
+        zero = grad.dtype.type(0)
+        need_a, need_b = ctx.needs_input_grad[1:]
+        return (None, np.where(cond, grad, zero) if need_a else None,
+                np.where(cond, zero, grad) if need_b else None)
+
+
+class Cast(Function):
+    r"""$y = x$ in another dtype; $\bar x = \bar y$ cast back."""
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        ctx.source = x.dtype
+        return x.astype(dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, None]:
+        return grad.astype(ctx.source, copy=False), None
+
+
+# ------------------------------------------------------------------------------ public functions
+def add(a: Any, b: Any) -> Tensor:
+    return Add.apply(*binary_operands("add", a, b))
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    return Sub.apply(*binary_operands("sub", a, b))
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    return Mul.apply(*binary_operands("mul", a, b))
+
+
+def div(a: Any, b: Any) -> Tensor:
+    return Div.apply(*binary_operands("div", a, b))
+
+
+def pow(a: Any, b: Any) -> Tensor:
+    return Pow.apply(*binary_operands("pow", a, b))
+
+
+def neg(x: Tensor) -> Tensor:
+    return Neg.apply(x)
+
+
+def exp(x: Tensor) -> Tensor:
+    return Exp.apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    return Log.apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return Sqrt.apply(x)
+
+
+def abs(x: Tensor) -> Tensor:
+    return Abs.apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return Tanh.apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return Sigmoid.apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    return Relu.apply(x)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU; `approximate="tanh"` for GPT-2's tanh approximation."""
+    return Gelu.apply(x, approximate)
+
+
+def silu(x: Tensor) -> Tensor:
+    return Silu.apply(x)
+
+
+def softplus(x: Tensor) -> Tensor:
+    return Softplus.apply(x)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    return Maximum.apply(*binary_operands("maximum", a, b))
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    return Minimum.apply(*binary_operands("minimum", a, b))
+
+
+def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    if min is None and max is None:
+        raise ValueError("clamp: give at least one of min and max")
+    return Clamp.apply(x, min, max)
+
+
+def where(cond: Any, a: Any, b: Any) -> Tensor:
+    """`a` where `cond` is true, else `b` (all three broadcast together)."""
+    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond)
+    if cond.dtype != np.bool_:
+        raise TypeError(f"where: condition must be bool, got {cond.dtype}")
+    a, b = binary_operands("where", a, b)
+    return Where.apply(cond, a, b)
+
+
+def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
+    """`x` with `value` wherever `mask` (broadcast to `x`'s shape) is true."""
+    mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"masked_fill: mask must be bool, got {mask.dtype}")
+    try:
+        shape = np.broadcast_shapes(mask.shape, x.shape)
+    except ValueError:
+        shape = None
+    if shape != x.shape:
+        raise ValueError(f"masked_fill: mask of shape {mask.shape} does not broadcast to {x.shape}")
+    return Where.apply(mask, value, x)
+
+
+def cast(x: Tensor, dtype: np.dtype) -> Tensor:
+    if x.dtype == dtype:
+        return x
+    if x.requires_grad and dtype not in FLOAT_DTYPES:
+        return Tensor(x.data.astype(dtype))
+    return Cast.apply(x, dtype)
+
+
+def _compare(ufunc: np.ufunc, a: Any, b: Any) -> Tensor:
+    """Comparisons give bool tensors and no gradient."""
+    a, b = binary_operands(ufunc.__name__, a, b)
+    av = a.data if isinstance(a, Tensor) else a
+    bv = b.data if isinstance(b, Tensor) else b
+    return Tensor(ufunc(av, bv))
+
+
+def eq(a: Any, b: Any) -> Tensor:
+    return _compare(np.equal, a, b)
+
+
+def ne(a: Any, b: Any) -> Tensor:
+    return _compare(np.not_equal, a, b)
+
+
+def lt(a: Any, b: Any) -> Tensor:
+    return _compare(np.less, a, b)
+
+
+def le(a: Any, b: Any) -> Tensor:
+    return _compare(np.less_equal, a, b)
+
+
+def gt(a: Any, b: Any) -> Tensor:
+    return _compare(np.greater, a, b)
+
+
+def ge(a: Any, b: Any) -> Tensor:
+    return _compare(np.greater_equal, a, b)
