@@ -9,7 +9,7 @@ An op is a `Function` subclass with two static methods side by side:
 
 `Function.apply` runs the forward on the inputs' arrays and, when grad mode is on and an input
 requires grad, records the node (the `Context`) on the output tensor. `backward` then walks the
-recorded graph once in reverse topological order — with an explicit stack, so a chain of
+recorded graph once in reverse topological order — with an explicit worklist, so a chain of
 100,000 ops needs no recursion — applying the chain rule
 
 $$\bar x = \sum_{y \,\in\, \text{consumers}(x)} \bar y \, \frac{\partial y}{\partial x}.$$
@@ -53,6 +53,10 @@ class _GradMode(contextlib.ContextDecorator):
         global _grad_enabled
         _grad_enabled = self._previous
 
+    def _recreate_cm(self) -> _GradMode:
+        """A fresh instance per decorated call, so recursive calls each restore their own mode."""
+        return type(self)()
+
 
 class no_grad(_GradMode):
     """Do not record the graph: `with nima.no_grad(): ...` or `@nima.no_grad()`."""
@@ -77,7 +81,7 @@ class Context:
 
     function: type[Function]
     parents: tuple[Any, ...]
-    needs_input_grad: tuple[bool, ...]
+    needs_input_grad: list[bool]
     saved_tensors: tuple[Any, ...] | None = ()
 
     def save_for_backward(self, *values: Any) -> None:
@@ -100,8 +104,15 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run `forward` on the arrays inside `args`; record the node if a gradient is needed."""
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
-        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
+        arrays = []
+        needs = []
+        for a in args:
+            if isinstance(a, Tensor):
+                arrays.append(a.data)
+                needs.append(a.requires_grad)
+            else:
+                arrays.append(a)
+                needs.append(False)
         ctx = Context()
         ctx.needs_input_grad = needs
         try:
@@ -143,9 +154,10 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> None:
     r"""Accumulate $\partial\,\text{root} / \partial\,\text{leaf}$ into every leaf's `.grad`.
 
-    Walks the graph in reverse topological order (an explicit-stack depth-first search, so deep
-    graphs need no recursion), calls each node's `backward` once with the sum of the gradients
-    flowing into it, and frees the saved arrays unless `retain_graph=True`.
+    First counts, for every tensor, the edges through which gradient will flow back into it;
+    then, from the root, calls each node's `backward` once all of those have arrived, with their
+    sum — a worklist, not recursion, so deep graphs are fine — and frees the saved arrays
+    unless `retain_graph=True`.
     """
     if not root.requires_grad:
         raise RuntimeError(
@@ -168,12 +180,12 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
                 f"{root.shape}"
             )
 
-    order = _topological_order(root)
+    pending = _count_consumers(root)
     grads: dict[int, np.ndarray] = {id(root): gradient}
-    for node in reversed(order):
-        grad = grads.pop(id(node), None)
-        if grad is None:
-            continue
+    ready = [root]
+    while ready:
+        node = ready.pop()
+        grad = grads.pop(id(node))
         ctx = node._ctx
         if ctx is None or node._retains_grad:
             node.grad = grad.copy() if node.grad is None else node.grad + grad
@@ -183,31 +195,30 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for parent, need, g in zip(ctx.parents, ctx.needs_input_grad, input_grads, strict=False):
-            if not need or g is None:
+            if not need:
                 continue
-            if g.shape != parent.data.shape:
-                g = unbroadcast(g, parent.data.shape)
             key = id(parent)
-            grads[key] = grads[key] + g if key in grads else g
+            if g is not None:
+                if g.shape != parent.data.shape:
+                    g = unbroadcast(g, parent.data.shape)
+                grads[key] = grads[key] + g if key in grads else g
+            pending[key] -= 1
+            if pending[key] == 0 and key in grads:
+                ready.append(parent)
         if not retain_graph:
             ctx.saved_tensors = None
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Post-order of the graph below `root`: every tensor after all the tensors it was made from."""
-    order: list[Tensor] = []
-    visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+def _count_consumers(root: Tensor) -> dict[int, int]:
+    """For every tensor below `root`, how many recorded edges lead out of it toward `root`.
+
+    A tensor is processed only once all of them have delivered their gradient (Kahn's algorithm
+    on the reversed graph), so each node's backward runs exactly once, with the full sum.
+    """
+    pending: dict[int, int] = {}
+    stack = [root]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        ctx = node._ctx
+        ctx = stack.pop()._ctx
         if ctx is None:
             continue
         if ctx.saved_tensors is None:
@@ -217,7 +228,12 @@ def _topological_order(root: Tensor) -> list[Tensor]:
                 f"pass retain_graph=True to the first call if you need to"
             )
         for parent, need in zip(ctx.parents, ctx.needs_input_grad, strict=True):
-            if need and id(parent) not in visited:
-                stack.append((parent, False))
-    return order
+            if need:
+                key = id(parent)
+                if key in pending:
+                    pending[key] += 1
+                else:
+                    pending[key] = 1
+                    stack.append(parent)
+    return pending
 # --8<-- [end:backward]

@@ -21,18 +21,21 @@ from nima.kernels.erf import erf
 def as_operand(op: str, x: Any, like: Tensor) -> Any:
     """`x` as the other operand of a binary op with tensor `like`.
 
-    Numbers stay Python scalars (NumPy keeps the tensor's dtype for them); arrays and lists
-    become constant tensors of `like`'s dtype; tensors must not mix float dtypes.
+    Numbers stay Python scalars (NumPy keeps the tensor's dtype for them); arrays, lists and
+    int/bool tensors become constant tensors of `like`'s float dtype; tensors must not mix
+    float dtypes.
     """
     if isinstance(x, Tensor):
-        if x.data.dtype != like.data.dtype and x.data.dtype in FLOAT_DTYPES \
-                and like.data.dtype in FLOAT_DTYPES:
+        a, b = like.data.dtype, x.data.dtype
+        if a in FLOAT_DTYPES and b not in FLOAT_DTYPES:
+            return Tensor(x.data.astype(a))  # an int/bool tensor: a constant of like's dtype
+        if a is not b and a != b and a in FLOAT_DTYPES and b in FLOAT_DTYPES:
             raise TypeError(
                 f"{op}: dtype mismatch {like.dtype} vs {x.dtype} (shapes {like.shape} and "
                 f"{x.shape}); convert one with .float() or .double()"
             )
         return x
-    if isinstance(x, (bool, int, float)):
+    if isinstance(x, (float, int)):
         return x
     if isinstance(x, np.generic):
         return x.item()
@@ -42,7 +45,7 @@ def as_operand(op: str, x: Any, like: Tensor) -> Any:
 
 def binary_operands(op: str, a: Any, b: Any) -> tuple[Any, Any]:
     """Coerce the operands of a binary op; at least one of them must be a tensor."""
-    if isinstance(a, Tensor):
+    if isinstance(a, Tensor) and (a.data.dtype in FLOAT_DTYPES or not isinstance(b, Tensor)):
         return a, as_operand(op, b, a)
     return as_operand(op, a, b), b
 
@@ -121,7 +124,7 @@ class Pow(Function):
         a, b, out = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         ga = grad * b * a ** (b - 1) if need_a else None
-        gb = grad * out * np.log(a) if need_b else None
+        gb = grad * out * np.log(a, dtype=out.dtype) if need_b else None
         return ga, gb
 
 

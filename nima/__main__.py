@@ -1,0 +1,3 @@
+from nima.cli import main
+
+main()
