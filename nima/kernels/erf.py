@@ -1,4 +1,4 @@
-r"""The error function $\operatorname{erf}(x) = \frac{2}{\sqrt\pi}\int_0^x e^{-t^2}\,dt$, elementwise.
+r"""The error function $\operatorname{erf}(x) = \frac{2}{\sqrt\pi}\int_0^x e^{-t^2}\,dt$.
 
 NumPy has no `erf`; exact GELU needs one. A plain numba loop over `math.erf` (libm's, accurate to
 the last bit in float64) is enough: GELU is not a hot path next to the matmuls around it.

@@ -1,0 +1,168 @@
+"""Nima's compute kernels on plain NumPy arrays, each with a numba and a NumPy implementation.
+
+The functions here check their arguments (errors name the op, the shapes and the dtypes), then
+call the active backend's implementation — see `nima.kernels.backend`:
+
+    >>> import numpy as np
+    >>> from nima import kernels
+    >>> kernels.softmax_forward(np.array([0.0, np.log(3.0)]))
+    array([0.25, 0.75])
+    >>> with kernels.backend("numpy"):
+    ...     kernels.softmax_forward(np.array([0.0, np.log(3.0)]))
+    array([0.25, 0.75])
+
+| kernel | module | numba kernel's parallel structure |
+|---|---|---|
+| `matmul` | `nima.kernels.gemm` | `prange` over (batch, row block[, column block]) |
+| `softmax_*`, `log_softmax_*` | `nima.kernels.softmax` | `prange` over rows |
+| `cross_entropy_*` | `nima.kernels.cross_entropy` | `prange` over rows |
+
+All take float32 or float64 (one dtype per call) and return new arrays. Nothing is compiled at
+import: each numba kernel compiles on its first call for a dtype (or loads numba's on-disk cache).
+"""
+
+import numpy as np
+
+from nima.kernels import cross_entropy as _ce
+from nima.kernels import gemm as _mm
+from nima.kernels import softmax as _sm
+from nima.kernels.backend import BACKENDS, backend, current, pick, use
+
+__all__ = [
+    "BACKENDS",
+    "backend",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
+    "current",
+    "log_softmax_backward",
+    "log_softmax_forward",
+    "matmul",
+    "softmax_backward",
+    "softmax_forward",
+    "use",
+]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_floats(op: str, *arrays: np.ndarray) -> None:
+    """All arrays float32, or all float64."""
+    dtypes = [a.dtype for a in arrays]
+    if dtypes[0] not in _FLOATS or any(d != dtypes[0] for d in dtypes):
+        shown = ", ".join(str(d) for d in dtypes)
+        raise TypeError(f"{op}: expected float32 or float64 arrays of one dtype, got {shown}")
+
+
+def _check_same_shape(op: str, y: np.ndarray, dy: np.ndarray) -> None:
+    if y.shape != dy.shape:
+        raise ValueError(f"{op}: output shape {y.shape} and gradient shape {dy.shape} differ")
+
+
+def _check_rows(op: str, x: np.ndarray) -> None:
+    if x.ndim < 1:
+        raise ValueError(f"{op}: expected at least 1 dimension (rows along the last), got a scalar")
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    r"""$C_b = A_b B_b$: (B, M, K) @ (B, K, N) -> (B, M, N), or (M, K) @ (K, N) -> (M, N).
+
+    Any strides in; a new C-contiguous array out.
+    """
+    if a.ndim != b.ndim or a.ndim not in (2, 3):
+        raise ValueError(f"matmul: expected two 2-D or two 3-D arrays, got {a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match")
+    _check_floats("matmul", a, b)
+    return pick(_mm.matmul_numpy, _mm.matmul_numba)(a, b)
+
+
+def softmax_forward(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis; a fully masked (all $-\\infty$) row gives zeros."""
+    _check_rows("softmax_forward", x)
+    _check_floats("softmax_forward", x)
+    return pick(_sm.softmax_forward_numpy, _sm.softmax_forward_numba)(x)
+
+
+def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    r"""$dx = y \odot (dy - \langle dy, y\rangle)$ per row, from the softmax output $y$."""
+    _check_same_shape("softmax_backward", y, dy)
+    _check_rows("softmax_backward", y)
+    _check_floats("softmax_backward", y, dy)
+    return pick(_sm.softmax_backward_numpy, _sm.softmax_backward_numba)(y, dy)
+
+
+def log_softmax_forward(x: np.ndarray) -> np.ndarray:
+    r"""$x - \operatorname{lse}(x)$ over the last axis; a fully masked row stays all $-\infty$."""
+    _check_rows("log_softmax_forward", x)
+    _check_floats("log_softmax_forward", x)
+    return pick(_sm.log_softmax_forward_numpy, _sm.log_softmax_forward_numba)(x)
+
+
+def log_softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    r"""$dx = dy - e^{y} \sum dy$ per row, from the output $y$; zeros for fully masked rows."""
+    _check_same_shape("log_softmax_backward", y, dy)
+    _check_rows("log_softmax_backward", y)
+    _check_floats("log_softmax_backward", y, dy)
+    return pick(_sm.log_softmax_backward_numpy, _sm.log_softmax_backward_numba)(y, dy)
+
+
+def _checked_targets(logits: np.ndarray, targets: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Targets as int64 (N,), each in [0, C) or equal to `ignore_index`."""
+    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
+        raise ValueError(
+            f"cross_entropy: expected logits (N, C) and targets (N,), "
+            f"got {logits.shape} and {targets.shape}"
+        )
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise TypeError(f"cross_entropy: targets must be integers, got {targets.dtype}")
+    n_classes = logits.shape[1]
+    bad = (targets != ignore_index) & ((targets < 0) | (targets >= n_classes))
+    if bad.any():
+        value = targets[np.argmax(bad)]
+        raise ValueError(
+            f"cross_entropy: target {value} is out of range for {n_classes} classes "
+            f"(expected 0 <= target < {n_classes}, or ignore_index={ignore_index})"
+        )
+    return np.ascontiguousarray(targets, dtype=np.int64)
+
+
+def cross_entropy_forward(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per-row losses (N,) and row log-sum-exps (N,) for logits (N, C), targets (N,).
+
+    $\ell_i = (1-\varepsilon)(\operatorname{lse}_i - x_{i,t_i})
+    + \varepsilon(\operatorname{lse}_i - \bar x_i)$; 0 where the target is `ignore_index`,
+    $+\infty$ for a fully masked row. The lse is what `cross_entropy_backward` needs.
+    """
+    _check_floats("cross_entropy_forward", logits)
+    targets = _checked_targets(logits, targets, ignore_index)
+    forward = pick(_ce.cross_entropy_forward_numpy, _ce.cross_entropy_forward_numba)
+    return forward(logits, targets, ignore_index, label_smoothing)
+
+
+def cross_entropy_backward(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    lse: np.ndarray,
+    grad_losses: np.ndarray,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> np.ndarray:
+    r"""$\partial L/\partial x_i = g_i(\operatorname{softmax}(x_i) - (1-\varepsilon)\,
+    \mathrm{onehot}(t_i) - \varepsilon/C)$; zero rows where ignored or fully masked.
+
+    `lse` and `grad_losses` (N,) are cast to the logits' dtype.
+    """
+    _check_floats("cross_entropy_backward", logits)
+    targets = _checked_targets(logits, targets, ignore_index)
+    if lse.shape != targets.shape or grad_losses.shape != targets.shape:
+        raise ValueError(
+            f"cross_entropy_backward: lse {lse.shape} and grad_losses {grad_losses.shape} "
+            f"must both be ({logits.shape[0]},)"
+        )
+    backward = pick(_ce.cross_entropy_backward_numpy, _ce.cross_entropy_backward_numba)
+    return backward(logits, targets, lse, grad_losses, ignore_index, label_smoothing)

@@ -1,0 +1,186 @@
+r"""Cross-entropy from logits, fused with its log-softmax: numba kernels and NumPy references.
+
+For row $i$ of logits $x \in \mathbb{R}^{N \times C}$ with target class $t_i$ and label smoothing
+$\varepsilon$ (PyTorch's definition: the target distribution is
+$(1-\varepsilon)\,\mathrm{onehot}(t_i) + \varepsilon / C$):
+
+$$\ell_i = (1-\varepsilon)\bigl(\operatorname{lse}(x_i) - x_{i,t_i}\bigr)
+         + \varepsilon\Bigl(\operatorname{lse}(x_i) - \tfrac{1}{C}\textstyle\sum_j x_{ij}\Bigr),$$
+
+and with $p_i = \operatorname{softmax}(x_i)$ and the upstream gradient $g_i = \partial L/\partial
+\ell_i$,
+
+$$\frac{\partial L}{\partial x_{ij}} = g_i\Bigl(p_{ij} - (1-\varepsilon)[j = t_i]
+         - \frac{\varepsilon}{C}\Bigr), \qquad p_{ij} = e^{x_{ij} - \operatorname{lse}(x_i)}.$$
+
+The forward pass returns the per-row losses and saves $\operatorname{lse}(x_i)$, so the backward
+pass recomputes $p$ in one fused pass instead of storing an $N \times C$ probability matrix.
+
+**Ignored rows and masking.** A row whose target equals `ignore_index` has loss $0$ and gradient
+$0$. A fully masked row (all logits $-\infty$) has no distribution: its
+$\operatorname{lse} = -\infty$, its loss is $+\infty$ (the target is impossible) unless the row is
+ignored, and its gradient is $0$ rather than NaN. A $-\infty$ logit with label smoothing makes the
+smoothing term $+\infty$, as in PyTorch. Targets outside $[0, C)$ are rejected by the dispatcher
+(`nima.kernels.cross_entropy_forward`) before either implementation runs.
+
+**The numba kernels** make one parallel task per row (`prange` over rows), each a call to a
+serial, vectorised row function. Forward: a max pass
+and an exp-sum pass over the row (no writes), plus a sum pass when $\varepsilon > 0$. Backward:
+one fused pass writing $g_i(p_{ij} - \varepsilon/C)$, then a fix-up of the target entry.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from nima.kernels.fastexp import fast_exp
+from nima.kernels.rows import ROW_FASTMATH, logsumexp_numpy, row_logsumexp
+
+
+# --8<-- [start:cross_entropy_forward_numpy]
+def cross_entropy_forward_numpy(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row losses (N,) and log-sum-exps (N,) of logits (N, C) (NumPy reference)."""
+    lse = logsumexp_numpy(logits)[:, 0]  # (N,)
+    valid = targets != ignore_index  # (N,)
+    picked = np.take_along_axis(logits, np.where(valid, targets, 0)[:, None], axis=1)[:, 0]
+    with np.errstate(invalid="ignore"):  # -inf - -inf in fully masked rows, replaced below
+        losses = (1 - label_smoothing) * (lse - picked)
+        if label_smoothing > 0:
+            losses += label_smoothing * (lse - logits.mean(axis=1))
+    losses = np.where(np.isneginf(lse), np.inf, losses)
+    return np.where(valid, losses, 0).astype(logits.dtype), lse
+# --8<-- [end:cross_entropy_forward_numpy]
+
+
+# --8<-- [start:cross_entropy_forward_numba]
+@njit(cache=True, fastmath=ROW_FASTMATH)
+def _cross_entropy_forward_row(
+    r: np.ndarray, t: int, ignore_index: int, smoothing: float
+) -> tuple[float, float]:
+    """(loss, lse) of one row: `row_logsumexp` (max pass, exp-sum pass), a sum pass if smoothing."""
+    lse = row_logsumexp(r)
+    if t == ignore_index:
+        return r.dtype.type(0), lse
+    if lse == -np.inf:
+        return r.dtype.type(np.inf), lse
+    loss = (r.dtype.type(1) - smoothing) * (lse - r[t])
+    if smoothing > 0:
+        total = r.dtype.type(0)
+        for j in range(r.shape[0]):
+            total += r[j]
+        loss += smoothing * (lse - total / r.dtype.type(r.shape[0]))
+    return loss, lse
+
+
+@njit(parallel=True, cache=True)
+def _cross_entropy_forward_rows(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    ignore_index: int,
+    smoothing: float,
+    losses: np.ndarray,
+    lse: np.ndarray,
+) -> None:
+    """`prange` over rows, each one `_cross_entropy_forward_row`."""
+    for i in prange(logits.shape[0]):
+        losses[i], lse[i] = _cross_entropy_forward_row(
+            logits[i], targets[i], ignore_index, smoothing
+        )
+
+
+def cross_entropy_forward_numba(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row losses (N,) and log-sum-exps (N,) of logits (N, C) (numba kernel)."""
+    logits = np.ascontiguousarray(logits)
+    losses = np.empty(logits.shape[0], dtype=logits.dtype)
+    lse = np.empty_like(losses)
+    smoothing = logits.dtype.type(label_smoothing)
+    _cross_entropy_forward_rows(logits, targets, ignore_index, smoothing, losses, lse)
+    return losses, lse
+# --8<-- [end:cross_entropy_forward_numba]
+
+
+# --8<-- [start:cross_entropy_backward_numpy]
+def cross_entropy_backward_numpy(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    lse: np.ndarray,
+    grad_losses: np.ndarray,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> np.ndarray:
+    """dL/dlogits (N, C) from the saved log-sum-exps (N,) (NumPy reference)."""
+    n_classes = logits.shape[1]
+    dead = (targets == ignore_index) | np.isneginf(lse)  # rows whose gradient is 0
+    shift = np.where(dead, np.inf, lse)[:, None]  # (N, 1): dead rows give exp(-inf) = 0, no NaN
+    dlogits = np.exp(logits - shift) - label_smoothing / n_classes  # (N, C)
+    rows = np.flatnonzero(~dead)
+    dlogits[rows, targets[rows]] -= 1 - label_smoothing
+    dlogits *= np.where(dead, 0, grad_losses).astype(logits.dtype)[:, None]
+    return dlogits.astype(logits.dtype, copy=False)
+# --8<-- [end:cross_entropy_backward_numpy]
+
+
+# --8<-- [start:cross_entropy_backward_numba]
+@njit(cache=True, fastmath=ROW_FASTMATH)
+def _cross_entropy_backward_row(
+    r: np.ndarray, t: int, lse: float, g: float, ignore_index: int, smoothing: float,
+    out: np.ndarray,
+) -> None:
+    r"""One row of the gradient: one fused pass $g(e^{x - \mathrm{lse}} - \varepsilon/C)$.
+
+    Zeros if the row is ignored or fully masked.
+    """
+    if t == ignore_index or lse == -np.inf:
+        out[:] = 0
+        return
+    g_off = g * smoothing / r.dtype.type(r.shape[0])
+    for j in range(r.shape[0]):
+        out[j] = g * fast_exp(r[j] - lse) - g_off
+    out[t] -= g * (r.dtype.type(1) - smoothing)
+
+
+@njit(parallel=True, cache=True)
+def _cross_entropy_backward_rows(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    lse: np.ndarray,
+    grad_losses: np.ndarray,
+    ignore_index: int,
+    smoothing: float,
+    dlogits: np.ndarray,
+) -> None:
+    """`prange` over rows, each one `_cross_entropy_backward_row`."""
+    for i in prange(logits.shape[0]):
+        _cross_entropy_backward_row(
+            logits[i], targets[i], lse[i], grad_losses[i], ignore_index, smoothing, dlogits[i]
+        )
+
+
+def cross_entropy_backward_numba(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    lse: np.ndarray,
+    grad_losses: np.ndarray,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> np.ndarray:
+    """dL/dlogits (N, C) from the saved log-sum-exps (N,) (numba kernel)."""
+    logits = np.ascontiguousarray(logits)
+    dlogits = np.empty_like(logits)
+    smoothing = logits.dtype.type(label_smoothing)
+    grad_losses = np.ascontiguousarray(grad_losses, dtype=logits.dtype)
+    lse = np.ascontiguousarray(lse, dtype=logits.dtype)
+    _cross_entropy_backward_rows(
+        logits, targets, lse, grad_losses, ignore_index, smoothing, dlogits
+    )
+    return dlogits
+# --8<-- [end:cross_entropy_backward_numba]

@@ -1,0 +1,101 @@
+r"""Row helpers shared by the softmax, log-softmax and cross-entropy kernels.
+
+Every one of those ops works on the last axis, one row at a time, and starts the same way: the
+row maximum $m = \max_j x_j$, then the shifted sum $s = \sum_j e^{x_j - m}$ and the log-sum-exp
+
+$$\operatorname{lse}(x) = m + \log \sum_j e^{x_j - m},$$
+
+which never overflows because every exponent is $\le 0$. A row whose entries are all $-\infty$
+(fully masked) has $m = -\infty$ and $x_j - m$ undefined; the helpers report
+$\operatorname{lse} = -\infty$ for it and each op states what it then returns.
+
+The numba helpers are scalar functions of one row, called from inside the ops' `prange` loops;
+the NumPy helpers work on whole arrays along the last axis.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from nima.kernels.fastexp import fast_exp
+
+# Fast-math flags for the row kernels: reassociation lets LLVM vectorise sums, contraction fuses
+# multiply-adds. Not nnan/ninf: masked rows hold -inf, and LLVM may assume those flags away.
+ROW_FASTMATH = {"reassoc", "contract"}
+
+
+# --8<-- [start:as_rows]
+def as_rows(x: np.ndarray) -> np.ndarray:
+    """View (or copy) `x` as a C-contiguous 2-D array of rows over its last axis.
+
+    The kernels are compiled for this one layout, which keeps their inner loops unit-stride and
+    their specialisations few. `x.shape[:-1]` is flattened; a 1-D `x` is one row.
+    """
+    return np.ascontiguousarray(x).reshape(math.prod(x.shape[:-1]), x.shape[-1])
+# --8<-- [end:as_rows]
+
+
+# --8<-- [start:row_helpers_numba]
+@njit(cache=True)
+def row_max(r: np.ndarray) -> float:
+    r"""$\max_j r_j$ ($-\infty$ for an empty or fully masked row; NaNs are skipped).
+
+    Eight independent running maxima: a single one is a serial dependency chain LLVM does not
+    vectorise without `nnan`, and this keeps the pass at memory bandwidth.
+    """
+    n = r.shape[0]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = r.dtype.type(-np.inf)
+    j = 0
+    while j + 8 <= n:
+        m0 = r[j] if r[j] > m0 else m0
+        m1 = r[j + 1] if r[j + 1] > m1 else m1
+        m2 = r[j + 2] if r[j + 2] > m2 else m2
+        m3 = r[j + 3] if r[j + 3] > m3 else m3
+        m4 = r[j + 4] if r[j + 4] > m4 else m4
+        m5 = r[j + 5] if r[j + 5] > m5 else m5
+        m6 = r[j + 6] if r[j + 6] > m6 else m6
+        m7 = r[j + 7] if r[j + 7] > m7 else m7
+        j += 8
+    m = max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+    for k in range(j, n):
+        m = r[k] if r[k] > m else m
+    return m
+
+
+@njit(cache=True, fastmath=ROW_FASTMATH)
+def row_sum_exp(r: np.ndarray, shift: float) -> float:
+    r"""$\sum_j e^{r_j - \text{shift}}$, accumulated in the row's dtype (vectorised)."""
+    s = r.dtype.type(0)
+    for j in range(r.shape[0]):
+        s += fast_exp(r[j] - shift)
+    return s
+
+
+@njit(cache=True)
+def row_logsumexp(r: np.ndarray) -> float:
+    r"""$\operatorname{lse}(r)$; $-\infty$ for a fully masked row (no NaN)."""
+    m = row_max(r)
+    if m == -np.inf:
+        return m
+    return m + np.log(row_sum_exp(r, m))
+# --8<-- [end:row_helpers_numba]
+
+
+# --8<-- [start:row_helpers_numpy]
+def row_shift_numpy(x: np.ndarray) -> np.ndarray:
+    r"""Row maxima (keepdims) to subtract before `exp`; 0 for fully masked rows.
+
+    With the shift 0, a masked row gives $e^{-\infty} = 0$ everywhere instead of
+    $e^{-\infty - (-\infty)} = \text{NaN}$.
+    """
+    m = x.max(axis=-1, keepdims=True, initial=-np.inf)  # -inf for an empty row too
+    return np.where(np.isneginf(m), np.zeros_like(m), m)
+
+
+def logsumexp_numpy(x: np.ndarray) -> np.ndarray:
+    r"""$\operatorname{lse}$ over the last axis (keepdims); $-\infty$ for fully masked rows."""
+    m = row_shift_numpy(x)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the intended answer
+        return m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+# --8<-- [end:row_helpers_numpy]

@@ -1,0 +1,100 @@
+"""Batched matmul: both numba micro-kernels vs np.matmul vs a float64 einsum oracle."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kernel_arrays import dtypes, layouts, random_array, seeds
+
+from nima import kernels
+from nima.kernels.gemm import matmul_numba, matmul_numpy
+
+# Sizes around the tiles (8 rows x 4 k-steps, 4 x 4, 64-column tasks) and the kernel switch (N=256).
+sides = st.sampled_from([1, 2, 3, 4, 5, 7, 8, 9, 13, 17, 33])
+widths = st.sampled_from([1, 3, 4, 5, 64, 65, 256, 257, 300])
+
+
+def oracle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("...ik,...kj->...ij", a.astype(np.float64), b.astype(np.float64))
+
+
+def assert_matmul_close(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """Within a few ulps of the sum of |a_ik b_kj| (the error bound of a K-term dot product)."""
+    scale = oracle(np.abs(a), np.abs(b))
+    bound = 4 * a.shape[-1] * np.finfo(a.dtype).eps * scale + np.finfo(a.dtype).tiny
+    assert (np.abs(c - oracle(a, b)) <= bound).all()
+
+
+@settings(deadline=None)  # the first example compiles the kernel
+@given(
+    batch=st.sampled_from([1, 2, 3]),
+    m=sides,
+    k=sides,
+    n=widths,
+    dtype=dtypes,
+    layout_a=layouts,
+    layout_b=layouts,
+    seed=seeds,
+)
+def test_batched_against_oracle(
+    batch: int, m: int, k: int, n: int, dtype: type, layout_a: str, layout_b: str, seed: int
+) -> None:
+    a = random_array(seed, (batch, m, k), dtype, 1.0, layout_a)
+    b = random_array(seed + 1, (batch, k, n), dtype, 1.0, layout_b)
+    a_before, b_before = a.copy(), b.copy()
+    c = matmul_numba(a, b)
+    assert c.shape == (batch, m, n) and c.dtype == dtype and c.flags.c_contiguous
+    assert_matmul_close(c, a, b)
+    assert_matmul_close(matmul_numpy(a, b), a, b)
+    np.testing.assert_array_equal(a, a_before)
+    np.testing.assert_array_equal(b, b_before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (1, 7, 300), (300, 7, 1), (9, 300, 5),
+                                            (17, 33, 257), (64, 32, 64), (70, 130, 290)])
+def test_two_dimensional(m: int, k: int, n: int, dtype: type) -> None:
+    a = random_array(m, (m, k), dtype, 1.0)
+    b = random_array(n, (k, n), dtype, 1.0)
+    c = kernels.matmul(a, b)
+    assert c.shape == (m, n) and c.dtype == dtype
+    assert_matmul_close(c, a, b)
+
+
+def test_transposed_views_as_the_backward_pass_passes_them() -> None:
+    a = random_array(0, (5, 20, 12), np.float32)  # (B, M, K)
+    b = random_array(1, (5, 12, 300), np.float32)  # (B, K, N)
+    g = random_array(2, (5, 20, 300), np.float32)  # dL/dC
+    assert_matmul_close(kernels.matmul(g, b.transpose(0, 2, 1)), g, b.transpose(0, 2, 1))
+    assert_matmul_close(kernels.matmul(a.transpose(0, 2, 1), g), a.transpose(0, 2, 1), g)
+    sliced = b[:, ::2, ::3]  # strided in both axes
+    assert_matmul_close(kernels.matmul(a[:, :, :6], sliced), a[:, :, :6], sliced)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize(
+    ("shape_a", "shape_b"),
+    [
+        ((0, 3, 4), (0, 4, 5)),
+        ((2, 0, 4), (2, 4, 5)),
+        ((2, 3, 4), (2, 4, 0)),
+        ((2, 3, 0), (2, 0, 5)),
+    ],
+)
+def test_empty_dimensions(backend: str, shape_a: tuple, shape_b: tuple) -> None:
+    a, b = np.ones(shape_a, np.float32), np.ones(shape_b, np.float32)
+    with kernels.backend(backend):
+        c = kernels.matmul(a, b)
+    assert c.shape == (shape_a[0], shape_a[1], shape_b[2]) and c.dtype == np.float32
+    assert (c == 0).all()
+
+
+def test_errors_name_the_op_and_shapes() -> None:
+    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3, 4\) and \(2, 5, 6\)"):
+        kernels.matmul(np.zeros((2, 3, 4)), np.zeros((2, 5, 6)))
+    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3, 4\) and \(3, 4, 6\)"):
+        kernels.matmul(np.zeros((2, 3, 4)), np.zeros((3, 4, 6)))
+    with pytest.raises(ValueError, match=r"matmul: expected two 2-D or two 3-D.*\(3, 4\)"):
+        kernels.matmul(np.zeros((2, 3, 4)), np.zeros((3, 4)))
+    with pytest.raises(TypeError, match=r"matmul: .*float32, float64"):
+        kernels.matmul(np.zeros((3, 4), np.float32), np.zeros((4, 2)))
