@@ -30,6 +30,9 @@ from nima.ops.elementwise import (
     tanh,
     where,
 )
+from nima.ops.indexing import getitem
+from nima.ops.linalg import matmul
+from nima.ops.nn import cross_entropy, embedding, log_softmax, one_hot, softmax
 from nima.ops.reduce import argmax, argmin, logsumexp, max, mean, min, sum, var
 from nima.ops.shape import (
     cat,

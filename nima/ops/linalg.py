@@ -1,0 +1,120 @@
+r"""Matrix multiplication with NumPy's `matmul` semantics, computed by the batched kernel.
+
+For matrices $C = AB$, $C_{mn} = \sum_k A_{mk} B_{kn}$, the gradients are two more products:
+
+$$\bar A = \bar C\, B^\top, \qquad \bar B = A^\top \bar C.$$
+
+Every product here — forward and both gradients — goes through `kernels.matmul`, which takes a
+stack of matrices `(B, M, K) @ (B, K, N)`. Higher-rank operands broadcast their leading (batch)
+dimensions as NumPy does; 1-D operands are promoted to matrices and the added axis removed:
+
+| shapes | result |
+|---|---|
+| `(K,) @ (K,)` | `()` — the dot product |
+| `(K,) @ (..., K, N)` | `(..., N)` — as `(1, K)`, then the 1 removed |
+| `(..., M, K) @ (K,)` | `(..., M)` — as `(K, 1)`, then the 1 removed |
+| `(..., M, K) @ (..., K, N)` | `(broadcast(...), M, N)` |
+
+**Folding the batch.** When `B` has no batch of its own — a linear layer's `x @ W` with `x` of
+shape `(B, T, C)` — every batch entry multiplies the same matrix, so the batch folds into the
+rows: one `(1, B·T, C) @ (1, C, N)` product instead of `B` small ones, and no copy of `W`. The
+weight's gradient folds the same way, summing over the batch inside the product:
+$\bar W = \sum_b x_b^\top \bar y_b = X^\top \bar Y$ with $X$ of shape `(B·T, C)`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from nima import kernels
+from nima._tensor import FLOAT_DTYPES, Tensor
+from nima.autograd import Context, Function, unbroadcast
+from nima.ops.elementwise import binary_operands
+
+
+def batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`(..., M, K) @ (..., K, N) -> (broadcast(...), M, N)` through `kernels.matmul`."""
+    *batch_a, m, k = a.shape
+    *batch_b, _, n = b.shape
+    batch = np.broadcast_shapes(tuple(batch_a), tuple(batch_b))
+    if math.prod(batch_b) == 1:  # `b` is shared by the whole batch: fold the batch into rows
+        out = kernels.matmul(a.reshape(1, math.prod(batch_a) * m, k), b.reshape(1, k, n))
+    else:  # broadcast batch dims become stride-0 views; one batched call does the lot
+        size = math.prod(batch)
+        out = kernels.matmul(np.broadcast_to(a, (*batch, m, k)).reshape(size, m, k),
+                             np.broadcast_to(b, (*batch, k, n)).reshape(size, k, n))
+    return out.reshape(*batch, m, n)
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """`x` as a matrix of its last axis: `(..., K) -> (prod(...), K)`."""
+    return x.reshape(-1, x.shape[-1])
+
+
+# --8<-- [start:matmul]
+class Matmul(Function):
+    r"""$C = AB$ over the last two axes (batched, broadcast); $\bar A = \bar C B^\top$,
+    $\bar B = A^\top \bar C$, each summed over the batch entries its operand was shared by."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a2 = a[None, :] if a.ndim == 1 else a  # (K,) -> (1, K)
+        b2 = b[:, None] if b.ndim == 1 else b  # (K,) -> (K, 1)
+        out = batched_matmul(a2, b2)  # (..., M, N)
+        ctx.save_for_backward(a2, b2)
+        ctx.out_shape = out.shape
+        ctx.shapes = a.shape, b.shape
+        if a.ndim == 1:
+            out = out[..., 0, :]
+        if b.ndim == 1:
+            out = out[..., 0]
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, Any]:
+        a2, b2 = ctx.saved_tensors
+        shape_a, shape_b = ctx.shapes
+        need_a, need_b = ctx.needs_input_grad
+        grad = grad.reshape(ctx.out_shape)  # (..., M, N), the 1-D axes put back
+        ga = gb = None
+        if need_a:
+            # $\bar A = \bar C B^\top$, summed over the batch dims `a` was broadcast along
+            ga = unbroadcast(batched_matmul(grad, b2.swapaxes(-1, -2)), a2.shape).reshape(shape_a)
+        if need_b:
+            if math.prod(b2.shape[:-2]) == 1:
+                # folded: $\bar B = \sum_b A_b^\top \bar C_b = A^\top \bar C$ over all rows
+                gb = batched_matmul(_rows(a2).T, _rows(grad)).reshape(shape_b)
+            else:
+                # $\bar B = A^\top \bar C$, summed over the batch dims `b` was broadcast along
+                gb = unbroadcast(batched_matmul(a2.swapaxes(-1, -2), grad), b2.shape)
+                gb = gb.reshape(shape_b)
+        return ga, gb
+# --8<-- [end:matmul]
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product `a @ b` with NumPy's `matmul` rules (see the module docstring).
+
+    Both operands must be floating-point tensors of the same dtype with at least one dim.
+    """
+    a, b = binary_operands("matmul", a, b)
+    shape_a, shape_b = np.shape(a), np.shape(b)
+    if not shape_a or not shape_b:
+        raise ValueError(f"matmul: both operands need at least 1 dim, got shapes {shape_a} and "
+                         f"{shape_b} (multiply by a scalar with *)")
+    if a.dtype not in FLOAT_DTYPES or b.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"matmul: needs floating-point operands, got {a.dtype} and {b.dtype} "
+                        f"(shapes {shape_a} and {shape_b})")
+    k_a, k_b = shape_a[-1], shape_b[-2 if len(shape_b) > 1 else 0]
+    if k_a != k_b:
+        raise ValueError(f"matmul: inner dimensions differ for shapes {shape_a} and {shape_b} "
+                         f"({k_a} != {k_b})")
+    try:
+        np.broadcast_shapes(shape_a[:-2], shape_b[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: batch dimensions of shapes {shape_a} and {shape_b} do not "
+                         f"broadcast") from None
+    return Matmul.apply(a, b)
