@@ -127,7 +127,9 @@ class Tensor:
 
     def item(self) -> float | int | bool:
         if self.data.size != 1:
-            raise ValueError(f"item: only one-element tensors convert to a scalar, got {self.shape}")
+            raise ValueError(
+                f"item: only one-element tensors convert to a scalar, got {self.shape}"
+            )
         return self.data.item()
 
     def tolist(self) -> Any:

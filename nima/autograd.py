@@ -185,15 +185,16 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
     ready = [root]
     while ready:
         node = ready.pop()
-        grad = grads.pop(id(node))
+        grad = grads.pop(id(node), None)  # None: every consumer sent None (a zero gradient)
         ctx = node._ctx
-        if ctx is None or node._retains_grad:
+        if grad is not None and (ctx is None or node._retains_grad):
             node.grad = grad.copy() if node.grad is None else node.grad + grad
         if ctx is None:
             continue
-        input_grads = ctx.function.backward(ctx, grad)
+        input_grads = () if grad is None else ctx.function.backward(ctx, grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
+        input_grads += (None,) * (len(ctx.parents) - len(input_grads))
         for parent, need, g in zip(ctx.parents, ctx.needs_input_grad, input_grads, strict=False):
             if not need:
                 continue
@@ -203,7 +204,7 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
                     g = unbroadcast(g, parent.data.shape)
                 grads[key] = grads[key] + g if key in grads else g
             pending[key] -= 1
-            if pending[key] == 0 and key in grads:
+            if pending[key] == 0:  # released even without a gradient, so its inputs are too
                 ready.append(parent)
         if not retain_graph:
             ctx.saved_tensors = None

@@ -2,7 +2,8 @@ r"""Numerical gradient checking by central differences, in float64.
 
 For a scalar function $f$ of an input $x$, the central difference
 
-$$\frac{\partial f}{\partial x_i} \approx \frac{f(x + \epsilon e_i) - f(x - \epsilon e_i)}{2\epsilon}$$
+$$\frac{\partial f}{\partial x_i} \approx
+  \frac{f(x + \epsilon e_i) - f(x - \epsilon e_i)}{2\epsilon}$$
 
 has truncation error $O(\epsilon^2)$ (the $f''$ terms cancel; $\tfrac{\epsilon^2}{6} f'''$ remains)
 and rounding error about $\delta_{\text{mach}} |f| / \epsilon$. With float64
@@ -18,7 +19,6 @@ $v^\top J$ to compare with.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def _compare(
                              shape)
     raise GradcheckError(
         f"gradcheck: input {i} (shape {shape}) element {tuple(int(j) for j in worst)}: "
-        f"analytic {analytic[worst]!r} vs numeric {numeric[worst]!r} "
+        f"analytic {float(analytic[worst])!r} vs numeric {float(numeric[worst])!r} "
         f"(atol={atol}, rtol={rtol}; {int((excess > 0).sum())} of {excess.size} elements off)"
     )
 
@@ -113,7 +113,9 @@ def central_differences(loss: Callable[[], float], x: np.ndarray, eps: float = 1
     return grad
 
 
-def numerical_grad(fn: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+def numerical_grad(
+    fn: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6
+) -> np.ndarray:
     """Central-difference gradient of a scalar NumPy function `fn(x)`, in float64."""
     x = np.array(x, dtype=np.float64)
     return central_differences(lambda: fn(x), x, eps)

@@ -41,7 +41,8 @@ def arrays(draw: st.DrawFn, shape: tuple[int, ...],
            dtype: type = np.float64) -> np.ndarray:
     """An array of `shape`, laid out contiguously, as a transposed view, or as a strided view."""
     elements = values() if elements is None else elements
-    layout = draw(st.sampled_from(["contiguous", "transposed", "strided"])) if shape else "contiguous"
+    layouts = ["contiguous", "transposed", "strided"] if shape else ["contiguous"]
+    layout = draw(st.sampled_from(layouts))
     if layout == "transposed":
         base = draw(hnp.arrays(dtype, shape[::-1], elements=elements))
         return base.T

@@ -35,10 +35,10 @@ def as_operand(op: str, x: Any, like: Tensor) -> Any:
                 f"{x.shape}); convert one with .float() or .double()"
             )
         return x
+    if isinstance(x, np.generic):  # first: np.float64 is a subclass of float
+        return x.item()
     if isinstance(x, (float, int)):
         return x
-    if isinstance(x, np.generic):
-        return x.item()
     dtype = like.dtype if like.dtype in FLOAT_DTYPES else None
     return Tensor(np.asarray(x, dtype=dtype))
 
@@ -304,7 +304,7 @@ class Silu(Function):
 
 
 class Softplus(Function):
-    r"""$y = \ln(1 + e^x)$, computed as `logaddexp(0, x)` (no overflow); $\bar x = \bar y\,\sigma(x)$."""
+    r"""$y = \ln(1 + e^x)$, as `logaddexp(0, x)` (no overflow); $\bar x = \bar y\,\sigma(x)$."""
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray) -> np.ndarray:
@@ -355,7 +355,7 @@ class Minimum(Function):
 
 
 class Clamp(Function):
-    r"""$y = \min(\max(x, lo), hi)$; $\bar x = \bar y\,[lo \le x \le hi]$ (as PyTorch: bounds pass)."""
+    r"""$y = \min(\max(x, lo), hi)$; $\bar x = \bar y\,[lo \le x \le hi]$; bounds pass."""
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:

@@ -118,7 +118,8 @@ class LogSumExp(Function):
     def forward(ctx: Context, x: np.ndarray, dims: tuple[int, ...], keepdim: bool) -> np.ndarray:
         m = np.max(x, axis=dims, keepdims=True)
         m = np.where(np.isfinite(m), m, 0)  # all -inf (or +inf) rows: leave them to exp/log
-        out = m + np.log(np.sum(np.exp(x - m), axis=dims, keepdims=True))
+        with np.errstate(divide="ignore"):  # log(0) = -inf for those rows, as intended
+            out = m + np.log(np.sum(np.exp(x - m), axis=dims, keepdims=True))
         ctx.save_for_backward(x, out)
         ctx.dims, ctx.keepdim = dims, keepdim
         return out if keepdim else np.squeeze(out, dims)

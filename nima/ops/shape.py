@@ -8,7 +8,6 @@ Where NumPy can, the forward returns a view that shares memory with its input, a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -23,7 +22,7 @@ def _dim(op: str, dim: int, ndim: int) -> int:
 
 
 class Reshape(Function):
-    r"""Same elements, new shape (a view when possible); $\bar x = \operatorname{reshape}(\bar y)$."""
+    r"""Same elements, new shape (a view if possible); $\bar x = \operatorname{reshape}(\bar y)$."""
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -37,7 +36,7 @@ class Reshape(Function):
 
 # --8<-- [start:permute]
 class Permute(Function):
-    r"""$y = x$ with axes reordered by $\pi$; $\bar x = \bar y$ with axes reordered by $\pi^{-1}$."""
+    r"""$y = x$ with axes reordered by $\pi$; $\bar x = \bar y$ reordered by $\pi^{-1}$."""
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
@@ -136,7 +135,8 @@ view = reshape
 
 def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
     dims = tuple(int(d) for d in dims)
-    if len(dims) != x.ndim or sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+    axes = sorted(d + x.ndim if d < 0 else d for d in dims)  # no wrap-around: 5 is not axis 2
+    if len(dims) != x.ndim or axes != list(range(x.ndim)):
         raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} axes of {x.shape}")
     return Permute.apply(x, tuple(d % x.ndim for d in dims))
 
@@ -173,7 +173,7 @@ def squeeze(x: Tensor, dim: Axis = None) -> Tensor:
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
     """Insert an axis of size 1 at `dim` (in the result's numbering)."""
     d = _dim("unsqueeze", dim, x.ndim + 1)
-    return Reshape.apply(x, x.shape[:d] + (1,) + x.shape[d:])
+    return Reshape.apply(x, (*x.shape[:d], 1, *x.shape[d:]))
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
@@ -183,7 +183,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     s, e = _dim("flatten", start_dim, x.ndim), _dim("flatten", end_dim, x.ndim)
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
-    return Reshape.apply(x, x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:])
+    return Reshape.apply(x, (*x.shape[:s], int(np.prod(x.shape[s:e + 1])), *x.shape[e + 1:]))
 
 
 def _same_shapes(op: str, tensors: Sequence[Tensor], skip: int | None) -> None:
@@ -217,7 +217,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
     """The slice `start:start+length` along `dim`."""
     d = _dim("narrow", dim, x.ndim)
-    if not (0 <= start and length >= 0 and start + length <= x.shape[d]):
+    if not (start >= 0 and length >= 0 and start + length <= x.shape[d]):
         raise IndexError(f"narrow: [{start}, {start + length}) is outside dim {d} of {x.shape}")
     return Narrow.apply(x, d, start, length)
 
