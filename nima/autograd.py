@@ -120,13 +120,13 @@ class Function:
         except ValueError as e:
             shapes = ", ".join(str(a.shape) for a in arrays if isinstance(a, np.ndarray))
             raise ValueError(f"{cls.__name__.lower()}: {e} (input shapes: {shapes})") from e
+        result = Tensor._from_array(out, False)
         if _grad_enabled and True in needs:
-            result = Tensor._from_array(out, True)
+            result.requires_grad = True
             ctx.function = cls
             ctx.parents = args
             result._ctx = ctx
-            return result
-        return Tensor._from_array(out, False)
+        return result
 # --8<-- [end:function]
 
 
@@ -192,9 +192,10 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
         if ctx is None:
             continue
         input_grads = () if grad is None else ctx.function.backward(ctx, grad)
-        if not isinstance(input_grads, tuple):
+        if type(input_grads) is not tuple:
             input_grads = (input_grads,)
-        input_grads += (None,) * (len(ctx.parents) - len(input_grads))
+        if len(input_grads) < len(ctx.parents):
+            input_grads += (None,) * (len(ctx.parents) - len(input_grads))
         for parent, need, g in zip(ctx.parents, ctx.needs_input_grad, input_grads, strict=False):
             if not need:
                 continue
@@ -203,8 +204,9 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
                 if g.shape != parent.data.shape:
                     g = unbroadcast(g, parent.data.shape)
                 grads[key] = grads[key] + g if key in grads else g
-            pending[key] -= 1
-            if pending[key] == 0:  # released even without a gradient, so its inputs are too
+            left = pending[key] - 1
+            pending[key] = left
+            if not left:  # released even without a gradient, so its inputs are too
                 ready.append(parent)
         if not retain_graph:
             ctx.saved_tensors = None
@@ -228,7 +230,7 @@ def _count_consumers(root: Tensor) -> dict[int, int]:
                 f"'{ctx.function.__name__}' were freed by the first backward(); "
                 f"pass retain_graph=True to the first call if you need to"
             )
-        for parent, need in zip(ctx.parents, ctx.needs_input_grad, strict=True):
+        for parent, need in zip(ctx.parents, ctx.needs_input_grad, strict=False):
             if need:
                 key = id(parent)
                 if key in pending:

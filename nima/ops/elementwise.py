@@ -46,6 +46,8 @@ def as_operand(op: str, x: Any, like: Tensor) -> Any:
 def binary_operands(op: str, a: Any, b: Any) -> tuple[Any, Any]:
     """Coerce the operands of a binary op; at least one of them must be a tensor."""
     if isinstance(a, Tensor) and (a.data.dtype in FLOAT_DTYPES or not isinstance(b, Tensor)):
+        if type(b) is float:  # the common `x * 0.5`: nothing to check
+            return a, b
         return a, as_operand(op, b, a)
     return as_operand(op, a, b), b
 
