@@ -76,11 +76,13 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return pick(_mm.matmul_numpy, _mm.matmul_numba)(a, b)
 
 
+# --8<-- [start:softmax_forward]
 def softmax_forward(x: np.ndarray) -> np.ndarray:
     """Softmax over the last axis; a fully masked (all $-\\infty$) row gives zeros."""
     _check_rows("softmax_forward", x)
     _check_floats("softmax_forward", x)
     return pick(_sm.softmax_forward_numpy, _sm.softmax_forward_numba)(x)
+# --8<-- [end:softmax_forward]
 
 
 def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ BACKENDS = ("numba", "numpy")
 F = TypeVar("F", bound=Callable)
 
 
+# --8<-- [start:backend_switch]
 def _checked(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"unknown kernel backend {name!r}; choose one of {', '.join(BACKENDS)}")
@@ -62,3 +63,4 @@ def pick(numpy_impl: F, numba_impl: F) -> F:
         return numpy_impl
     threads.limit_blas_threads()
     return numba_impl
+# --8<-- [end:backend_switch]

@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 _limiter = None  # the active threadpoolctl limit, or None when OpenBLAS has its default
 
 
+# --8<-- [start:blas_threads]
 def limit_blas_threads() -> None:
     """Run OpenBLAS on one thread, leaving the cores to numba (idempotent and cheap).
 
@@ -49,3 +50,4 @@ def restore_blas_threads() -> None:
     if _limiter is not None:
         _limiter.restore_original_limits()
         _limiter = None
+# --8<-- [end:blas_threads]
