@@ -1,0 +1,11 @@
+"""Neural-network building blocks: `Module`, `Parameter`, containers, layers and init."""
+
+from nima.nn import functional, init
+from nima.nn.activation import GELU, ReLU, Sigmoid, SiLU, Tanh
+from nima.nn.container import ModuleDict, ModuleList, Sequential
+from nima.nn.dropout import Dropout
+from nima.nn.embedding import Embedding
+from nima.nn.linear import Linear
+from nima.nn.module import LoadResult, Module
+from nima.nn.normalization import LayerNorm, RMSNorm
+from nima.nn.parameter import Parameter
