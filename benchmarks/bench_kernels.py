@@ -14,7 +14,8 @@ NumPy with OpenBLAS's default. Calls are interleaved (numba, reference, plain, n
 burst of load from elsewhere on the machine hits all contestants alike; times are medians.
 
 Run: `python benchmarks/bench_kernels.py [--quick]`; writes `benchmarks/results/kernels.md`,
-`kernels.json` and `kernels.png`.
+`kernels.json` and `kernels.png`. `--only softmax` (a substring of the kernel name, e.g. `matmul`,
+`softmax bwd`) races just the matching cases and writes no files.
 """
 
 import argparse
@@ -228,6 +229,8 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--only", metavar="NAME", help="race only kernels whose name contains NAME "
+                        "(writes no result files)")
     args = parser.parse_args()
     budget, rounds, settle = (1.0, 2, 0.5) if args.quick else (8.0, 4, 2.0)
     header = f"Medians; {machine()}."
@@ -243,7 +246,10 @@ def main() -> None:
     ]
     rows = []
     for make_cases in factories:
-        cases = make_cases()  # inputs built just in time, freed after
+        cases = [c for c in make_cases() if args.only is None or args.only in c.name]
+        if not cases:
+            continue
+        # Inputs are built just in time and freed after.
         # Freeing hundreds of MB keeps a core of this VM busy for a moment (the guest hands the
         # pages back to the host); let that pass so it does not land in the first timings.
         time.sleep(settle)
@@ -257,6 +263,8 @@ def main() -> None:
     table = to_markdown(rows, header)
     print()
     print(table)
+    if args.only is not None:
+        return
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "kernels.md").write_text(table)
     (RESULTS / "kernels.json").write_text(json.dumps({"machine": header, "rows": rows}, indent=2))

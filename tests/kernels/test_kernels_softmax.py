@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from kernel_arrays import dtypes, in_layout, layouts, random_array, seeds, tolerance
 
 from nima import kernels
+from nima.kernels.rows import max_ignoring_nan, row_max
 from nima.kernels.softmax import (
     log_softmax_backward_numba,
     log_softmax_backward_numpy,
@@ -20,9 +21,10 @@ from nima.kernels.softmax import (
     softmax_forward_numpy,
 )
 
-# Widths: 1, around the 8-way unroll of the row maximum, and odd sizes past it.
+# Widths: 1, around the SIMD widths of the vectorised row loops (8 and 16 lanes, unrolled 4x),
+# and odd sizes past them.
 row_shapes = st.lists(st.integers(1, 4), min_size=0, max_size=2).flatmap(
-    lambda lead: st.sampled_from([1, 2, 7, 8, 9, 17, 33, 100]).map(lambda n: (*lead, n))
+    lambda lead: st.sampled_from([1, 2, 7, 8, 9, 17, 33, 64, 65, 100]).map(lambda n: (*lead, n))
 )
 
 
@@ -184,3 +186,18 @@ def test_dispatcher_errors() -> None:
         kernels.log_softmax_backward(np.zeros((2, 3)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match=r"softmax_forward.*scalar"):
         kernels.softmax_forward(np.float64(1.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 64, 65, 1000])
+def test_row_max_skips_nans(dtype: type, n: int) -> None:
+    """`row_max` (vectorised `llvm.maxnum`) and its pure-Python twin agree with `np.nanmax`."""
+    x = random_array(n, (n,), dtype)
+    for row in (x, np.where(np.arange(n) % 3 == 0, np.nan, x).astype(dtype)):
+        expected = np.nanmax(row, initial=-np.inf) if not np.isnan(row).all() else -np.inf
+        assert row_max(row) == expected
+        assert row_max.py_func(row) == expected
+    for fill in (np.nan, -np.inf):  # all NaN or fully masked: -inf
+        assert row_max(np.full(n, fill, dtype)) == -np.inf
+    got = row_max(np.array([-np.inf, np.nan, 2.0, np.inf], dtype))
+    assert got == np.inf and max_ignoring_nan(dtype(np.nan), dtype(1)) == 1
