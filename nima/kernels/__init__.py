@@ -16,6 +16,7 @@ call the active backend's implementation — see `nima.kernels.backend`:
 | `matmul` | `nima.kernels.gemm` | `prange` over (batch, row block[, column block]) |
 | `softmax_*`, `log_softmax_*` | `nima.kernels.softmax` | `prange` over rows |
 | `cross_entropy_*` | `nima.kernels.cross_entropy` | `prange` over rows |
+| `layer_norm_*`, `rms_norm_*` | `nima.kernels.layernorm` | `prange` over rows (row blocks) |
 
 All take float32 or float64 (one dtype per call) and return new arrays. Nothing is compiled at
 import: each numba kernel compiles on its first call for a dtype (or loads numba's on-disk cache).
@@ -25,6 +26,7 @@ import numpy as np
 
 from nima.kernels import cross_entropy as _ce
 from nima.kernels import gemm as _mm
+from nima.kernels import layernorm as _ln
 from nima.kernels import softmax as _sm
 from nima.kernels.backend import BACKENDS, backend, current, pick, use
 
@@ -34,9 +36,13 @@ __all__ = [
     "cross_entropy_backward",
     "cross_entropy_forward",
     "current",
+    "layer_norm_backward",
+    "layer_norm_forward",
     "log_softmax_backward",
     "log_softmax_forward",
     "matmul",
+    "rms_norm_backward",
+    "rms_norm_forward",
     "softmax_backward",
     "softmax_forward",
     "use",
@@ -168,3 +174,78 @@ def cross_entropy_backward(
         )
     backward = pick(_ce.cross_entropy_backward_numpy, _ce.cross_entropy_backward_numba)
     return backward(logits, targets, lse, grad_losses, ignore_index, label_smoothing)
+
+
+# --8<-- [start:layer_norm]
+def _check_norm(op: str, x: np.ndarray, weight: np.ndarray | None,
+                *more: np.ndarray | None) -> None:
+    """x has rows (C >= 1) along its last axis; weight is (C,) or None; one float dtype."""
+    if x.ndim < 1 or x.shape[-1] == 0:
+        raise ValueError(f"{op}: expected rows along a non-empty last axis, got shape {x.shape}")
+    if weight is not None and weight.shape != x.shape[-1:]:
+        raise ValueError(f"{op}: weight of shape {weight.shape} does not match x of shape "
+                         f"{x.shape} (expected ({x.shape[-1]},))")
+    _check_floats(op, x, *(a for a in (weight, *more) if a is not None))
+
+
+def _check_row_stats(op: str, x: np.ndarray, dy: np.ndarray, *stats: np.ndarray) -> None:
+    """dy has x's shape; each saved statistic has x.shape[:-1]."""
+    if dy.shape != x.shape:
+        raise ValueError(f"{op}: gradient shape {dy.shape} and input shape {x.shape} differ")
+    for s in stats:
+        if s.shape != x.shape[:-1]:
+            raise ValueError(f"{op}: saved row statistics of shape {s.shape} do not match "
+                             f"input shape {x.shape} (expected {x.shape[:-1]})")
+
+
+def layer_norm_forward(
+    x: np.ndarray, weight: np.ndarray | None = None, bias: np.ndarray | None = None,
+    eps: float = 1e-5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""(y, mean, rstd): $y = (x - \mu)\,\text{rstd} \odot w + b$ over the last axis.
+
+    Biased variance, $\text{rstd} = 1/\sqrt{\sigma^2 + \epsilon}$; weight, bias (C,) or None;
+    mean and rstd have shape `x.shape[:-1]` (what `layer_norm_backward` needs).
+    """
+    _check_norm("layer_norm_forward", x, weight, bias)
+    if bias is not None and bias.shape != x.shape[-1:]:
+        raise ValueError(f"layer_norm_forward: bias of shape {bias.shape} does not match x of "
+                         f"shape {x.shape} (expected ({x.shape[-1]},))")
+    return pick(_ln.layer_norm_forward_numpy, _ln.layer_norm_forward_numba)(x, weight, bias, eps)
+
+
+def layer_norm_backward(
+    dy: np.ndarray, x: np.ndarray, weight: np.ndarray | None, mean: np.ndarray,
+    rstd: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""(dx, dweight, dbias) of layer norm from the saved mean and rstd.
+
+    $\bar x = \text{rstd}(\bar{\hat x} - \operatorname{mean}\bar{\hat x} - \hat x
+    \operatorname{mean}(\bar{\hat x}\hat x))$, $\bar{\hat x} = \bar y \odot w$;
+    dweight $= \sum_{\text{rows}} \bar y \odot \hat x$, dbias $= \sum_{\text{rows}} \bar y$.
+    """
+    _check_norm("layer_norm_backward", x, weight, dy, mean, rstd)
+    _check_row_stats("layer_norm_backward", x, dy, mean, rstd)
+    backward = pick(_ln.layer_norm_backward_numpy, _ln.layer_norm_backward_numba)
+    return backward(dy, x, weight, mean, rstd)
+# --8<-- [end:layer_norm]
+
+
+def rms_norm_forward(
+    x: np.ndarray, weight: np.ndarray | None = None, eps: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""(y, rstd): $y = x\,\text{rstd} \odot w$, $\text{rstd} = 1/\sqrt{\operatorname{mean}(x^2)
+    + \epsilon}$ over the last axis; rstd has shape `x.shape[:-1]`."""
+    _check_norm("rms_norm_forward", x, weight)
+    return pick(_ln.rms_norm_forward_numpy, _ln.rms_norm_forward_numba)(x, weight, eps)
+
+
+def rms_norm_backward(
+    dy: np.ndarray, x: np.ndarray, weight: np.ndarray | None, rstd: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""(dx, dweight) of RMSNorm: $\bar x = \text{rstd}(\bar{\hat x} - \hat x
+    \operatorname{mean}(\bar{\hat x}\hat x))$, dweight $= \sum_{\text{rows}} \bar y \odot \hat x$.
+    """
+    _check_norm("rms_norm_backward", x, weight, dy, rstd)
+    _check_row_stats("rms_norm_backward", x, dy, rstd)
+    return pick(_ln.rms_norm_backward_numpy, _ln.rms_norm_backward_numba)(dy, x, weight, rstd)

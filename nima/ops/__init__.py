@@ -1,5 +1,6 @@
 """The differentiable ops, one family per module; `nima.ops.<name>` reaches every one."""
 
+from nima.ops.dropout import dropout
 from nima.ops.elementwise import (
     abs,
     add,
@@ -33,6 +34,7 @@ from nima.ops.elementwise import (
 from nima.ops.indexing import getitem
 from nima.ops.linalg import matmul
 from nima.ops.nn import cross_entropy, embedding, log_softmax, one_hot, softmax
+from nima.ops.normalization import layer_norm, rms_norm
 from nima.ops.reduce import argmax, argmin, logsumexp, max, mean, min, sum, var
 from nima.ops.shape import (
     cat,
