@@ -270,7 +270,8 @@ class Gelu(Function):
     def forward(ctx: Context, x: np.ndarray, approximate: str) -> np.ndarray:
         ctx.approximate = approximate
         if approximate == "tanh":
-            t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
+            # x * x * x, not x**3: the power calls pow per element, 5x slower
+            t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * (x * x * x)))
             ctx.save_for_backward(x, t)
             return 0.5 * x * (1 + t)
         if approximate != "none":
