@@ -8,21 +8,28 @@ from typing import Any
 from nima.nn.module import Module
 
 
+# --8<-- [start:sequential]
 class Sequential(Module):
     """Calls its modules in order, each on the previous one's output."""
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
         for i, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential: argument {i} must be a Module, "
+                                f"got {type(module).__name__}")
             setattr(self, str(i), module)
 
     def forward(self, x: Any) -> Any:
         for module in self._modules.values():
             x = module(x)
         return x
+# --8<-- [end:sequential]
 
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
+    def __getitem__(self, index: int | slice) -> Module:
+        """A module by position; a slice gives a `Sequential` of those modules (shared)."""
+        modules = list(self._modules.values())
+        return Sequential(*modules[index]) if isinstance(index, slice) else modules[index]
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -49,8 +56,10 @@ class ModuleList(Module):
             self.append(module)
         return self
 
-    def __getitem__(self, index: int) -> Module:
-        return list(self._modules.values())[index]
+    def __getitem__(self, index: int | slice) -> Module:
+        """A module by position; a slice gives a `ModuleList` of those modules (shared)."""
+        modules = list(self._modules.values())
+        return ModuleList(modules[index]) if isinstance(index, slice) else modules[index]
 
     def __len__(self) -> int:
         return len(self._modules)
@@ -71,6 +80,11 @@ class ModuleDict(Module):
         if not isinstance(module, Module):
             raise TypeError(f"ModuleDict: value for {key!r} must be a Module, "
                             f"got {type(module).__name__}")
+        if not isinstance(key, str) or "." in key or not key:
+            raise KeyError(f"ModuleDict: key must be a non-empty str without '.', got {key!r}")
+        if key not in self._modules and hasattr(self, key):
+            raise KeyError(f"ModuleDict: key {key!r} would shadow the attribute "
+                           f"ModuleDict.{key}")
         setattr(self, key, module)
 
     def __getitem__(self, key: str) -> Module:

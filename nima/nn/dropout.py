@@ -8,6 +8,7 @@ from nima._tensor import Tensor
 from nima.nn.module import Module
 
 
+# --8<-- [start:dropout]
 class Dropout(Module):
     """Inverted dropout, seeded by `nima.manual_seed`; the identity in `eval()` mode."""
 
@@ -19,6 +20,7 @@ class Dropout(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training)
+# --8<-- [end:dropout]
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

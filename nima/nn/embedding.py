@@ -13,6 +13,7 @@ from nima.nn.module import Module
 from nima.nn.parameter import Parameter
 
 
+# --8<-- [start:embedding]
 class Embedding(Module):
     r"""`ids (...) -> vectors (..., embedding_dim)`: row $i$ of `weight` for id $i$.
 
@@ -29,6 +30,7 @@ class Embedding(Module):
 
     def forward(self, ids: Any) -> Tensor:
         return F.embedding(ids, self.weight)
+# --8<-- [end:embedding]
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"

@@ -19,12 +19,14 @@ from nima import random
 from nima._tensor import Tensor
 
 
+# --8<-- [start:fans]
 def _fans(t: Tensor) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight stored as (out_features, in_features, ...), as PyTorch."""
     if t.ndim < 2:
         raise ValueError(f"init: fan in/out need at least 2 dims, got shape {t.shape}")
     receptive = math.prod(t.shape[2:])
     return t.shape[1] * receptive, t.shape[0] * receptive
+# --8<-- [end:fans]
 
 
 def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
@@ -49,6 +51,7 @@ def ones_(t: Tensor) -> Tensor:
     return t
 
 
+# --8<-- [start:xavier]
 def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
     r"""$\mathcal U(-a, a)$ with $a = \text{gain}\sqrt{6 / (n_\text{in} + n_\text{out})}$."""
     fan_in, fan_out = _fans(t)
@@ -60,8 +63,10 @@ def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
     r"""$\mathcal N(0, \sigma^2)$, $\sigma = \text{gain}\sqrt{2 / (n_\text{in} + n_\text{out})}$."""
     fan_in, fan_out = _fans(t)
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+# --8<-- [end:xavier]
 
 
+# --8<-- [start:kaiming]
 def kaiming_uniform_(t: Tensor, a: float = 0.0) -> Tensor:
     r"""$\mathcal U(-b, b)$, $b = \sqrt{6 / ((1 + a^2)\,n_\text{in})}$ ($a$: leaky-ReLU slope).
 
@@ -75,8 +80,11 @@ def kaiming_normal_(t: Tensor, a: float = 0.0) -> Tensor:
     r"""$\mathcal N(0, \sigma^2)$, $\sigma = \sqrt{2 / ((1 + a^2)\,n_\text{in})}$."""
     fan_in, _ = _fans(t)
     return normal_(t, 0.0, math.sqrt(2.0 / ((1 + a * a) * fan_in)))
+# --8<-- [end:kaiming]
 
 
+# --8<-- [start:scaled_residual]
 def scaled_residual_normal_(t: Tensor, n_layer: int, std: float = 0.02) -> Tensor:
     r"""GPT-2's residual-projection init, $\mathcal N(0, (\text{std}/\sqrt{2n_\text{layer}})^2)$."""
     return normal_(t, 0.0, std / math.sqrt(2 * n_layer))
+# --8<-- [end:scaled_residual]

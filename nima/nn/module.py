@@ -39,6 +39,7 @@ class Module:
         object.__setattr__(self, "training", True)
 
     # ----------------------------------------------------------------------------- registration
+    # --8<-- [start:registration]
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(
@@ -57,6 +58,7 @@ class Module:
         else:
             params.pop(name, None), buffers.pop(name, None), modules.pop(name, None)
         object.__setattr__(self, name, value)
+    # --8<-- [end:registration]
 
     def __delattr__(self, name: str) -> None:
         for registry in (self._parameters, self._buffers, self._modules):
@@ -66,6 +68,12 @@ class Module:
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """A tensor that belongs to the module's state but is not learned (a cached table, a
         running statistic); in `state_dict()` unless `persistent=False`."""
+        if tensor is not None and (not isinstance(tensor, Tensor) or isinstance(tensor, Parameter)):
+            raise TypeError(f"register_buffer: {type(self).__name__}.{name} must be a Tensor "
+                            f"(not a Parameter) or None, got {type(tensor).__name__}")
+        if "." in name or name in self._parameters or name in self._modules:
+            raise KeyError(f"register_buffer: {type(self).__name__} cannot register {name!r} "
+                           f"(a '.' in the name, or already a parameter or submodule)")
         object.__setattr__(self, name, tensor)
         self._buffers[name] = tensor
         if persistent:
@@ -74,6 +82,9 @@ class Module:
             self._non_persistent.add(name)
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {type(self).__name__}.{name} must be a "
+                            f"Parameter or None, got {type(param).__name__}")
         if param is None:
             object.__setattr__(self, name, None)
             self._parameters[name] = None
@@ -95,13 +106,16 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """This module and every submodule, depth first, each once (shared ones too)."""
+    # --8<-- [start:walks]
+    def named_modules(self, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """This module and every submodule, depth first; a module reachable under several
+        names comes once (under the first) unless `remove_duplicate=False`."""
         seen: set[int] = set()
         stack = [(prefix, self)]
         while stack:
             name, module = stack.pop()
-            if id(module) in seen:
+            if remove_duplicate and id(module) in seen:
                 continue
             seen.add(id(module))
             yield name, module
@@ -123,6 +137,7 @@ class Module:
                     continue
                 seen.add(id(param))
                 yield (f"{module_name}.{name}" if module_name else name), param
+    # --8<-- [end:walks]
 
     def parameters(self) -> Iterator[Parameter]:
         for _, param in self.named_parameters():
@@ -139,11 +154,13 @@ class Module:
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
 
     # ----------------------------------------------------------------------------- state
+    # --8<-- [start:state_dict]
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter and persistent buffer by dotted name, as arrays sharing memory with
-        the model. A tied parameter appears under each of its names, as in PyTorch."""
+        the model. A tied parameter (or shared module) appears under each of its names, as in
+        PyTorch."""
         state: dict[str, np.ndarray] = {}
-        for module_name, module in self.named_modules():
+        for module_name, module in self.named_modules(remove_duplicate=False):
             dot = f"{module_name}." if module_name else ""
             for name, param in module._parameters.items():
                 if param is not None:
@@ -160,7 +177,7 @@ class Module:
         keys raise too, naming them; with `strict=False` they are returned.
         """
         own = {}
-        for module_name, module in self.named_modules():
+        for module_name, module in self.named_modules(remove_duplicate=False):
             dot = f"{module_name}." if module_name else ""
             for name, t in module._parameters.items():
                 if t is not None:
@@ -188,8 +205,10 @@ class Module:
                 value = state_dict[key]
                 target.data[...] = np.asarray(value.data if isinstance(value, Tensor) else value)
         return LoadResult(missing, unexpected)
+    # --8<-- [end:state_dict]
 
     # ----------------------------------------------------------------------------- modes
+    # --8<-- [start:modes]
     def train(self, mode: bool = True) -> Module:
         """Training mode for this module and every submodule (dropout active)."""
         for module in self.modules():
@@ -199,6 +218,7 @@ class Module:
     def eval(self) -> Module:
         """Evaluation mode: `train(False)`."""
         return self.train(False)
+    # --8<-- [end:modes]
 
     def zero_grad(self) -> None:
         """Forget accumulated gradients (`.grad = None`), before the next backward."""
@@ -211,11 +231,13 @@ class Module:
             param.requires_grad_(requires_grad)
         return self
 
+    # --8<-- [start:apply]
     def apply(self, fn: Callable[[Module], None]) -> Module:
         """Call `fn` on every submodule, then on this one (as PyTorch does, e.g. for init)."""
         for module in reversed(list(self.modules())):
             fn(module)
         return self
+    # --8<-- [end:apply]
 
     def to(self, dtype: Any) -> Module:
         """Cast every parameter and buffer to `dtype` in place (the objects stay the same, so

@@ -21,6 +21,7 @@ def _shape(normalized_shape: int | tuple[int, ...]) -> tuple[int, ...]:
     return tuple(normalized_shape)
 
 
+# --8<-- [start:layer_norm]
 class LayerNorm(Module):
     """Layer normalisation with a learned scale $\\gamma$ (ones) and, if `bias`, shift
     $\\beta$ (zeros)."""
@@ -34,11 +35,13 @@ class LayerNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+# --8<-- [end:layer_norm]
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, bias={self.bias is not None}"
 
 
+# --8<-- [start:rms_norm]
 class RMSNorm(Module):
     """Root-mean-square normalisation with a learned scale $\\gamma$ (ones)."""
 
@@ -50,6 +53,7 @@ class RMSNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+# --8<-- [end:rms_norm]
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}"
