@@ -4,6 +4,7 @@ Stateless functions on tensors, named as in `torch.nn.functional`; each is re-ex
 `nima.ops` module that defines it. More join as they land.
 """
 
+from nima.ops.attention import scaled_dot_product_attention
 from nima.ops.dropout import dropout
 from nima.ops.elementwise import gelu, relu, sigmoid, silu, softplus, tanh
 from nima.ops.nn import cross_entropy, embedding, log_softmax, one_hot, softmax
@@ -19,6 +20,7 @@ __all__ = [
     "one_hot",
     "relu",
     "rms_norm",
+    "scaled_dot_product_attention",
     "sigmoid",
     "silu",
     "softmax",

@@ -1,0 +1,95 @@
+r"""Causal softmax for attention scores: the causal mask fused into the softmax kernel.
+
+For scores $S$ of shape `(..., Tq, Tk)`, query row $i$ may see keys $j \le i + \text{shift}$,
+$\text{shift} = T_k - T_q$ (the diagonal aligned to the end, as with a KV cache):
+
+$$y_{ij} = \frac{e^{S_{ij} - m_i}}{\sum_{j' \le i + \text{shift}} e^{S_{ij'} - m_i}}
+\quad (j \le i + \text{shift}), \qquad y_{ij} = 0 \text{ otherwise},$$
+
+with $m_i$ the maximum over the visible prefix. It equals the softmax of the scores with the
+future filled with $-\infty$ — which is exactly what the NumPy reference computes — without
+building the mask or the filled copy, and each row reads only its visible prefix. A row with no
+visible key (or whose visible entries are all $-\infty$, e.g. padding) gives zeros, like
+`softmax_forward`. $-\infty$ entries inside the prefix (a padding or user mask applied before)
+get weight 0.
+
+The backward needs no kernel of its own: it is the ordinary softmax backward
+`kernels.softmax_backward`, $dx = y \odot (dy - \langle dy, y\rangle)$, and hidden entries,
+where $y = 0$, get 0.
+
+**The numba kernel** runs one `prange` task per row of the scores viewed as 2-D `(R, Tk)`; row
+$r$ is query $i = r \bmod T_q$, so it knows its own prefix length without an index array.
+Measured in `benchmarks/bench_attention.py`: against `masked_fill` + `softmax_forward`, it saves
+a full pass to build the filled copy forward and another through `masked_fill`'s backward.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from nima.kernels.backend import pick
+from nima.kernels.fastexp import fast_exp
+from nima.kernels.rows import ROW_FASTMATH, as_rows, row_max
+from nima.kernels.softmax import softmax_forward_numpy
+
+
+# --8<-- [start:causal_softmax_forward_numpy]
+def causal_softmax_forward_numpy(x: np.ndarray, shift: int) -> np.ndarray:
+    """Softmax over keys `j <= i + shift` of query row `i`; zeros elsewhere (NumPy reference)."""
+    t_q, t_k = x.shape[-2:]
+    visible = np.tri(t_q, t_k, shift, dtype=bool)  # (Tq, Tk)
+    return softmax_forward_numpy(np.where(visible, x, -np.inf))
+# --8<-- [end:causal_softmax_forward_numpy]
+
+
+# --8<-- [start:causal_softmax_forward_numba]
+@njit(cache=True, fastmath=ROW_FASTMATH)
+def _causal_softmax_row(r: np.ndarray, n_visible: int, out: np.ndarray) -> None:
+    """One row: softmax of `r[:n_visible]`, zeros after."""
+    out[n_visible:] = 0
+    if n_visible <= 0:
+        return
+    m = row_max(r[:n_visible])
+    if m == -np.inf:
+        out[:n_visible] = 0
+        return
+    s = r.dtype.type(0)
+    for j in range(n_visible):
+        e = fast_exp(r[j] - m)
+        out[j] = e
+        s += e
+    inv_s = r.dtype.type(1) / s
+    for j in range(n_visible):
+        out[j] *= inv_s
+
+
+@njit(parallel=True, cache=True)
+def _causal_softmax_rows(x: np.ndarray, t_q: int, shift: int, y: np.ndarray) -> None:
+    """`prange` over rows; row `r` is query `r % t_q` and sees `r % t_q + shift + 1` keys."""
+    t_k = x.shape[1]
+    for r in prange(x.shape[0]):
+        n_visible = min(max(r % t_q + shift + 1, 0), t_k)
+        _causal_softmax_row(x[r], n_visible, y[r])
+
+
+def causal_softmax_forward_numba(x: np.ndarray, shift: int) -> np.ndarray:
+    """Softmax over keys `j <= i + shift` of query row `i`; zeros elsewhere (numba kernel)."""
+    x2 = as_rows(x)
+    y = np.empty_like(x2)
+    _causal_softmax_rows(x2, x.shape[-2], shift, y)
+    return y.reshape(x.shape)
+# --8<-- [end:causal_softmax_forward_numba]
+
+
+# --8<-- [start:causal_softmax_forward]
+def causal_softmax_forward(x: np.ndarray, shift: int | None = None) -> np.ndarray:
+    """Causal softmax of scores `(..., Tq, Tk)`: row `i` over keys `j <= i + shift`, zeros
+    after; `shift` defaults to `Tk - Tq`. Dispatches to the active backend."""
+    if x.ndim < 2:
+        raise ValueError(f"causal_softmax_forward: expected scores (..., Tq, Tk), got shape "
+                         f"{x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"causal_softmax_forward: expected float32 or float64 scores, got "
+                        f"{x.dtype} (shape {x.shape})")
+    shift = x.shape[-1] - x.shape[-2] if shift is None else int(shift)
+    return pick(causal_softmax_forward_numpy, causal_softmax_forward_numba)(x, shift)
+# --8<-- [end:causal_softmax_forward]

@@ -1,0 +1,150 @@
+r"""Scaled dot-product attention, the stateless core of every attention layer.
+
+$$\operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{Q K^\top}{\sqrt{d_k}}
++ M\right) V,$$
+
+with $M$ a mask: $0$ where a query may look, $-\infty$ where it may not. It is built from Nima
+ops — matmul, `masked_fill`, a fused softmax kernel, dropout — so autograd differentiates it
+with no attention-specific backward. The causal mask goes *inside* the softmax kernel
+(`CausalSoftmax`): no mask array and no filled copy of the scores. Exported as
+`F.scaled_dot_product_attention`; `nima.nn.attention` builds `MultiHeadAttention` on it.
+
+**Masks follow PyTorch:** a boolean `attn_mask` is True where attention is *allowed*; a float
+`attn_mask` is added to the scores. A query that may see no key at all has a row of $-\infty$
+scores; the softmax kernels give such a row zeros, so that query's output is the zero vector
+and its gradient is zero — where PyTorch gives NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from nima import kernels
+from nima._tensor import FLOAT_DTYPES, Tensor
+from nima.autograd import Context, Function
+from nima.kernels.attention import causal_softmax_forward
+from nima.ops.dropout import dropout
+from nima.ops.elementwise import masked_fill
+from nima.ops.nn import softmax
+
+Mask = Any  # a bool or float np.ndarray, or a Tensor
+
+
+def mask_array(op: str, name: str, mask: Mask, shape: tuple[int, ...]) -> Any:
+    """`mask` as a bool array, or a float array/Tensor, checked to broadcast to `shape`."""
+    array = mask if isinstance(mask, Tensor) else np.asarray(mask)
+    kind = array.dtype.kind
+    if kind not in "bf":
+        raise TypeError(f"{op}: {name} must be bool (True = attend) or float (added to the "
+                        f"scores), got {array.dtype} (shape {array.shape})")
+    try:
+        fits = np.broadcast_shapes(array.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{op}: {name} of shape {array.shape} does not broadcast to the "
+                         f"attention scores' shape {shape} (..., Tq, Tk)")
+    if kind == "b":
+        return array.data if isinstance(array, Tensor) else array
+    return array
+
+
+# --8<-- [start:causal_mask]
+def causal_mask(t_q: int, t_k: int) -> np.ndarray:
+    """Bool `(t_q, t_k)`, True where query `i` may see key `j`: `j <= t_k - t_q + i`.
+
+    With `t_q < t_k` (new queries after `t_k - t_q` cached keys) the diagonal is aligned to the
+    end, so the last query sees every key. Example: `causal_mask(2, 3)` is
+    `[[True, True, False], [True, True, True]]`.
+    """
+    return np.tri(t_q, t_k, t_k - t_q, dtype=bool)
+# --8<-- [end:causal_mask]
+
+
+# --8<-- [start:causal_softmax]
+class CausalSoftmax(Function):
+    r"""Softmax over the visible keys of each query, $j \le i + T_k - T_q$; 0 for the rest.
+
+    Equal to `softmax(masked_fill(S, causal_mask(Tq, Tk) == False, -inf))`, but one fused
+    kernel (`nima.kernels.attention`) that reads only each row's visible prefix and needs
+    neither a mask array nor a filled copy of the scores. The backward is softmax's,
+    $\bar S = y \odot (\bar y - \langle \bar y, y\rangle)$: hidden entries have $y = 0$,
+    so their gradient is 0 with no mask either.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, scores: np.ndarray) -> np.ndarray:
+        y = causal_softmax_forward(scores)  # (..., Tq, Tk)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+        (y,) = ctx.saved_tensors
+        return kernels.softmax_backward(y, grad)
+
+
+def causal_softmax(scores: Tensor) -> Tensor:
+    """Causal softmax of attention scores `(..., Tq, Tk)`, the diagonal aligned to the end."""
+    if scores.ndim < 2 or scores.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"causal_softmax: expected float scores (..., Tq, Tk), got "
+                         f"{scores.dtype} of shape {scores.shape}")
+    return CausalSoftmax.apply(scores)
+# --8<-- [end:causal_softmax]
+
+
+# --8<-- [start:sdpa]
+def scaled_dot_product_attention(
+    q: Tensor, k: Tensor, v: Tensor, attn_mask: Mask | None = None, is_causal: bool = False,
+    dropout_p: float = 0.0, need_weights: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""$\operatorname{softmax}(Q K^\top / \sqrt{d_k} + M)\,V$ for `q` `(..., Tq, d)`,
+    `k` `(..., Tk, d)`, `v` `(..., Tk, dv)`; returns `(..., Tq, dv)`.
+
+    `attn_mask` broadcasts to `(..., Tq, Tk)`: bool (True = may attend, as PyTorch) or float
+    (added to the scores, e.g. an ALiBi bias). `is_causal` lets query `i` see keys
+    `j <= Tk - Tq + i` (aligned to the end when `Tq < Tk`, as with a KV cache); unlike
+    PyTorch it may be combined with `attn_mask`. `dropout_p` drops attention weights (pass 0
+    in evaluation). With `need_weights`, also returns the weights `(..., Tq, Tk)` before
+    dropout, for plotting. A query with no visible key gets a zero output (not NaN).
+
+    Example: one query, two keys with scores 0 and $\ln 3$ (`q = [[1]]`, `k = [[0], [ln 3]]`,
+    d = 1) and values `[[0], [4]]` give weights $[1/4, 3/4]$ and the output `[[3]]`.
+    """
+    _check_qkv(q, k, v)
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    shape = (*np.broadcast_shapes(q.shape[:-2], k.shape[:-2]), t_q, t_k)
+    mask = None if attn_mask is None else mask_array(
+        "scaled_dot_product_attention", "attn_mask", attn_mask, shape)
+    # $S = Q K^\top / \sqrt{d_k}$
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))  # (..., Tq, Tk)
+    if mask is not None and mask.dtype == np.bool_:
+        scores = masked_fill(scores, ~mask, -np.inf)  # hidden keys: weight exactly 0
+    elif mask is not None:
+        scores = scores + mask  # $S + M$: an additive mask or bias
+    # each row sums to 1, or is all 0 if it has no visible key
+    weights = causal_softmax(scores) if is_causal else softmax(scores, dim=-1)  # (..., Tq, Tk)
+    out = dropout(weights, dropout_p) @ v  # (..., Tq, dv)
+    return (out, weights) if need_weights else out
+# --8<-- [end:sdpa]
+
+
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+    op = "scaled_dot_product_attention"
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
+        if t.ndim < 2 or t.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"{op}: {name} must be a float tensor (..., T, d), got {t.dtype} "
+                             f"of shape {t.shape}")
+    shapes = f"q {q.shape}, k {k.shape}, v {v.shape}"
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"{op}: expected q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv); "
+                         f"got {shapes}")
+    try:
+        np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{op}: batch dimensions do not broadcast: {shapes}") from None
