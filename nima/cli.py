@@ -1,15 +1,21 @@
-"""The `nima` command: `nima demo` (more subcommands arrive with training and generation).
+"""The `nima` command: `nima demo` and `nima params` (more arrive with training and generation).
 
 `python -m nima demo` builds a small graph, runs backward, checks the gradients against central
 differences, and races the fused softmax kernel against NumPy — Nima's main job in one minute.
+
+`nima params` is the parameter budget: `--preset tiny` (or `--n-layer 6 --n-embd 384 ...`)
+counts a GPT's parameters part by part; `--micro` prints the Micro-Transformer design's three
+configurations; `--explore --target 2.0M-2.5M` lists the configurations of a grid in a range.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -64,14 +70,146 @@ def demo(quick: bool = False) -> None:
           f"max |difference| {err:.1e}")
 
 
+# the fields `nima params` can set, with their types (None: a choice, kept as a string)
+CONFIG_FLAGS: dict[str, type | None] = {
+    "vocab_size": int, "block_size": int, "n_layer": int, "n_head": int, "n_embd": int,
+    "ffn": None, "ffn_hidden": int, "norm": None, "norm_placement": None, "position": None,
+    "attention": None,
+}
+EXPLORE_GRID = {"n_layer": [2, 3, 4, 5, 6, 7, 8], "n_embd": [128, 160, 192, 224, 256],
+                "head_dim": [32], "ffn_hidden": [512, 640, 768, 1024]}
+
+
+def parse_count(text: str) -> float:
+    """`"2.5M"` -> 2.5e6, `"300K"`/`"300k"` -> 3e5, `"1.2B"` -> 1.2e9, `"1e6"` -> 1e6."""
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9}.get(text[-1:].upper(), 1.0)
+    number = text[:-1] if scale != 1.0 else text
+    try:
+        return float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a parameter count: {text!r} (try 2.5M)") from None
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """`"2.0M-2.5M"` -> (2e6, 2.5e6)."""
+    low, sep, high = text.partition("-")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"a range looks like 2.0M-2.5M, got {text!r}")
+    return parse_count(low), parse_count(high)
+
+
+def parse_grid_item(text: str) -> tuple[str, list[int]]:
+    """`"n_layer=2,4,6"` -> ("n_layer", [2, 4, 6])."""
+    name, sep, values = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or name not in {**CONFIG_FLAGS, "head_dim": int}:
+        raise argparse.ArgumentTypeError(
+            f"--grid takes FIELD=V1,V2,... with FIELD one of {', '.join(CONFIG_FLAGS)} or "
+            f"head_dim; got {text!r}")
+    kind = int if name == "head_dim" else CONFIG_FLAGS[name] or str
+    return name, [kind(v) for v in values.split(",") if v]
+
+
+def params(args: argparse.Namespace) -> None:
+    """The parameter budget: one config's breakdown, the Micro-Transformer table, or a search."""
+    from nima.models import GPT, GPTConfig, budget
+
+    if args.micro:
+        print("The Micro-Transformer design (vocab 5000, context 512, learned positions, tied "
+              "head; biases in every Linear and LayerNorm, pre-norm, final LayerNorm):\n")
+        print(budget.micro_transformer_table())
+        return
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in CONFIG_FLAGS
+                                 if getattr(args, k) is not None}
+    for flag in ("bias", "tie_weights"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
+    try:
+        if args.preset:
+            config = GPTConfig.preset(args.preset, **overrides)
+        else:
+            base = budget.MICRO_BASE if args.explore else GPTConfig()
+            config = dataclasses.replace(base, **overrides)
+    except ValueError as e:
+        raise SystemExit(f"nima params: {e}") from None
+
+    if args.explore:
+        grid: dict[str, list[Any]] = dict(EXPLORE_GRID)
+        grid.update(dict(args.grid or []))
+        if "n_head" in grid or "n_head" in overrides:
+            grid.pop("head_dim", None)
+        for name in overrides:  # a field set by a flag is fixed, not searched
+            grid.pop(name, None)
+        low, high = args.target
+        found = budget.explore(grid, (low, high), base=config)
+        searched = ", ".join(f"{k} in {v}" for k, v in grid.items())
+        print(f"{len(found)} configurations with {low:,.0f} to {high:,.0f} parameters "
+              f"(searched {searched}; vocab {config.vocab_size}, context "
+              f"{config.block_size}):\n")
+        rows = [budget.summary_row(f"#{i + 1}", c) for i, (c, _) in enumerate(found[:args.top])]
+        print(budget.table(rows))
+        if len(found) > args.top:
+            print(f"\n... and {len(found) - args.top} more (--top N to see them)")
+        return
+
+    parts = budget.count_parameters(config)
+    total = parts["total"]
+    L = config.n_layer
+    rows = [
+        ("token embedding", parts["embedding"]), ("positions", parts["position"]),
+        (f"attention ({L} x {parts['attention']:,})", L * parts["attention"]),
+        (f"feed-forward ({L} x {parts['ffn']:,})", L * parts["ffn"]),
+        (f"block norms ({L} x {parts['norms']:,})", L * parts["norms"]),
+        ("final norm", parts["final_norm"]), ("output head", parts["head"]),
+    ]
+    print(f"{config}\n")
+    print(budget.table([{"part": name, "parameters": f"{n:,}", "share": f"{n / total:.1%}"}
+                        for name, n in rows]))
+    print(f"\ntotal: {total:,} parameters = {budget.size_mb(total, 'float32'):,.1f} MB in "
+          f"float32, {budget.size_mb(total, 'float16'):,.1f} MB in float16")
+    if args.instantiate:
+        counted = GPT(config).num_parameters()
+        verdict = "agrees" if counted == total else "DISAGREES"
+        print(f"instantiated: {counted:,} parameters ({verdict} with the formula)")
+        if counted != total:
+            raise SystemExit(1)
+
+
+def add_params_parser(commands: Any) -> None:
+    p = commands.add_parser("params", help="count a GPT's parameters; explore configurations",
+                            description="The parameter budget of a GPT configuration.")
+    p.add_argument("--preset", choices=["tiny", "small", "medium"],
+                   help="start from a preset (default: GPT-2 small's shape; for --explore, the "
+                        "Micro-Transformer's vocab 5000 and context 512)")
+    for name, kind in CONFIG_FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind or str, default=None)
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--instantiate", action="store_true",
+                   help="also build the model and count its parameters (both must agree)")
+    p.add_argument("--micro", action="store_true",
+                   help="the Micro-Transformer design's three configurations")
+    p.add_argument("--explore", action="store_true",
+                   help="search a grid for configurations inside --target")
+    p.add_argument("--target", type=parse_range, default=(2.0e6, 2.5e6),
+                   help="for --explore: a range such as 2.0M-2.5M (the default)")
+    p.add_argument("--grid", type=parse_grid_item, action="append", metavar="FIELD=V1,V2",
+                   help=f"for --explore: values to try for a field, replacing the default "
+                        f"grid's ({', '.join(f'{k}={v}' for k, v in EXPLORE_GRID.items())})")
+    p.add_argument("--top", type=int, default=20, help="for --explore: rows to show")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nima", description="Nima: deep learning from scratch.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="graph, backward, gradcheck and a kernel race")
     demo_parser.add_argument("--quick", action="store_true", help="a smaller kernel race")
+    add_params_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(quick=args.quick)
+    elif args.command == "params":
+        params(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,259 @@
+"""GPT: config validation and presets, shapes and errors, the causal property, KV-cache decoding
+equal to the full forward for every position type, weight tying, GPT-2's init, state_dict round
+trip, float64 gradchecks, gradient checkpointing, and overfitting a tiny batch."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+import nima
+from nima.models import GPT, GPTConfig
+from nima.models.gpt import Block
+from nima.nn import RotaryEmbedding
+
+POSITIONS = ["learned", "sinusoidal", "rope", "alibi"]
+ATTENTIONS = ["content", "reweight", "hybrid"]
+
+
+def small(**overrides) -> GPTConfig:
+    fields = dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
+    return GPTConfig(**{**fields, **overrides})
+
+
+def ids(B: int, T: int, V: int = 11, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, V, (B, T))
+
+
+# ----------------------------------------------------------------------------- config
+def test_presets() -> None:
+    tiny = GPTConfig.preset("tiny")
+    assert (tiny.n_layer, tiny.n_head, tiny.n_embd, tiny.block_size, tiny.vocab_size) == \
+        (4, 4, 128, 64, 65)
+    assert GPTConfig.preset("small") == GPTConfig()  # the defaults are GPT-2 small
+    medium = GPTConfig.preset("medium", dropout=0.1)
+    assert (medium.n_layer, medium.n_head, medium.n_embd, medium.dropout) == (24, 16, 1024, 0.1)
+    assert GPTConfig.preset("tiny", vocab_size=256).vocab_size == 256
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    (dict(n_embd=10, n_head=3), "n_embd"),
+    (dict(n_layer=0), "n_layer"),
+    (dict(vocab_size=2.5), "vocab_size"),
+    (dict(ffn="tanh"), "ffn"),
+    (dict(norm="batchnorm"), "norm"),
+    (dict(norm_placement="middle"), "norm_placement"),
+    (dict(position="relative"), "position"),
+    (dict(attention="linear"), "attention"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(ffn_hidden=0), "ffn_hidden"),
+    (dict(position="rope", n_embd=6, n_head=2), "rope"),
+])
+def test_config_errors_name_the_field(overrides: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=f"GPTConfig: .*{field}"):
+        small(**overrides)
+
+
+def test_preset_errors() -> None:
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        GPTConfig.preset("huge")
+    with pytest.raises(ValueError, match=r"unknown field.*n_layers"):
+        GPTConfig.preset("tiny", n_layers=3)
+
+
+# ----------------------------------------------------------------------------- forward
+def test_shapes_and_initial_loss() -> None:
+    nima.manual_seed(0)
+    model = GPT(small(vocab_size=50))
+    idx = ids(3, 8, 50)
+    logits, loss = model(idx, ids(3, 8, 50, seed=1))
+    assert logits.shape == (3, 8, 50) and logits.dtype == np.float32
+    # GPT-2's small init gives near-uniform predictions: loss ~ log V
+    assert abs(loss.item() - math.log(50)) < 0.1
+    logits, loss = model(nima.tensor(idx))
+    assert loss is None and logits.shape == (3, 8, 50)
+
+
+def test_input_errors() -> None:
+    model = GPT(small())
+    with pytest.raises(ValueError, match="9 tokens exceed block_size=8"):
+        model(ids(1, 9))
+    caches = model.new_caches()
+    model(ids(1, 6), caches=caches)
+    with pytest.raises(ValueError, match="3 tokens after 6 cached exceed block_size=8"):
+        model(ids(1, 3), caches=caches)
+    with pytest.raises(ValueError, match=r"idx must be integer token ids of shape \(B, T\)"):
+        model(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="one KVCache per block"):
+        model(ids(1, 2), caches=caches[:1])
+    with pytest.raises(TypeError, match="GPTConfig"):
+        GPT(dict(n_layer=2))
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_causal(position: str, attention: str) -> None:
+    """Logits at position t do not change when tokens after t change."""
+    nima.manual_seed(1)
+    model = GPT(small(position=position, attention=attention)).double()
+    a = ids(2, 8)
+    b = a.copy()
+    b[:, 5:] = (b[:, 5:] + 1 + ids(2, 3, 9, seed=3)) % 11  # every later token differs
+    la, _ = model(a)
+    lb, _ = model(b)
+    np.testing.assert_array_equal(la.data[:, :5], lb.data[:, :5])
+    assert np.abs(la.data[:, 5:] - lb.data[:, 5:]).min() > 0
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_kv_cache_decoding_equals_full_forward(position: str, placement: str) -> None:
+    """Token by token with caches gives the full forward's logits at every position."""
+    nima.manual_seed(2)
+    model = GPT(small(position=position, norm_placement=placement)).double()
+    idx = ids(2, 8)
+    with nima.no_grad():
+        full, _ = model(idx)
+        caches = model.new_caches()
+        steps = [model(idx[:, t:t + 1], caches=caches)[0].data for t in range(8)]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full.data, atol=1e-12)
+    assert [c.length for c in caches] == [8, 8]
+
+
+@pytest.mark.parametrize("attention", ["reweight", "hybrid"])
+def test_kv_cache_with_hybrid_attention_and_a_prompt(attention: str) -> None:
+    """A 5-token prompt in one call, then single tokens."""
+    nima.manual_seed(3)
+    model = GPT(small(attention=attention, position="rope")).double()
+    idx = ids(2, 8)
+    with nima.no_grad():
+        full, _ = model(idx)
+        caches = model.new_caches()
+        steps = [model(idx[:, :5], caches=caches)[0].data]
+        steps += [model(idx[:, t:t + 1], caches=caches)[0].data for t in range(5, 8)]
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full.data, atol=1e-12)
+
+
+def test_post_norm_has_no_final_norm() -> None:
+    assert GPT(small(norm_placement="post")).ln_f is None
+    assert GPT(small()).ln_f is not None
+
+
+# ----------------------------------------------------------------------------- parameters
+def test_tied_weights_share_memory_and_get_one_gradient() -> None:
+    nima.manual_seed(4)
+    model = GPT(small())
+    assert model.lm_head.weight is model.wte.weight
+    assert np.shares_memory(model.state_dict()["lm_head.weight"], model.state_dict()["wte.weight"])
+    names = [n for n, _ in model.named_parameters()]
+    assert "wte.weight" in names and "lm_head.weight" not in names  # counted once
+    _, loss = model(ids(2, 8), ids(2, 8, seed=1))
+    loss.backward()
+    grad = model.wte.weight.grad
+    # the one gradient holds both uses: embedding rows of the tokens seen, and the head
+    untied = GPT(small(tie_weights=False))
+    untied.load_state_dict({**model.state_dict()})
+    _, loss2 = untied(ids(2, 8), ids(2, 8, seed=1))
+    loss2.backward()
+    np.testing.assert_allclose(grad, untied.wte.weight.grad + untied.lm_head.weight.grad,
+                               rtol=1e-5, atol=1e-7)
+    assert untied.num_parameters() == model.num_parameters() + 11 * 8
+
+
+def test_gpt2_init() -> None:
+    nima.manual_seed(5)
+    config = small(n_layer=8, n_embd=64, n_head=4, vocab_size=500, block_size=64)
+    model = GPT(config)
+    params = dict(model.named_parameters())
+    assert abs(params["wte.weight"].data.std() - 0.02) < 0.002
+    assert abs(params["blocks.0.attn.qkv.weight"].data.std() - 0.02) < 0.002
+    residual = 0.02 / math.sqrt(2 * 8)
+    for name in ("blocks.3.attn.proj.weight", "blocks.3.ffn.proj.weight"):
+        assert abs(params[name].data.std() - residual) < 0.15 * residual, name
+    assert not params["blocks.0.attn.qkv.bias"].data.any()
+    np.testing.assert_array_equal(params["blocks.0.ln_1.weight"].data, 1)
+
+
+def test_state_dict_round_trip() -> None:
+    nima.manual_seed(6)
+    a = GPT(small(position="rope", attention="hybrid"))
+    nima.manual_seed(7)
+    b = GPT(small(position="rope", attention="hybrid"))
+    idx = ids(2, 8)
+    assert not np.allclose(a(idx)[0].data, b(idx)[0].data)
+    state = {k: v.copy() for k, v in a.state_dict().items()}
+    assert not any("rope" in k for k in state)  # the cos/sin tables are rebuilt, not saved
+    b.load_state_dict(state)
+    np.testing.assert_array_equal(a(idx)[0].data, b(idx)[0].data)
+    assert b.lm_head.weight is b.wte.weight  # still tied after loading
+
+
+# ----------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("placement", ["pre", "post"])
+@pytest.mark.parametrize("ffn", ["gelu", "swiglu"])
+def test_block_gradcheck(placement: str, ffn: str) -> None:
+    nima.manual_seed(8)
+    config = small(norm_placement=placement, ffn=ffn, ffn_hidden=12, position="rope")
+    block = Block(config, rope=RotaryEmbedding(config.head_dim, config.block_size)).double()
+    x = nima.randn(2, 5, 8, dtype=nima.float64, requires_grad=True)
+    params = list(block.parameters())
+
+    def f(x, *ps):
+        return block(x)
+
+    assert nima.gradcheck(f, [x, *params])
+
+
+def test_model_gradcheck() -> None:
+    """The whole model, loss included, in float64 (a few parameters, to keep it quick)."""
+    nima.manual_seed(9)
+    model = GPT(small(n_layer=1, tie_weights=True)).double()
+    idx, targets = ids(2, 4), ids(2, 4, seed=1)
+    checked = [model.wte.weight, model.wpe.weight, model.blocks[0].attn.qkv.weight,
+               model.ln_f.weight]
+
+    def f(*ps):
+        return model(idx, targets)[1]
+
+    assert nima.gradcheck(f, checked)
+
+
+def test_gradient_checkpointing_gives_identical_gradients() -> None:
+    config = small(n_layer=3, dropout=0.1)
+    grads = []
+    for flag in (False, True):
+        nima.manual_seed(10)
+        model = GPT(dataclasses.replace(config, gradient_checkpointing=flag))
+        nima.manual_seed(11)  # the same dropout masks in both runs
+        _, loss = model(ids(2, 8), ids(2, 8, seed=1))
+        loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        np.testing.assert_array_equal(grads[0][name], grads[1][name], err_msg=name)
+
+
+# ----------------------------------------------------------------------------- learning
+def adam_step(params, state, step, lr=1e-2, betas=(0.9, 0.99), eps=1e-8) -> None:
+    """A minimal Adam, on p.data with p.grad (nima.optim arrives in a later issue)."""
+    b1, b2 = betas
+    for p in params:
+        m, v = state.setdefault(id(p), (np.zeros_like(p.data), np.zeros_like(p.data)))
+        m[...] = b1 * m + (1 - b1) * p.grad
+        v[...] = b2 * v + (1 - b2) * p.grad ** 2
+        p.data -= lr * (m / (1 - b1 ** step)) / (np.sqrt(v / (1 - b2 ** step)) + eps)
+
+
+def test_overfits_a_tiny_batch() -> None:
+    nima.manual_seed(12)
+    model = GPT(small(vocab_size=16, block_size=16, n_layer=2, n_embd=32, n_head=4))
+    data = ids(4, 17, 16, seed=5)
+    x, y = data[:, :-1], data[:, 1:]
+    params, state = list(model.parameters()), {}
+    for step in range(1, 151):
+        model.zero_grad()
+        _, loss = model(x, y)
+        loss.backward()
+        adam_step(params, state, step)
+    assert loss.item() < 0.05, loss.item()
