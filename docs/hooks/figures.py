@@ -1,0 +1,75 @@
+"""MkDocs hook: draw the docs' figures at build time from Nima's own code.
+
+No image is committed: each function below computes its picture with the same functions the
+model uses (`sinusoidal_table`, `RotaryEmbedding`, `ALiBi`), draws it with matplotlib, and the
+hook adds the PNG to the site under `figures/`. Pages reference `figures/NAME.png`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.structure.files import File, Files
+
+import nima
+from nima.nn.positional import ALiBi, RotaryEmbedding, sinusoidal_table
+
+
+def sinusoidal(fig: Figure) -> None:
+    """The table $PE_{p,i}$ for 128 positions and 64 dims, and its dot-product similarity."""
+    table = sinusoidal_table(128, 64)  # (positions, dims)
+    left, right = fig.subplots(1, 2)
+    image = left.imshow(table.T, aspect="auto", cmap="RdBu", origin="lower")
+    left.set(title="sinusoidal $PE_{p,i}$", xlabel="position $p$", ylabel="dimension $i$")
+    fig.colorbar(image, ax=left)
+    right.imshow(table @ table.T, cmap="viridis", origin="lower")
+    right.set(title=r"$\langle PE_p, PE_q\rangle$", xlabel="$q$", ylabel="$p$")
+
+
+def rope(fig: Figure) -> None:
+    """RoPE's relative property: the score of a fixed q and k depends only on their offset."""
+    nima.manual_seed(0)
+    rotary = RotaryEmbedding(head_dim=32, max_len=256)
+    q = nima.randn(1, 1, 1, 32, dtype=np.float64)
+    k = nima.randn(1, 1, 1, 32, dtype=np.float64)
+    ax = fig.subplots()
+    for start in (0, 50, 100):
+        qs = rotary(q, offset=start + 40).data[0, 0, 0]  # query at position start + 40
+        scores = [float(qs @ rotary(k, offset=start + j).data[0, 0, 0]) for j in range(80)]
+        offsets = np.arange(80) - 40
+        ax.plot(offsets, scores, label=f"query at {start + 40}", lw=1.5 if start else 3, alpha=0.8)
+    ax.set(title=r"RoPE: $\langle R_m q, R_n k\rangle$ depends on $n - m$ only",
+           xlabel="key position minus query position", ylabel="score")
+    ax.legend()
+
+
+def alibi(fig: Figure) -> None:
+    """ALiBi's causal biases for the first four of eight heads."""
+    bias = ALiBi(8).bias(16, 16)  # (heads, queries, keys)
+    causal = np.tril(np.ones((16, 16), dtype=bool))
+    for h, ax in enumerate(fig.subplots(1, 4)):
+        ax.imshow(np.where(causal, bias[h], np.nan), cmap="magma", vmin=bias[:4].min(), vmax=0)
+        ax.set(title=f"head {h}: slope 1/{2 ** (h + 1)}", xlabel="key", ylabel="query")
+
+
+FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
+    "positions_sinusoidal": (sinusoidal, (10, 4)),
+    "positions_rope": (rope, (7, 4)),
+    "positions_alibi": (alibi, (12, 3.4)),
+}
+_out = Path(tempfile.mkdtemp(prefix="nima-docs-figures-"))
+
+
+def on_files(files: Files, config: MkDocsConfig) -> Files:
+    for name, (draw, size) in FIGURES.items():
+        fig = Figure(figsize=size, layout="constrained")
+        draw(fig)
+        path = _out / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        files.append(File.generated(config, f"figures/{name}.png", abs_src_path=str(path)))
+    return files
