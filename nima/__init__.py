@@ -71,3 +71,6 @@ int64 = np.dtype(np.int64)
 bool_ = np.dtype(np.bool_)
 
 __version__ = "0.1.0"
+
+# The layers built on the core, so that `import nima` reaches `nima.nn.Linear`, `nima.models.GPT`.
+from nima import functional, kernels, models, nn  # noqa: E402
