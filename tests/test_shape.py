@@ -342,3 +342,13 @@ def test_dim_out_of_range_names_the_op() -> None:
         x.unsqueeze(3)
     with pytest.raises(IndexError, match="cat: dim -3"):
         nima.cat([x, x], -3)
+
+
+def test_transpose_of_a_0d_tensor_is_itself_and_bad_dims_are_named() -> None:
+    x = nima.tensor(2.5, requires_grad=True)
+    y = x.transpose(0, -1)
+    assert y.shape == () and y.item() == 2.5
+    y.backward()
+    assert x.grad == 1.0
+    with pytest.raises(IndexError, match="transpose: dim 1 is out of range"):
+        x.transpose(0, 1)

@@ -17,8 +17,9 @@ from nima.ops.reduce import normalize_dims
 
 
 def _dim(op: str, dim: int, ndim: int) -> int:
-    (d,) = normalize_dims(op, dim, ndim)
-    return d
+    """One axis as a non-negative index; a 0-d tensor accepts 0 and -1 (as in PyTorch)."""
+    dims = normalize_dims(op, dim, ndim)  # raises for an out-of-range dim
+    return dims[0] if dims else 0
 
 
 class Reshape(Function):
@@ -145,7 +146,8 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     """Swap two axes."""
     dims = list(range(x.ndim))
     a, b = _dim("transpose", dim0, x.ndim), _dim("transpose", dim1, x.ndim)
-    dims[a], dims[b] = dims[b], dims[a]
+    if dims:
+        dims[a], dims[b] = dims[b], dims[a]
     return Permute.apply(x, tuple(dims))
 
 
