@@ -91,7 +91,9 @@ def test_layer_norm_forward(shape: tuple[int, ...], dtype: type, layout: str, se
     y, mean, rstd = ln.layer_norm_forward_numba(x, w, b, 1e-5)
     assert y.dtype == mean.dtype == rstd.dtype == dtype
     assert y.shape == shape and mean.shape == rstd.shape == shape[:-1]
-    tol = close(dtype, offset)
+    # ulp(offset) / sigma assumes sigma = 3; a short row can spread much less than that
+    sigma = float(np.std(x.astype(np.float64), axis=-1).min()) if x.size else 3.0
+    tol = close(dtype, offset, scale=3.0 / max(sigma, 1e-3))
     ref = ln.layer_norm_forward_numpy(x, w, b, 1e-5)
     want = oracle_forward(x, w, b, 1e-5, True)
     for got, r, o in zip((y, mean, rstd), ref, want, strict=True):
