@@ -62,6 +62,7 @@ from nima.ops import (
     where,
 )
 from nima.random import manual_seed
+from nima.serialization import load, save
 
 float16 = np.dtype(np.float16)
 float32 = np.dtype(np.float32)

@@ -1,0 +1,208 @@
+"""The YAML config: bundled files, every kind of error naming its dotted key, overrides, docs."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nima.models.gpt import GPTConfig
+from nima.training.config import SECTIONS, Config, ConfigError, load_config, parse_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+SHAKESPEARE = ROOT / "configs" / "shakespeare_char.yaml"
+TINY = ROOT / "configs" / "tiny_synthetic.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(raw: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict(raw)
+    return str(info.value)
+
+
+def test_shakespeare_config_is_nanogpts_baby_gpt():
+    cfg = load_config(SHAKESPEARE)
+    m, o, s, t = cfg.model, cfg.optimizer, cfg.schedule, cfg.training
+    assert (m.n_layer, m.n_head, m.n_embd, m.block_size, m.dropout, m.bias) == (
+        4, 4, 128, 64, 0.0, False)
+    assert (o.name, o.lr, o.betas, o.weight_decay) == ("adamw", 1e-3, (0.9, 0.99), 0.1)
+    assert (s.name, s.warmup, s.total, s.min_lr) == ("warmup_cosine", 100, 2000, 1e-4)
+    assert (t.batch_size, t.max_iters, t.grad_clip, t.eval_interval, t.eval_iters) == (
+        12, 2000, 1.0, 250, 200)
+    assert (cfg.data.tokenizer, cfg.data.val_fraction) == ("char", 0.1)
+    assert (ROOT / cfg.data.corpus).is_file()
+    assert cfg.sampling.max_new_tokens == 500
+    gpt = m.to_gpt_config(vocab_size=65)
+    assert gpt == GPTConfig.preset("tiny")
+
+
+def test_tiny_synthetic_config_loads():
+    cfg = load_config(TINY)
+    assert cfg.data.corpus == "synthetic"
+    assert cfg.training.max_iters <= 200
+    assert isinstance(cfg.model.to_gpt_config(vocab_size=40), GPTConfig)
+
+
+def test_model_section_mirrors_gptconfig():
+    names = [f.name for f in dataclasses.fields(SECTIONS["model"])]
+    assert names == [f.name for f in dataclasses.fields(GPTConfig)]
+
+
+def test_empty_file_is_all_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")) == Config()
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"optimizer": {"lrr": 1e-3}}, "optimizer.lrr: unknown key; did you mean 'lr'?"),
+    ({"training": {"max_iter": 5}}, "training.max_iter: unknown key; did you mean 'max_iters'?"),
+    ({"modle": {}}, "modle: unknown key; did you mean 'model'?"),
+    ({"model": {"zzz": 1}}, "model.zzz: unknown key; valid keys: vocab_size, "),
+])
+def test_unknown_keys_are_named_with_a_suggestion(raw, message):
+    assert error_of(raw).startswith(message)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"training": {"batch_size": True}}, "training.batch_size: expected int, got bool True"),
+    ({"training": {"batch_size": 1.5}}, "training.batch_size: expected int, got float 1.5"),
+    ({"model": {"dropout": "high"}}, "model.dropout: expected float, got str 'high'"),
+    ({"model": {"bias": 1}}, "model.bias: expected bool, got int 1"),
+    ({"optimizer": {"lr": False}}, "optimizer.lr: expected float, got bool False"),
+    ({"optimizer": {"betas": 0.9}}, "optimizer.betas: expected a list of 2 numbers"),
+    ({"optimizer": {"betas": [0.9, "x"]}}, "optimizer.betas[1]: expected float"),
+    ({"training": {"run_dir": None}}, "training.run_dir: must not be null"),
+    ({"sampling": {"prompt": 3}}, "sampling.prompt: expected str, got int 3"),
+    ({"data": []}, "data: expected a mapping, got list"),
+])
+def test_wrong_types_are_named(raw, message):
+    assert error_of(raw).startswith(message)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"optimizer": {"lr": -1.0}}, "optimizer.lr: must be > 0, got -1.0"),
+    ({"optimizer": {"lr": 0}}, "optimizer.lr: must be > 0, got 0.0"),
+    ({"model": {"dropout": 1.0}}, "model.dropout: must be < 1, got 1.0"),
+    ({"model": {"dropout": -0.1}}, "model.dropout: must be >= 0, got -0.1"),
+    ({"optimizer": {"betas": [0.9, 1.0]}}, "optimizer.betas[1]: must be < 1, got 1.0"),
+    ({"training": {"max_iters": 0}}, "training.max_iters: must be >= 1, got 0"),
+    ({"sampling": {"top_k": 0}}, "sampling.top_k: must be >= 1, got 0"),
+    ({"sampling": {"temperature": 0.0}}, "sampling.temperature: must be > 0, got 0.0"),
+    ({"data": {"tokenizer": "word"}}, "data.tokenizer: must be one of 'char', 'bpe', got 'word'"),
+    ({"model": {"position": "x"}}, "model.position: must be one of 'learned'"),
+    ({"schedule": {"name": "cosine"}}, "schedule.name: must be one of 'warmup_cosine'"),
+])
+def test_out_of_range_values_are_named(raw, message):
+    assert error_of(raw).startswith(message)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"model": {"n_embd": 128, "n_head": 3}},
+     "model.n_embd: must be divisible by model.n_head=3, got 128"),
+    ({"model": {"n_embd": 96, "n_head": 32, "position": "rope"}}, "model.position: 'rope'"),
+    ({"schedule": {"warmup": 50, "total": 50}}, "schedule.warmup: must be < schedule.total=50"),
+    ({"schedule": {"warmup": 3000}}, "schedule.warmup: must be < schedule.total=2000"),
+    ({"schedule": {"name": "noam", "warmup": 0}}, "schedule.warmup: must be > 0 for 'noam'"),
+    ({"schedule": {"min_lr": 1e-2}}, "schedule.min_lr: must be <= optimizer.lr=0.001"),
+    ({"data": {"tokenizer": "bpe"}}, "data.vocab_size: tokenizer 'bpe' needs"),
+    ({"optimizer": {"nesterov": True}}, "optimizer.nesterov: needs optimizer.name 'sgd'"),
+])
+def test_cross_field_rules_name_the_key(raw, message):
+    assert error_of(raw).startswith(message)
+
+
+def test_ints_are_accepted_for_floats_and_exponents_without_a_dot():
+    cfg = Config.from_dict({"optimizer": {"lr": 1, "eps": "1e-8"}, "schedule": {"min_lr": 0}})
+    assert cfg.optimizer.lr == 1.0 and isinstance(cfg.optimizer.lr, float)
+    assert cfg.optimizer.eps == 1e-8 and cfg.schedule.min_lr == 0.0
+
+
+def test_overrides_coerce_types_and_apply_after_the_file():
+    cfg = load_config(SHAKESPEARE, ["training.max_iters=10", "model.dropout=0.1",
+                                    "training.mixed_precision=true", "sampling.top_k=200",
+                                    "optimizer.betas=[0.9, 0.95]", "training.run_dir=runs/x",
+                                    "optimizer.lr=3e-4", "training.grad_clip=null"])
+    assert cfg.training.max_iters == 10 and cfg.model.dropout == 0.1
+    assert cfg.training.mixed_precision is True and cfg.sampling.top_k == 200
+    assert cfg.optimizer.betas == (0.9, 0.95) and cfg.training.run_dir == "runs/x"
+    assert cfg.optimizer.lr == 3e-4 and cfg.training.grad_clip is None
+    assert load_config(SHAKESPEARE, ["model.n_layer=2", "model.n_layer=3"]).model.n_layer == 3
+
+
+def test_overrides_reach_a_section_the_file_lacks(tmp_path):
+    cfg = load_config(write(tmp_path, "model:\n  n_layer: 2\n"), ["sampling.prompt=ROMEO:"])
+    assert cfg.sampling.prompt == "ROMEO:" and cfg.model.n_layer == 2
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.max_iter=10", "training.max_iter: unknown key; did you mean 'max_iters'?"),
+    ("trainng.max_iters=10", "trainng: unknown key; did you mean 'training'?"),
+    ("model.dropout=high", "model.dropout: expected float, got str 'high'"),
+    ("training.max_iters=1.5", "training.max_iters: expected int, got float 1.5"),
+    ("optimizer.lr=-1", "optimizer.lr: must be > 0, got -1.0"),
+    ("model.n_head=3", "model.n_embd: must be divisible by model.n_head=3"),
+    ("training.max_iters", "training.max_iters: an override is section.key=value"),
+    ("max_iters=10", "max_iters: an override is section.key=value"),
+])
+def test_bad_overrides_are_named(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(SHAKESPEARE, [override])
+    assert str(info.value).startswith(message)
+
+
+def test_parse_overrides_uses_yaml_scalars():
+    assert parse_overrides(["model.n_layer=10", "model.bias=true", "data.out_dir=",
+                            "sampling.prompt=to be"]) == {
+        "model": {"n_layer": 10, "bias": True}, "data": {"out_dir": ""},
+        "sampling": {"prompt": "to be"}}
+
+
+def test_not_yaml_or_not_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "model: [unclosed\n"))
+    with pytest.raises(ConfigError, match="<root>: expected a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+@pytest.mark.parametrize("path", [SHAKESPEARE, TINY])
+def test_to_dict_round_trips_through_yaml(path, tmp_path):
+    cfg = load_config(path)
+    text = yaml.safe_dump(cfg.to_dict())
+    assert load_config(write(tmp_path, text)) == cfg
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def _doc_rows() -> dict[str, dict[str, list[str]]]:
+    """{section: {key: [cells]}} from the tables of docs/configuration.md."""
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows: dict[str, dict[str, list[str]]] = {}
+    section = None
+    for line in text.splitlines():
+        heading = re.fullmatch(r"### `(\w+)`", line)
+        if heading:
+            section = heading.group(1)
+            rows[section] = {}
+        elif section and line.startswith("| `"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            rows[section][cells[0].strip("`")] = cells
+    return rows
+
+
+def test_every_schema_key_is_documented_with_its_default():
+    rows = _doc_rows()
+    assert list(rows) == list(SECTIONS)
+    defaults = Config().to_dict()
+    for section, cls in SECTIONS.items():
+        names = [f.name for f in dataclasses.fields(cls)]
+        assert list(rows[section]) == names, f"docs/configuration.md, section {section}"
+        for name in names:
+            documented = yaml.safe_load(rows[section][name][2].strip("`"))
+            assert documented == defaults[section][name], f"{section}.{name}"
