@@ -25,6 +25,7 @@ import: each numba kernel compiles on its first call for a dtype (or loads numba
 import numpy as np
 
 from nima.kernels import cross_entropy as _ce
+from nima.kernels import gelu as _gelu
 from nima.kernels import gemm as _mm
 from nima.kernels import layernorm as _ln
 from nima.kernels import softmax as _sm
@@ -36,6 +37,7 @@ __all__ = [
     "cross_entropy_backward",
     "cross_entropy_forward",
     "current",
+    "gelu_tanh_backward",
     "layer_norm_backward",
     "layer_norm_forward",
     "log_softmax_backward",
@@ -97,6 +99,13 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     _check_rows("softmax_backward", y)
     _check_floats("softmax_backward", y, dy)
     return pick(_sm.softmax_backward_numpy, _sm.softmax_backward_numba)(y, dy)
+
+
+def gelu_tanh_backward(grad: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    r"""Gradient of the tanh GELU from $\bar y$, $x$ and the saved $t = \tanh u$."""
+    _check_same_shape("gelu_tanh_backward", x, t)
+    _check_floats("gelu_tanh_backward", grad, x, t)
+    return pick(_gelu.gelu_tanh_backward_numpy, _gelu.gelu_tanh_backward_numba)(grad, x, t)
 
 
 def log_softmax_forward(x: np.ndarray) -> np.ndarray:
