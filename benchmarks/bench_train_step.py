@@ -1,0 +1,211 @@
+"""One full training step of nanoGPT's CPU "baby GPT": forward, backward, clip, AdamW.
+
+Model: `GPTConfig.preset("tiny", vocab_size=65)` (4 layers, 4 heads, 128 dims, block 64, no
+bias, dropout 0), batch 12, float32, random token ids. A step is `zero_grad`, `model(x, y)`,
+`loss.backward()`, `clip_grad_norm_(params, 1.0)`, `AdamW.step()` (lr 1e-3, betas (0.9, 0.99),
+weight decay 0.1 on the matrices, none on embeddings/norms, as nanoGPT). Reported: the median of
+the whole step and of each phase, in milliseconds. `--profile` also prints a cProfile top-15 by
+tottime over the timed steps.
+
+If PyTorch is importable, the same model (same weights, tanh-GELU, SDPA attention, tied head) is
+timed in the same run, in alternating rounds so load from elsewhere hits both, and the ratio is
+reported. PyTorch is optional; nothing installs it.
+
+Run: `python benchmarks/bench_train_step.py [--quick] [--profile]`; writes
+`benchmarks/results/train_step.md` (via a temporary file and a rename).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+import nima
+from nima.models import GPT, GPTConfig
+from nima.optim import AdamW, clip_grad_norm_
+from nima.optim.adam import param_groups_for_decay
+
+RESULTS = Path(__file__).parent / "results"
+B = 12
+CONFIG = GPTConfig.preset("tiny", vocab_size=65)
+PHASES = ("forward", "backward", "clip", "optimizer", "step")
+
+
+def batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, CONFIG.vocab_size, size=(B, CONFIG.block_size + 1))
+    return data[:, :-1].astype(np.int64), data[:, 1:].astype(np.int64)
+
+
+class NimaStep:
+    def __init__(self) -> None:
+        nima.manual_seed(0)
+        self.model = GPT(CONFIG)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = AdamW(param_groups_for_decay(self.model, 0.1), lr=1e-3, betas=(0.9, 0.99))
+        self.x, self.y = batch()
+
+    def __call__(self, times: dict[str, list[float]]) -> None:
+        self.opt.zero_grad()
+        t0 = time.perf_counter()
+        _, loss = self.model(self.x, self.y)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        clip_grad_norm_(self.params, 1.0)
+        t3 = time.perf_counter()
+        self.opt.step()
+        t4 = time.perf_counter()
+        for name, a, b in (("forward", t0, t1), ("backward", t1, t2), ("clip", t2, t3),
+                           ("optimizer", t3, t4), ("step", t0, t4)):
+            times[name].append((b - a) * 1e3)
+
+
+def torch_step(nima_model: GPT):  # pragma: no cover - only when torch is installed
+    """The same model in PyTorch with nima's weights, or None without torch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    c = CONFIG
+    sd = {k: torch.from_numpy(np.array(v.data)) for k, v in nima_model.named_parameters()}
+
+    class TorchGPT(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.p = torch.nn.ParameterDict(
+                {k.replace(".", "__"): torch.nn.Parameter(v.clone()) for k, v in sd.items()})
+
+        def forward(self, idx, targets):
+            p = {k.replace("__", "."): v for k, v in self.p.items()}
+            Bb, T = idx.shape
+            wte = p["wte.weight"]
+            x = wte[idx]
+            if "wpe.weight" in p:
+                x = x + p["wpe.weight"][:T]
+            for i in range(c.n_layer):
+                pre = f"blocks.{i}."
+                h = F.layer_norm(x, (c.n_embd,), p[pre + "ln_1.weight"])
+                qkv = h @ p[pre + "attn.qkv.weight"].T
+                q, k, v = qkv.split(c.n_embd, dim=2)
+                q, k, v = (t.view(Bb, T, c.n_head, -1).transpose(1, 2) for t in (q, k, v))
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                a = a.transpose(1, 2).reshape(Bb, T, c.n_embd)
+                x = x + a @ p[pre + "attn.proj.weight"].T
+                h = F.layer_norm(x, (c.n_embd,), p[pre + "ln_2.weight"])
+                h = F.gelu(h @ p[pre + "ffn.fc.weight"].T, approximate="tanh")
+                x = x + h @ p[pre + "ffn.proj.weight"].T
+            x = F.layer_norm(x, (c.n_embd,), p["ln_f.weight"])
+            logits = x @ wte.T
+            return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+    model = TorchGPT()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    xs, ys = (torch.from_numpy(a) for a in batch())
+
+    def step(times: dict[str, list[float]]) -> None:
+        opt.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        loss = model(xs, ys)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        for name, a, b in (("forward", t0, t1), ("backward", t1, t2), ("clip", t2, t3),
+                           ("optimizer", t3, t4), ("step", t0, t4)):
+            times[name].append((b - a) * 1e3)
+
+    return step
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--profile", action="store_true", help="cProfile top-15 by tottime")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    rounds = args.rounds or (2 if args.quick else 5)
+    repeats = args.repeats or (5 if args.quick else 10)
+
+    nstep = NimaStep()
+    tstep = None
+    try:
+        tstep = torch_step(nstep.model)
+    except Exception as exc:  # a torch mismatch should not hide nima's numbers
+        print(f"torch comparison skipped: {exc}")
+    nima_t: dict[str, list[float]] = {k: [] for k in PHASES}
+    torch_t: dict[str, list[float]] = {k: [] for k in PHASES}
+    scratch: dict[str, list[float]] = {k: [] for k in PHASES}
+    for _ in range(2):  # warm-up: compile / load numba kernels, allocate optimizer state
+        nstep(scratch)
+        if tstep is not None:
+            tstep(scratch)
+    for _ in range(rounds):  # alternate so that machine load hits both
+        for _ in range(repeats):
+            nstep(nima_t)
+        if tstep is not None:
+            for _ in range(repeats):
+                tstep(torch_t)
+
+    med = {k: statistics.median(v) for k, v in nima_t.items()}
+    lines = [
+        "# One training step: baby GPT (tiny preset, vocab 65, batch 12 x 64)",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores; "
+        f"{rounds} rounds x {repeats} steps, medians in ms "
+        f"(min..max of the whole step: {min(nima_t['step']):.1f}..{max(nima_t['step']):.1f}).",
+        "",
+        "| phase | nima (ms) |" + (" torch (ms) | ratio |" if tstep else ""),
+        "|---|---|" + ("---|---|" if tstep else ""),
+    ]
+    for k in PHASES:
+        row = f"| {k} | {med[k]:.2f} |"
+        if tstep is not None:
+            tm = statistics.median(torch_t[k])
+            row += f" {tm:.2f} | {med[k] / tm:.2f}x |"
+        lines.append(row)
+    malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+    if malloc:  # glibc malloc tuning changes the numbers a lot (page faults of fresh arrays)
+        lines += ["", "Environment: " + ", ".join(f"{k}={v}" for k, v in sorted(malloc.items()))]
+    if tstep is None:
+        lines += ["", "PyTorch not importable: no comparison in this run (reference: ~54 ms "
+                  "per step on this machine, PERFORMANCE.md)."]
+
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(repeats):
+            nstep(scratch)
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
+        print(buf.getvalue())
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    write_atomic(RESULTS / "train_step.md", text)
+
+
+if __name__ == "__main__":
+    main()
