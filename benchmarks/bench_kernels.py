@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 import matplotlib
 import numba
 import numpy as np
+import timing
 from threadpoolctl import threadpool_limits
 
 from nima.kernels import cross_entropy as ce
@@ -128,27 +128,16 @@ def race(case: Case, budget_s: float, rounds: int) -> None:
     a few rounds: interleaving single calls would instead measure the two thread pools fighting
     (see `bench_threads.py`), which Nima's thread policy avoids in real use.
     """
-    contestants: dict[str, tuple[Fn, int | None]] = {
-        "numba": (case.numba, 1),
-        "reference": (case.reference, None),
-    }
+    contestants: dict[str, Fn] = {"numba": case.numba, "reference": case.reference}
+    blas_threads: dict[str, int | None] = {"numba": 1, "reference": None}
     if case.plain is not None:
-        contestants["plain"] = (case.plain, None)
+        contestants["plain"], blas_threads["plain"] = case.plain, None
     if case.flops:
-        contestants["reference_1_thread"] = (case.reference, 1)
-    samples: dict[str, list[float]] = {name: [] for name in contestants}
-    for _ in range(rounds):
-        for name, (fn, blas_threads) in contestants.items():
-            with threadpool_limits(limits=blas_threads, user_api="blas"):
-                fn()  # compile or load numba's cache, fault in pages, wake the thread pool
-                deadline = time.perf_counter() + budget_s / rounds / len(contestants)
-                block = samples[name]
-                start = len(block)
-                while len(block) - start < 3 or time.perf_counter() < deadline:
-                    t0 = time.perf_counter()
-                    fn()
-                    block.append(time.perf_counter() - t0)
-    case.times = {name: statistics.median(s) for name, s in samples.items()}
+        contestants["reference_1_thread"], blas_threads["reference_1_thread"] = case.reference, 1
+    case.times = timing.race(
+        contestants, budget_s, rounds,
+        context=lambda name: threadpool_limits(limits=blas_threads[name], user_api="blas"),
+    )
 
 
 def row(case: Case) -> dict[str, object]:

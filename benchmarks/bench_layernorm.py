@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numba
 import numpy as np
+from timing import race
 
 import nima
 import nima.functional as F
@@ -88,22 +88,6 @@ def rms_norm_contestants(x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> dict[s
         "unfused": through_autograd(
             lambda xt, wt: xt / ((xt * xt).mean(-1, keepdim=True) + EPS).sqrt() * wt),
     }
-
-
-def race(contestants: dict[str, Fn], budget_s: float, rounds: int) -> dict[str, float]:
-    """Median seconds per call of each contestant."""
-    samples: dict[str, list[float]] = {name: [] for name in contestants}
-    for _ in range(rounds):
-        for name, fn in contestants.items():
-            fn()  # compile or load numba's cache, fault in pages, wake the thread pool
-            deadline = time.perf_counter() + budget_s / rounds / len(contestants)
-            block = samples[name]
-            start = len(block)
-            while len(block) - start < 3 or time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                fn()
-                block.append(time.perf_counter() - t0)
-    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def to_markdown(rows: list[dict[str, object]], header: str) -> str:

@@ -1,0 +1,36 @@
+"""The timing loop the benchmarks share: medians of contestants run in alternating blocks."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
+
+def race(
+    contestants: dict[str, Callable[[], object]],
+    budget_s: float,
+    rounds: int,
+    context: Callable[[str], AbstractContextManager] = lambda name: nullcontext(),
+) -> dict[str, float]:
+    """Median seconds per call of each contestant.
+
+    Contestants run in blocks — one untimed call (compile or load numba's cache, fault in pages,
+    wake the thread pool), then timed repeats until the block's share of `budget_s` is spent —
+    and the blocks alternate over `rounds`, so a burst of load from elsewhere hits every
+    contestant. `context(name)` wraps a contestant's block (e.g. a BLAS thread limit).
+    """
+    samples: dict[str, list[float]] = {name: [] for name in contestants}
+    for _ in range(rounds):
+        for name, fn in contestants.items():
+            with context(name):
+                fn()
+                deadline = time.perf_counter() + budget_s / rounds / len(contestants)
+                block = samples[name]
+                start = len(block)
+                while len(block) - start < 3 or time.perf_counter() < deadline:
+                    t0 = time.perf_counter()
+                    fn()
+                    block.append(time.perf_counter() - t0)
+    return {name: statistics.median(s) for name, s in samples.items()}
