@@ -34,6 +34,7 @@ import numpy as np
 
 import nima
 import nima.functional as F
+from nima.serialization import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 B, NH, T, HD = 12, 4, 64, 32
@@ -121,17 +122,12 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     RESULTS.mkdir(exist_ok=True)
-    _write(RESULTS / "attention.json", json.dumps(
+    atomic_write_text(RESULTS / "attention.json", json.dumps(
         {"shape": {"B": B, "nh": NH, "T": T, "hd": HD}, "rounds": rounds, "calls": calls,
          "load": load, "ms": results}, indent=2))
-    _write(RESULTS / "attention.md", table + "\n")
+    atomic_write_text(RESULTS / "attention.md", table + "\n")
 
 
-def _write(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a result file is never half-written."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import nima
+from nima.serialization import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -69,16 +70,11 @@ def main() -> None:
     table += [f"| {k.replace('_', ' ')} | {v:.2f} |" for k, v in us.items()]
     print("\n".join(table))
     RESULTS.mkdir(exist_ok=True)
-    _write(RESULTS / "autograd.json", json.dumps({"ops": args.ops, "repeats": repeats,
+    atomic_write_text(RESULTS / "autograd.json", json.dumps({"ops": args.ops, "repeats": repeats,
                                                   "us_per_op": us}, indent=2))
-    _write(RESULTS / "autograd.md", "\n".join(table) + "\n")
+    atomic_write_text(RESULTS / "autograd.md", "\n".join(table) + "\n")
 
 
-def _write(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a result file is never half-written."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

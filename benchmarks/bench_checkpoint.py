@@ -30,6 +30,7 @@ import numpy as np
 
 import nima
 from nima.models import GPT, GPTConfig
+from nima.serialization import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 BASE = GPTConfig(vocab_size=65, block_size=256, n_layer=8, n_head=4, n_embd=128, bias=False)
@@ -120,17 +121,12 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    _write(RESULTS / "checkpoint.md", text)
-    _write(RESULTS / "checkpoint.json", json.dumps(
+    atomic_write_text(RESULTS / "checkpoint.md", text)
+    atomic_write_text(RESULTS / "checkpoint.json", json.dumps(
         {"config": dataclasses.asdict(config), "batch": B, "repeats": repeats, "runs": rows},
         indent=2))
 
 
-def _write(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a result file is never half-written."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import numpy as np
 import nima
 from nima.models import GPT, GPTConfig
 from nima.models.gpt import Block
+from nima.serialization import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 B, T = 12, 64
@@ -182,19 +183,14 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    _write(RESULTS / "gpt_block.md", text)
+    atomic_write_text(RESULTS / "gpt_block.md", text)
     data = {"shape": {"B": B, "T": T, "n_embd": CONFIG.n_embd, "n_head": CONFIG.n_head},
             "rounds": rounds, "repeats": repeats, "graph_nodes": nodes, "nima_ms": med,
             "torch_ms": None if theirs is None else
             {k: statistics.median(v) for k, v in theirs.items()}}
-    _write(RESULTS / "gpt_block.json", json.dumps(data, indent=2))
+    atomic_write_text(RESULTS / "gpt_block.json", json.dumps(data, indent=2))
 
 
-def _write(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a result file is never half-written."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

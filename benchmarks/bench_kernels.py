@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from nima.kernels import cross_entropy as ce
 from nima.kernels import gemm, softmax
+from nima.serialization import atomic_write_text
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -255,8 +256,9 @@ def main() -> None:
     if args.only is not None:
         return
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "kernels.md").write_text(table)
-    (RESULTS / "kernels.json").write_text(json.dumps({"machine": header, "rows": rows}, indent=2))
+    atomic_write_text(RESULTS / "kernels.md", table)
+    summary = {"machine": header, "rows": rows}
+    atomic_write_text(RESULTS / "kernels.json", json.dumps(summary, indent=2))
     plot(rows, RESULTS / "kernels.png")
 
 

@@ -34,6 +34,7 @@ import nima
 import nima.functional as F
 from nima import kernels
 from nima.kernels import layernorm as ln
+from nima.serialization import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 Fn = Callable[[], object]
@@ -118,11 +119,6 @@ def machine() -> str:
             f"load average at start {os.getloadavg()[0]:.2f}")
 
 
-def _write(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a result file is never half-written."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main() -> None:
@@ -153,7 +149,7 @@ def main() -> None:
     print()
     print(table)
     RESULTS.mkdir(exist_ok=True)
-    _write(RESULTS / "layernorm.md", table)
+    atomic_write_text(RESULTS / "layernorm.md", table)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from nima.kernels.gemm import matmul_numba
 from nima.kernels.softmax import softmax_forward_numba
+from nima.serialization import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -112,10 +113,10 @@ def main() -> None:
     print("Medians in ms; (extra) = pair minus its two parts run alone.\n")
     print(table)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "threads.md").write_text(
+    atomic_write_text(RESULTS / "threads.md",
         "Medians in ms; (extra) = pair minus its two parts run alone.\n\n" + table
     )
-    (RESULTS / "threads.json").write_text(json.dumps(rows, indent=2) + "\n")
+    atomic_write_text(RESULTS / "threads.json", json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

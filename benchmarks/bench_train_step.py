@@ -33,6 +33,7 @@ import nima
 from nima.models import GPT, GPTConfig
 from nima.optim import AdamW, clip_grad_norm_
 from nima.optim.adam import param_groups_for_decay
+from nima.serialization import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 B = 12
@@ -132,10 +133,6 @@ def torch_step(nima_model: GPT):  # pragma: no cover - only when torch is instal
     return step
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -204,7 +201,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    write_atomic(RESULTS / "train_step.md", text)
+    atomic_write_text(RESULTS / "train_step.md", text)
 
 
 if __name__ == "__main__":

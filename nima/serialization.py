@@ -76,6 +76,11 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
 # --8<-- [end:atomic_write]
 
 
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """`atomic_write` for UTF-8 text (result tables, JSON)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
