@@ -1,4 +1,8 @@
-"""The `nima` command: `nima demo` and `nima params` (more arrive with training and generation).
+"""The `nima` command: `nima train`, `nima demo` and `nima params`.
+
+`nima train CONFIG.yaml [--set section.key=value ...]` trains the GPT a YAML config describes
+(see `docs/configuration.md`), writing metrics, plots and checkpoints into `training.run_dir`,
+then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint.
 
 `python -m nima demo` builds a small graph, runs backward, checks the gradients against central
 differences, and races the fused softmax kernel against NumPy — Nima's main job in one minute.
@@ -199,17 +203,66 @@ def add_params_parser(commands: Any) -> None:
     p.add_argument("--top", type=int, default=20, help="for --explore: rows to show")
 
 
+def train(args: argparse.Namespace) -> None:
+    """Train from a config file, or resume a run directory; then print a sample."""
+    from pathlib import Path
+
+    from nima.serialization import CheckpointError
+    from nima.training import ConfigError, Trainer, TrainingError, load_config
+    from nima.training.trainer import CONFIG_FILE, summary
+
+    target = Path(args.target)
+    try:
+        if target.is_dir():  # a run directory: its own config, then continue where it stopped
+            config = load_config(target / CONFIG_FILE, [*args.set, f"training.run_dir={target}"])
+            trainer = Trainer(config, resume=True)
+        else:
+            config = load_config(target, args.set)
+            trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
+        start = time.perf_counter()
+        result = trainer.fit()
+    except (ConfigError, TrainingError, CheckpointError, FileNotFoundError) as e:
+        raise SystemExit(f"nima train: {e}") from None
+    print(summary(result, time.perf_counter() - start))
+    if result.interrupted:
+        raise SystemExit(130)
+    s = trainer.config.sampling
+    if args.sample and s.max_new_tokens > 0:
+        print(f"\n--- a sample: {s.max_new_tokens} tokens, temperature {s.temperature}"
+              f"{f', top-k {s.top_k}' if s.top_k else ''} ---")
+        print(trainer.sample())
+
+
+def add_train_parser(commands: Any) -> None:
+    p = commands.add_parser("train", help="train a GPT from a YAML config (or resume a run)",
+                            description="Train the GPT a YAML config describes; metrics, "
+                                        "plots and checkpoints go into training.run_dir.")
+    p.add_argument("target", help="a config file (configs/shakespeare_char.yaml), or a run "
+                                  "directory to resume")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set training.max_iters=500")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run directory's latest checkpoint, if any")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh, deleting the run directory's checkpoints")
+    p.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True,
+                   help="print a sample after training (default: yes)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nima", description="Nima: deep learning from scratch.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="graph, backward, gradcheck and a kernel race")
     demo_parser.add_argument("--quick", action="store_true", help="a smaller kernel race")
     add_params_parser(commands)
+    add_train_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(quick=args.quick)
     elif args.command == "params":
         params(args)
+    elif args.command == "train":
+        train(args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -90,7 +91,8 @@ def prepare(
         val_fraction: the share of the text, at its end, kept for validation (0 ≤ f < 1).
 
     Returns:
-        The contents of `meta.json`: `tokenizer`, `tokenizer_file`, `vocab_size`, `dtype`,
+        The contents of `meta.json`: `source_sha256` (of the corpus text), `tokenizer`,
+        `tokenizer_file`, `vocab_size`, `dtype`,
         `val_fraction`, `split_char` (where validation starts in the text), `train_tokens`,
         `val_tokens`.
 
@@ -114,6 +116,7 @@ def prepare(
     tok.save(out / TOKENIZER_FILE)  # atomic too; read back with `load_tokenizer`
 
     meta = {
+        "source_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         "tokenizer": tokenizer,
         "tokenizer_file": TOKENIZER_FILE,
         "vocab_size": int(tok.vocab_size),

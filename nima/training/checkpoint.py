@@ -57,7 +57,8 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
                     scheduler: Any = None, *, config: dict[str, Any] | None = None,
                     rng_states: dict[str, Any] | None = None,
                     metrics: dict[str, Any] | None = None, keep_last: int = 3,
-                    best_metric: float | None = None) -> Path:
+                    best_metric: float | None = None,
+                    extra: dict[str, Any] | None = None) -> Path:
     """Write `ckpt-{step:07d}.safetensors` in `run_dir` (created if needed), atomically.
 
     Args:
@@ -71,6 +72,7 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
         best_metric: this checkpoint's value of the metric that picks the best (lower is
             better); when it beats the one stored in `best.safetensors`, the checkpoint is
             copied there (atomically).
+        extra: any other JSON-able state to resume (a loss scaler's, say).
 
     Returns:
         The path written.
@@ -100,6 +102,7 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
         "best_metric": best_metric,
         "optimizer": optim_meta,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "extra": extra or {},
     }
     meta = {"kind": KIND, "version": VERSION, "state": json.dumps(state, default=_jsonable)}
     path = checkpoint_path(run_dir, step)
@@ -128,13 +131,19 @@ def _beats(metric: float, best_path: Path) -> bool:
     if not best_path.exists():
         return True
     try:
-        previous = _state(best_path)["best_metric"]
+        previous = checkpoint_info(best_path)["best_metric"]
     except CheckpointError:
         return True  # a damaged best file is replaced
     return previous is None or metric < previous
 
 
-def _state(path: PathLike) -> dict[str, Any]:
+def checkpoint_info(path: PathLike) -> dict[str, Any]:
+    """A checkpoint's JSON state — `step`, `config`, `rng_states`, `metrics`, `best_metric`,
+    `optimizer` scalars, `scheduler`, `extra` — read from its header without loading a tensor.
+
+    Raises:
+        CheckpointError: not a valid safetensors file, or not a Nima checkpoint.
+    """
     meta = load_metadata(path)
     if meta.get("kind") != KIND or "state" not in meta:
         raise CheckpointError(f"{path}: not a Nima checkpoint (no \"kind\": \"{KIND}\" in its "
@@ -152,14 +161,15 @@ def load_checkpoint(path: PathLike, model: Module, optimizer: Optimizer | None =
     random generator from `rng_states["nima"]` when saved.
 
     Returns:
-        `{"step", "config", "rng_states", "metrics", "best_metric"}` — other generators in
-        `rng_states` (a data sampler's, say) are the caller's to restore.
+        `{"step", "config", "rng_states", "metrics", "best_metric", "extra"}` — other
+        generators in `rng_states` (a data sampler's, say) and `extra` are the caller's to
+        restore.
 
     Raises:
         CheckpointError: the file is invalid (see `nima.load`), not a Nima checkpoint, or does
             not fit the model/optimizer (the message of `load_state_dict` is kept).
     """
-    state = _state(path)  # checks the marker before any tensor is touched
+    state = checkpoint_info(path)  # checks the marker before any tensor is touched
     tensors = load(path)
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
@@ -176,7 +186,8 @@ def load_checkpoint(path: PathLike, model: Module, optimizer: Optimizer | None =
         raise CheckpointError(f"{path}: does not fit: {e}") from e
     if "nima" in state["rng_states"]:
         nima_random.set_state(state["rng_states"]["nima"])
-    return {k: state[k] for k in ("step", "config", "rng_states", "metrics", "best_metric")}
+    info = {k: state[k] for k in ("step", "config", "rng_states", "metrics", "best_metric")}
+    return {**info, "extra": state.get("extra", {})}
 # --8<-- [end:load_checkpoint]
 
 

@@ -1,0 +1,124 @@
+"""The run's metrics: one record per logged step, appended to `metrics.jsonl` and `metrics.csv`,
+and drawn as `curves.png` (loss and learning rate against the step).
+
+A record is a flat dict with a `kind`: `"train"` (the step's loss, learning rate and tokens/s,
+every `training.log_interval` steps) or `"eval"` (train and validation loss averaged over
+`training.eval_iters` batches, every `training.eval_interval` steps). Both files are appended a
+line at a time and flushed, so a run killed at any moment loses at most the line being written;
+`read_metrics` skips such a torn last line. On resume, records after the checkpoint's step are
+dropped (`truncate_after`), so the files hold one clean curve.
+
+Example:
+    >>> log = MetricsLog("runs/a")                                       # doctest: +SKIP
+    >>> log.append({"kind": "train", "step": 10, "loss": 2.5, "lr": 1e-3})  # doctest: +SKIP
+    >>> read_metrics("runs/a/metrics.jsonl")[-1]["loss"]                  # doctest: +SKIP
+    2.5
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from nima.serialization import PathLike, atomic_write, atomic_write_text
+
+__all__ = ["COLUMNS", "MetricsLog", "plot_curves", "read_metrics"]
+
+JSONL = "metrics.jsonl"
+CSV = "metrics.csv"
+PLOT = "curves.png"
+COLUMNS = ("step", "kind", "loss", "train_loss", "val_loss", "lr", "tokens_per_s", "elapsed_s")
+
+
+def read_metrics(path: PathLike) -> list[dict[str, Any]]:
+    """The records of a `metrics.jsonl`, skipping a torn (unparsable) last line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if i != len(lines) - 1:
+                raise ValueError(f"{path}: line {i + 1} is not JSON: {line[:80]!r}") from None
+    return records
+
+
+def _csv_line(record: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([record.get(c, "") for c in COLUMNS])
+    return buffer.getvalue()
+
+
+class MetricsLog:
+    """Appends records to `run_dir/metrics.jsonl` and `run_dir/metrics.csv`."""
+
+    def __init__(self, run_dir: PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self.jsonl, self.csv = self.run_dir / JSONL, self.run_dir / CSV
+        self.records = read_metrics(self.jsonl)
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Add one record (keys from `COLUMNS`) to both files and to `records`."""
+        unknown = set(record) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"MetricsLog.append: unknown keys {sorted(unknown)}; "
+                             f"the columns are {COLUMNS}")
+        self.records.append(record)
+        new_csv = not self.csv.exists()
+        with self.jsonl.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        with self.csv.open("a", encoding="utf-8", newline="") as f:
+            if new_csv:
+                f.write(",".join(COLUMNS) + "\n")
+            f.write(_csv_line(record))
+
+    def truncate_after(self, step: int) -> None:
+        """Keep only the records of steps `<= step` (both files rewritten atomically)."""
+        self.records = [r for r in self.records if r["step"] <= step]
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in self.records))
+        atomic_write_text(self.csv, ",".join(COLUMNS) + "\n"
+                          + "".join(_csv_line(r) for r in self.records))
+
+
+def plot_curves(records: list[dict[str, Any]], path: PathLike, title: str = "") -> None:
+    """Draw the loss curves (top) and the learning rate (bottom) against the step into a PNG,
+    written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never opens a window
+    import matplotlib.pyplot as plt
+
+    train = [r for r in records if r["kind"] == "train"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True,
+                                         gridspec_kw={"height_ratios": [3, 1.3]})
+    if train:
+        ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8,
+                     alpha=0.45, color="tab:blue", label="batch loss")
+    for key, color in (("train_loss", "tab:blue"), ("val_loss", "tab:orange")):
+        points = [(r["step"], r[key]) for r in evals if math.isfinite(r.get(key, math.nan))]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax_loss.plot(xs, ys, "o-", ms=3.5, color=color, label=key.replace("_", " "))
+    ax_loss.set_ylabel("cross-entropy (nats)")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend()
+    if title:
+        ax_loss.set_title(title)
+    lr_points = [(r["step"], r["lr"]) for r in records if "lr" in r]
+    if lr_points:
+        xs, ys = zip(*sorted(lr_points), strict=True)
+        ax_lr.plot(xs, ys, color="tab:green")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
