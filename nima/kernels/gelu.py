@@ -17,6 +17,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from nima.kernels.threads import threads_for
+
 _CHUNK = 4096  # elements per parallel task
 
 
@@ -54,6 +56,7 @@ def gelu_tanh_backward_numba(grad: np.ndarray, x: np.ndarray, t: np.ndarray) -> 
     """$\\bar x$ in one pass over flat contiguous copies (numba kernel)."""
     out = np.empty(x.shape, dtype=x.dtype)
     flat = [np.ascontiguousarray(np.broadcast_to(a, x.shape)).reshape(-1) for a in (grad, x, t)]
+    threads_for(out.size)
     _gelu_tanh_backward_chunks(*flat, out.reshape(-1))
     return out
 # --8<-- [end:gelu_tanh_backward_numba]

@@ -34,6 +34,8 @@ just like one large product does.
 import numpy as np
 from numba import njit, prange
 
+from nima.kernels.threads import GEMM_GRAIN, threads_for
+
 _FASTMATH = {"reassoc", "contract"}  # vectorised dot products and FMA; no assumption about inf/NaN
 _OUTER_MAX_N = 256  # widest C row the outer-product kernel takes
 # ... and when A is not C-contiguous (a transposed view): copying A (and B^T) for the inner
@@ -204,6 +206,7 @@ def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     nb, m, kdim = a.shape
     n = b.shape[2]
     c = np.empty((nb, m, n), dtype=a.dtype)
+    threads_for(nb * m * n * kdim, GEMM_GRAIN)  # multiply-adds
     if c.size == 0 or kdim == 0:
         c[...] = 0
     elif n <= _OUTER_MAX_N or (n <= _OUTER_MAX_N_STRIDED_A and not a.flags.c_contiguous):

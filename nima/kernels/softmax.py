@@ -46,6 +46,7 @@ from nima.kernels.rows import (
     row_max,
     row_shift_numpy,
 )
+from nima.kernels.threads import threads_for
 
 
 # --8<-- [start:softmax_forward_numpy]
@@ -86,6 +87,7 @@ def softmax_forward_numba(x: np.ndarray) -> np.ndarray:
     """Softmax over the last axis (numba kernel)."""
     x2 = as_rows(x)
     y = np.empty_like(x2)
+    threads_for(x2.size)
     _softmax_forward_rows(x2, y)
     return y.reshape(x.shape)
 # --8<-- [end:softmax_forward_numba]
@@ -120,6 +122,7 @@ def softmax_backward_numba(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     r"""$dx = y \odot (dy - \langle dy, y\rangle)$ per row (numba kernel)."""
     y2 = as_rows(y)
     dx = np.empty_like(y2)
+    threads_for(y2.size)
     _softmax_backward_rows(y2, as_rows(dy), dx)
     return dx.reshape(y.shape)
 # --8<-- [end:softmax_backward_numba]
@@ -156,6 +159,7 @@ def log_softmax_forward_numba(x: np.ndarray) -> np.ndarray:
     r"""$x - \operatorname{lse}(x)$ over the last axis (numba kernel)."""
     x2 = as_rows(x)
     y = np.empty_like(x2)
+    threads_for(x2.size)
     _log_softmax_forward_rows(x2, y)
     return y.reshape(x.shape)
 # --8<-- [end:log_softmax_forward_numba]
@@ -200,6 +204,7 @@ def log_softmax_backward_numba(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     r"""$dx = dy - e^{y} \sum dy$ per row; zeros for fully masked rows (numba kernel)."""
     y2 = as_rows(y)
     dx = np.empty_like(y2)
+    threads_for(y2.size)
     _log_softmax_backward_rows(y2, as_rows(dy), dx)
     return dx.reshape(y.shape)
 # --8<-- [end:log_softmax_backward_numba]

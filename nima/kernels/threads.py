@@ -1,4 +1,4 @@
-"""Who owns the cores: numba's thread pool or OpenBLAS's (decision and measurements below).
+"""Who owns the cores: numba's thread pool or OpenBLAS's (decisions and measurements below).
 
 Both libraries keep a pool of worker threads, and on this 2-core machine two pools fighting over
 two cores is expensive: after a call, OpenBLAS's worker keeps spinning on a core for a while, so
@@ -25,11 +25,26 @@ cost beyond its two parts run alone):
 
 Two OpenBLAS threads make a lone NumPy matmul 1.5–1.9× faster, but any numba kernel right after
 it then pays ~6–7.5 ms; with one thread the pair costs what its parts cost.
+
+
+The second decision is numba's own: a parallel launch wakes the pool's other thread, and when
+that core is busy (another process, a test runner, a browser) the launch waits for the scheduler
+to run it — milliseconds, whatever the size of the work. Small kernels therefore run on the
+calling thread alone (`threads_for`): below `GRAIN` elements of work the parallel win is a few
+microseconds at best, and the loss under load is large. Training the 26k-parameter model of
+`configs/tiny_synthetic.yaml` for 100 steps on a loaded machine (load average 9) took 35 s
+with two numba threads for every kernel and 5.3 s with one.
 """
 
+import threading
+
+import numba
 from threadpoolctl import threadpool_limits
 
 _limiter = None  # the active threadpoolctl limit, or None when OpenBLAS has its default
+GRAIN = 1 << 15  # elements of work below which a numba kernel runs on the calling thread
+GEMM_GRAIN = 1 << 21  # the same for a matrix product, in multiply-adds (about 128^3)
+_local = threading.local()  # numba's thread count is per calling thread, so is our cache of it
 
 
 # --8<-- [start:blas_threads]
@@ -51,3 +66,15 @@ def restore_blas_threads() -> None:
         _limiter.restore_original_limits()
         _limiter = None
 # --8<-- [end:blas_threads]
+
+
+# --8<-- [start:threads_for]
+def threads_for(work: int, grain: int = GRAIN) -> None:
+    """Give the next numba kernel one thread if its work (elements, or multiply-adds for a
+    matrix product) is below `grain`, else all of them. Cheap: numba is called only when the
+    count changes."""
+    want = 1 if work < grain else numba.config.NUMBA_NUM_THREADS
+    if getattr(_local, "threads", None) != want:
+        numba.set_num_threads(want)
+        _local.threads = want
+# --8<-- [end:threads_for]
