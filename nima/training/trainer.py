@@ -414,11 +414,13 @@ class Trainer:
 
 def sample_text(model: GPT, tokenizer: Any, prompt: str, max_new_tokens: int, *,
                 temperature: float = 1.0, top_k: int | None = None, seed: int = 0) -> str:
-    """Decode `max_new_tokens` sampled tokens after `prompt`; return the prompt and the text."""
-    ids = tokenizer.encode(prompt) or [0]
-    out = model.generate(np.asarray([ids]), max_new_tokens, temperature=temperature,
-                         top_k=top_k, seed=seed)
-    return tokenizer.decode(np.asarray(out).reshape(-1).tolist())
+    """Sample `max_new_tokens` tokens after `prompt` (seeded); return the prompt and the text."""
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ValueError("sample: the prompt must hold at least one token, got an empty one")
+    out = model.generate(np.asarray([ids]), max_new_tokens, do_sample=True,
+                         temperature=temperature, top_k=top_k, seed=seed, stats=False)
+    return tokenizer.decode(out.tolist()[0])
 
 
 def load_run(path: PathLike, which: str = "best") -> tuple[GPT, Any, Config]:
