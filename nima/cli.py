@@ -1,8 +1,10 @@
-"""The `nima` command: `nima train`, `nima demo` and `nima params`.
+"""The `nima` command: `nima train`, `nima sample`, `nima repl`, `nima demo` and `nima params`.
 
 `nima train CONFIG.yaml [--set section.key=value ...]` trains the GPT a YAML config describes
 (see `docs/configuration.md`), writing metrics, plots and checkpoints into `training.run_dir`,
 then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint.
+`nima sample RUN_DIR --prompt TEXT` prints generated text (for scripts); `nima repl RUN_DIR`
+is the interactive loop of `nima.generation.repl`.
 
 `python -m nima demo` builds a small graph, runs backward, checks the gradients against central
 differences, and races the fused softmax kernel against NumPy — Nima's main job in one minute.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -249,6 +252,103 @@ def add_train_parser(commands: Any) -> None:
                    help="print a sample after training (default: yes)")
 
 
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    from nima.serialization import CheckpointError
+    from nima.training import load_run
+
+    try:
+        model, tokenizer, _ = load_run(args.run, which=args.checkpoint)
+    except (CheckpointError, FileNotFoundError) as e:
+        raise SystemExit(f"nima {args.command}: {e}") from None
+    return model, tokenizer
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from nima.generation.repl import ReplSettings
+
+    return ReplSettings(length=args.length, temperature=args.temperature,
+                        sampling=args.sampling, top_k=args.top_k, top_p=args.top_p,
+                        entropy=args.entropy, min_temp=args.bounds[0], max_temp=args.bounds[1],
+                        num_beams=args.num_beams, seed=args.seed)
+
+
+def sample(args: argparse.Namespace) -> None:
+    """Print `--num-samples` continuations of `--prompt`."""
+    from nima.generation import generate
+
+    model, tokenizer = _load(args)
+    ids = tokenizer.encode(args.prompt)
+    if not ids:
+        raise SystemExit("nima sample: --prompt encodes to no tokens")
+    settings = _settings(args)
+    try:
+        out = generate(model, np.asarray([ids]), settings.length, seed=settings.seed,
+                       num_return_sequences=args.num_samples, tokenizer=tokenizer,
+                       repetition_penalty=args.repetition_penalty,
+                       stop_strings=args.stop or None, **settings.generate_kwargs())
+    except ValueError as e:
+        raise SystemExit(f"nima sample: {e}") from None
+    for i, row in enumerate(out.tolist()):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} (log-probability {out.sequence_logprobs[i]:.2f}) ---")
+        print(tokenizer.decode(row))
+    if args.stats and out.stats is not None:
+        print(out.stats.table())
+
+
+def repl(args: argparse.Namespace) -> None:
+    """The interactive loop; reads stdin line by line (with line editing on a terminal)."""
+    from nima.generation.repl import Repl
+
+    model, tokenizer = _load(args)
+    loop = Repl(model, tokenizer, _settings(args))
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Nima REPL: {model.num_parameters():,} parameters. Type text to continue it; "
+              f"/help lists the commands, /quit leaves.")
+
+    def lines() -> Any:
+        while True:
+            try:
+                yield input("> ") if interactive else next(sys.stdin)
+            except (EOFError, StopIteration, KeyboardInterrupt):
+                return
+
+    loop.run(lines())
+
+
+def add_generation_parsers(commands: Any) -> None:
+    from nima.generation.repl import MODES, ReplSettings
+
+    d = ReplSettings()
+    for name, help_text in (("sample", "print generated text from a trained run"),
+                            ("repl", "an interactive generation loop over a trained run")):
+        p = commands.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("run", help="a run directory (runs/shakespeare_char) or a checkpoint")
+        p.add_argument("--checkpoint", choices=["best", "latest"], default="best",
+                       help="which checkpoint of a run directory (default: best)")
+        p.add_argument("--length", "--max-new-tokens", type=int, default=d.length,
+                       help=f"tokens to generate (default {d.length})")
+        p.add_argument("--temperature", type=float, default=d.temperature)
+        p.add_argument("--sampling", choices=MODES, default=d.sampling)
+        p.add_argument("--top-k", type=int, default=d.top_k)
+        p.add_argument("--top-p", type=float, default=d.top_p)
+        p.add_argument("--entropy", type=float, default=d.entropy,
+                       help="target entropy in bits for --sampling entropy")
+        p.add_argument("--bounds", type=float, nargs=2, default=(d.min_temp, d.max_temp),
+                       metavar=("MIN", "MAX"), help="temperature range of entropy sampling")
+        p.add_argument("--num-beams", type=int, default=d.num_beams)
+        p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+        if name == "sample":
+            p.add_argument("--prompt", default="\n", help="the text to continue")
+            p.add_argument("--num-samples", type=int, default=1)
+            p.add_argument("--repetition-penalty", type=float, default=None)
+            p.add_argument("--stop", action="append", default=[],
+                           help="stop a sample once it contains this text (repeatable)")
+            p.add_argument("--stats", action="store_true",
+                           help="print the generation statistics table")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nima", description="Nima: deep learning from scratch.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo_parser.add_argument("--quick", action="store_true", help="a smaller kernel race")
     add_params_parser(commands)
     add_train_parser(commands)
+    add_generation_parsers(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(quick=args.quick)
@@ -263,6 +364,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         params(args)
     elif args.command == "train":
         train(args)
+    elif args.command == "sample":
+        sample(args)
+    elif args.command == "repl":
+        repl(args)
 
 
 if __name__ == "__main__":

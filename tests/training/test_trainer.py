@@ -15,29 +15,13 @@ import numpy as np
 import pytest
 
 from nima.data.synthetic import char_entropy
-from nima.training import Config, ConfigError, Trainer, TrainingError, load_run
+from nima.training import Config, ConfigError, Trainer, TrainingError, checkpoint_info, load_run
 from nima.training.checkpoint import latest_checkpoint, list_checkpoints
 from nima.training.metrics import MetricsLog, read_metrics
 from nima.training.progress import ProgressBar, format_duration
+from runs import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_config(tmp_path: Path, **sections: dict) -> Config:
-    raw = {
-        "model": {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
-        "data": {"corpus": "synthetic", "synthetic_sections": 40,
-                 "out_dir": str(tmp_path / "data")},
-        "optimizer": {"lr": 3e-3, "betas": [0.9, 0.99]},
-        "schedule": {"warmup": 5, "min_lr": 3e-4},
-        "training": {"batch_size": 8, "max_iters": 40, "eval_interval": 10, "eval_iters": 3,
-                     "log_interval": 5, "checkpoint_interval": 10, "keep_last": 2,
-                     "run_dir": str(tmp_path / "run")},
-        "sampling": {"max_new_tokens": 20},
-    }
-    for name, values in sections.items():
-        raw[name] = {**raw.get(name, {}), **values}
-    return Config.from_dict(raw)
 
 
 def test_a_short_run_on_the_synthetic_corpus_learns(tmp_path):
@@ -85,9 +69,8 @@ def test_best_checkpoint_holds_the_lowest_validation_loss(tmp_path):
     trainer.fit()
     evals = [r for r in trainer.metrics.records if r["kind"] == "eval" and r["step"] > 0]
     best_step = min(evals, key=lambda r: r["val_loss"])["step"]
-    model, tokenizer, config = load_run(tmp_path / "run", which="best")
+    _, tokenizer, config = load_run(tmp_path / "run", which="best")
     latest, _, _ = load_run(tmp_path / "run", which="latest")
-    from nima.training import checkpoint_info
     assert checkpoint_info(tmp_path / "run" / "best.safetensors")["step"] == best_step
     assert tokenizer.vocab_size == config.model.vocab_size
     final = trainer.model.state_dict()
@@ -149,7 +132,7 @@ def test_resume_drops_records_past_the_checkpoint(tmp_path):
 
 def test_a_run_directory_is_not_overwritten_by_accident(tmp_path):
     Trainer(tiny_config(tmp_path, training={"max_iters": 10})).fit()
-    with pytest.raises(TrainingError, match="already holds 1 checkpoint.*--overwrite"):
+    with pytest.raises(TrainingError, match=r"already holds 1 checkpoint.*--overwrite"):
         Trainer(tiny_config(tmp_path))
     fresh = Trainer(tiny_config(tmp_path), overwrite=True)
     assert fresh.step == 0 and list_checkpoints(tmp_path / "run") == []
@@ -191,7 +174,7 @@ def test_missing_corpus_and_too_short_data_name_the_key(tmp_path):
         Trainer(tiny_config(tmp_path, data={"corpus": str(tmp_path / "nowhere.txt")}))
     short = tmp_path / "short.txt"
     short.write_text("tiny text" * 3)
-    with pytest.raises(ConfigError, match="model.block_size: the val split holds"):
+    with pytest.raises(ConfigError, match=r"model\.block_size: the val split holds"):
         Trainer(tiny_config(tmp_path, data={"corpus": str(short)}))
 
 
