@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from nima.data.tokenizers import ByteBPETokenizer, CharTokenizer
+from nima.serialization import atomic_write, atomic_write_text
 
 __all__ = ["TokenDataset", "prepare", "token_dtype"]
 
@@ -39,22 +39,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
         (dtype('uint16'), dtype('uint32'))
     """
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file in the same folder, then rename it over `path` (a crash leaves
-    either the old file or the new one, never half of one)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0o600; data files are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _train_tokenizer(kind: str, text: str, vocab_size: int | None) -> Any:
@@ -111,8 +95,8 @@ def prepare(
     train_ids = np.asarray(tok.encode(text[:split]), dtype=dtype)  # (N_train,)
     val_ids = np.asarray(tok.encode(text[split:]), dtype=dtype)  # (N_val,)
 
-    _atomic_write(out / "train.bin", train_ids.astype(dtype.newbyteorder("<")).tobytes())
-    _atomic_write(out / "val.bin", val_ids.astype(dtype.newbyteorder("<")).tobytes())
+    atomic_write(out / "train.bin", train_ids.astype(dtype.newbyteorder("<")).tofile)
+    atomic_write(out / "val.bin", val_ids.astype(dtype.newbyteorder("<")).tofile)
     tok.save(out / TOKENIZER_FILE)  # atomic too; read back with `load_tokenizer`
 
     meta = {
@@ -126,7 +110,7 @@ def prepare(
         "train_tokens": int(train_ids.size),
         "val_tokens": int(val_ids.size),
     }
-    _atomic_write(out / "meta.json", (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2) + "\n")
     return meta
 # --8<-- [end:prepare]
 

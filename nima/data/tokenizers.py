@@ -18,8 +18,9 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import tempfile
 from collections.abc import Iterable
+
+from nima.serialization import atomic_write_text
 
 FORMAT_MAGIC = "nima-tokenizer"
 FORMAT_VERSION = 1
@@ -93,26 +94,6 @@ def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
 
 
 # --8<-- [end:merge]
-
-
-def _atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` to `path` via a temporary file in the same folder and `os.replace`.
-
-    A crash at any moment leaves either the old file or the new one, never a half-written file.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".tok")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _read_header(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, str], list[str]]:
@@ -221,7 +202,7 @@ class CharTokenizer:
         """Write the vocabulary as code points, one per line (atomically)."""
         lines = [f"{FORMAT_MAGIC} kind=char version={FORMAT_VERSION}", f"chars {len(self.chars)}"]
         lines += [str(ord(ch)) for ch in self.chars]
-        _atomic_write_text(path, "\n".join([*lines, "end", ""]))
+        atomic_write_text(path, "\n".join([*lines, "end", ""]))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CharTokenizer:
@@ -428,7 +409,7 @@ class ByteBPETokenizer:
             "end",
             "",
         ]
-        _atomic_write_text(path, "\n".join(lines))
+        atomic_write_text(path, "\n".join(lines))
 
     # --8<-- [end:save]
 
