@@ -4,6 +4,7 @@ kernels, written from scratch so that every gradient can be read and checked."""
 import numpy as np
 
 from nima._tensor import Tensor  # first: everything below is built on it
+from nima.amp import autocast
 from nima.autograd import Function, enable_grad, is_grad_enabled, no_grad
 from nima.creation import (
     arange,

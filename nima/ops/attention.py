@@ -27,7 +27,7 @@ from nima._tensor import FLOAT_DTYPES, Tensor
 from nima.autograd import Context, Function
 from nima.kernels.attention import causal_softmax_forward
 from nima.ops.dropout import dropout
-from nima.ops.elementwise import masked_fill
+from nima.ops.elementwise import autocast_float32, masked_fill
 from nima.ops.nn import softmax
 
 Mask = Any  # a bool or float np.ndarray, or a Tensor
@@ -92,7 +92,7 @@ def causal_softmax(scores: Tensor) -> Tensor:
     if scores.ndim < 2 or scores.dtype not in FLOAT_DTYPES:
         raise ValueError(f"causal_softmax: expected float scores (..., Tq, Tk), got "
                          f"{scores.dtype} of shape {scores.shape}")
-    return CausalSoftmax.apply(scores)
+    return CausalSoftmax.apply(autocast_float32(scores))  # float32 inside nima.autocast
 # --8<-- [end:causal_softmax]
 
 

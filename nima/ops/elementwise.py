@@ -4,6 +4,7 @@ Binary ops broadcast as NumPy does; `Function.apply`'s engine sums each input's 
 to its shape. A Python number mixes with a tensor of any float dtype and keeps that dtype;
 two float tensors of different dtypes are refused rather than silently promoted (float64
 creeping into a float32 model doubles its cost) — convert one with `.float()` or `.double()`.
+The one exception is a float16/float32 pair inside `nima.autocast`, promoted to float32.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from nima import kernels
+from nima import amp, kernels
 from nima._tensor import FLOAT_DTYPES, Tensor
 from nima.autograd import Context, Function
 from nima.kernels.erf import erf
@@ -31,7 +32,8 @@ def as_operand(op: str, x: Any, like: Tensor) -> Any:
         a, b = like.data.dtype, x.data.dtype
         if a in FLOAT_DTYPES and b not in FLOAT_DTYPES:
             return Tensor(x.data.astype(a))  # an int/bool tensor: a constant of like's dtype
-        if a is not b and a != b and a in FLOAT_DTYPES and b in FLOAT_DTYPES:
+        if (a is not b and a != b and a in FLOAT_DTYPES and b in FLOAT_DTYPES
+                and not amp.promotes(a, b)):
             raise TypeError(
                 f"{op}: dtype mismatch {like.dtype} vs {x.dtype} (shapes {like.shape} and "
                 f"{x.shape}); convert one with .float() or .double()"
@@ -50,8 +52,13 @@ def binary_operands(op: str, a: Any, b: Any) -> tuple[Any, Any]:
     if isinstance(a, Tensor) and (a.data.dtype in FLOAT_DTYPES or not isinstance(b, Tensor)):
         if type(b) is float:  # the common `x * 0.5`: nothing to check
             return a, b
-        return a, as_operand(op, b, a)
-    return as_operand(op, a, b), b
+        b = as_operand(op, b, a)
+    else:
+        a = as_operand(op, a, b)
+    if (amp.autocast_dtype() is not None and isinstance(a, Tensor) and isinstance(b, Tensor)
+            and a.data.dtype != b.data.dtype):  # autocast's float16/float32 pair: promote
+        return autocast_float32(a), autocast_float32(b)
+    return a, b
 
 
 # --8<-- [start:add]
@@ -410,16 +417,26 @@ class Where(Function):
 
 
 class Cast(Function):
-    r"""$y = x$ in another dtype; $\bar x = \bar y$ cast back."""
+    r"""$y = x$ in another dtype; $\bar x = \bar y$ cast back.
+
+    Values beyond float16's range become $\pm\infty$ without a warning: that overflow is
+    float16's defined behaviour, and `GradScaler` looks for it."""
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
         ctx.source = x.dtype
-        return x.astype(dtype, copy=False)
+        return _cast_array(x, dtype)
 
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, None]:
-        return grad.astype(ctx.source, copy=False), None
+        return _cast_array(grad, ctx.source), None
+
+
+def _cast_array(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype == amp.FLOAT16:
+        with np.errstate(over="ignore"):
+            return x.astype(dtype, copy=False)
+    return x.astype(dtype, copy=False)
 
 
 # ------------------------------------------------------------------------------ public functions
@@ -476,8 +493,9 @@ def relu(x: Tensor) -> Tensor:
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
-    """GELU; `approximate="tanh"` for GPT-2's tanh approximation."""
-    return Gelu.apply(x, approximate)
+    """GELU; `approximate="tanh"` for GPT-2's tanh approximation. Runs in float32 inside
+    `nima.autocast` (NumPy's float16 `tanh`/`erf` loops are ~12x slower than float32 here)."""
+    return Gelu.apply(autocast_float32(x), approximate)
 
 
 def silu(x: Tensor) -> Tensor:
@@ -531,6 +549,24 @@ def cast(x: Tensor, dtype: np.dtype) -> Tensor:
     if x.requires_grad and dtype not in FLOAT_DTYPES:
         return Tensor(x.data.astype(dtype))
     return Cast.apply(x, dtype)
+
+
+# --8<-- [start:autocast_casts]
+def autocast_lower(x: Any) -> Any:
+    """Inside `nima.autocast`, a float32 tensor cast to float16 (matmul's operands); else `x`."""
+    low = amp.autocast_dtype()
+    if low is not None and isinstance(x, Tensor) and x.data.dtype == amp.FLOAT32:
+        return cast(x, low)
+    return x
+
+
+def autocast_float32(x: Any) -> Any:
+    """Inside `nima.autocast`, a float16 tensor cast to float32 (precision-sensitive ops and
+    promotion); else `x`. The `Cast` node sends the gradient back in float16."""
+    if amp.autocast_dtype() is not None and isinstance(x, Tensor) and x.data.dtype == amp.FLOAT16:
+        return cast(x, amp.FLOAT32)
+    return x
+# --8<-- [end:autocast_casts]
 
 
 def _compare(ufunc: np.ufunc, a: Any, b: Any) -> Tensor:

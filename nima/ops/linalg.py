@@ -20,6 +20,10 @@ shape `(B, T, C)` — every batch entry multiplies the same matrix, so the batch
 rows: one `(1, B·T, C) @ (1, C, N)` product instead of `B` small ones, and no copy of `W`. The
 weight's gradient folds the same way, summing over the batch inside the product:
 $\bar W = \sum_b x_b^\top \bar y_b = X^\top \bar Y$ with $X$ of shape `(B·T, C)`.
+
+**float16** (what `nima.autocast` lowers the operands to, and only inside it) is stored in
+float16 but computed in float32: the operands are widened, multiplied by the float32 kernel,
+and the product rounded back to float16 — NumPy's float16 matmul has no BLAS and is far slower.
 """
 
 from __future__ import annotations
@@ -29,14 +33,18 @@ from typing import Any
 
 import numpy as np
 
-from nima import kernels
+from nima import amp, kernels
 from nima._tensor import FLOAT_DTYPES, Tensor
 from nima.autograd import Context, Function, unbroadcast
-from nima.ops.elementwise import binary_operands
+from nima.ops.elementwise import autocast_lower, binary_operands
 
 
 def batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`(..., M, K) @ (..., K, N) -> (broadcast(...), M, N)` through `kernels.matmul`."""
+    if a.dtype == np.float16:  # no float16 kernel: compute in float32, round the product
+        product = batched_matmul(a.astype(np.float32), b.astype(np.float32))
+        with np.errstate(over="ignore"):  # beyond 65504 is inf, for GradScaler to find
+            return product.astype(np.float16)
     *batch_a, m, k = a.shape
     *batch_b, _, n = b.shape
     batch = np.broadcast_shapes(tuple(batch_a), tuple(batch_b))
@@ -99,8 +107,10 @@ def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product `a @ b` with NumPy's `matmul` rules (see the module docstring).
 
     Both operands must be floating-point tensors of the same dtype with at least one dim.
+    Inside `nima.autocast`, float32 operands are cast to float16 first (a float16 result);
+    outside it float16 operands are refused.
     """
-    a, b = binary_operands("matmul", a, b)
+    a, b = binary_operands("matmul", autocast_lower(a), autocast_lower(b))
     shape_a, shape_b = np.shape(a), np.shape(b)
     if not shape_a or not shape_b:
         raise ValueError(f"matmul: both operands need at least 1 dim, got shapes {shape_a} and "
@@ -108,6 +118,10 @@ def matmul(a: Any, b: Any) -> Tensor:
     if a.dtype not in FLOAT_DTYPES or b.dtype not in FLOAT_DTYPES:
         raise TypeError(f"matmul: needs floating-point operands, got {a.dtype} and {b.dtype} "
                         f"(shapes {shape_a} and {shape_b})")
+    if a.dtype == np.float16 and amp.autocast_dtype() is None:
+        raise TypeError(f"matmul: float16 operands are multiplied only inside nima.autocast; "
+                        f"outside it use float32 or float64 (got {a.dtype} and {b.dtype}, "
+                        f"shapes {shape_a} and {shape_b})")
     k_a, k_b = shape_a[-1], shape_b[-2 if len(shape_b) > 1 else 0]
     if k_a != k_b:
         raise ValueError(f"matmul: inner dimensions differ for shapes {shape_a} and {shape_b} "

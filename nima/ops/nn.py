@@ -15,6 +15,7 @@ import numpy as np
 from nima import kernels
 from nima._tensor import FLOAT_DTYPES, Tensor
 from nima.autograd import Context, Function
+from nima.ops.elementwise import autocast_float32
 from nima.ops.indexing import GetItem
 from nima.ops.reduce import normalize_dims
 
@@ -125,11 +126,12 @@ class CrossEntropy(Function):
 
 # ------------------------------------------------------------------------------ public functions
 def _float_input(op: str, x: Any) -> Tensor:
+    """`x`, checked to be a float tensor; in `nima.autocast` a float16 one is cast to float32."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: needs a floating-point tensor, got {x.dtype} (shape {x.shape})")
-    return x
+    return autocast_float32(x)
 
 
 def _int_array(op: str, name: str, x: Any) -> np.ndarray:
@@ -141,14 +143,14 @@ def _int_array(op: str, name: str, x: Any) -> np.ndarray:
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """Softmax along `dim`: non-negative values summing to 1; $-\\infty$ entries get 0."""
-    _float_input("softmax", x)
+    x = _float_input("softmax", x)
     (d,) = normalize_dims("softmax", dim, x.ndim) or (0,)
     return Softmax.apply(x, d)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """Log of the softmax along `dim`, computed without forming the softmax (no underflow)."""
-    _float_input("log_softmax", x)
+    x = _float_input("log_softmax", x)
     (d,) = normalize_dims("log_softmax", dim, x.ndim) or (0,)
     return LogSoftmax.apply(x, d)
 
@@ -169,7 +171,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", ignore_i
 
     Example: logits `[[0, 0]]`, target `[1]` gives $\log 2 \approx 0.693$.
     """
-    _float_input("cross_entropy", logits)
+    logits = _float_input("cross_entropy", logits)
     t = _int_array("cross_entropy", "target", target)
     if logits.ndim == 0 or t.shape != logits.shape[:-1]:
         raise ValueError(f"cross_entropy: logits of shape {logits.shape} (..., C) need a target "

@@ -20,6 +20,7 @@ import numpy as np
 from nima import kernels
 from nima._tensor import Tensor
 from nima.autograd import Context, Function
+from nima.ops.elementwise import autocast_float32
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -129,6 +130,7 @@ def layer_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tenso
     Example: `layer_norm(tensor([1., 2., 3.]), 3)` is about `[-1.2247, 0, 1.2247]`
     ($\mu = 2$, $\sigma^2 = 2/3$).
     """
+    x = autocast_float32(x)  # in autocast: float16 in, float32 out
     n_dims = _checked("layer_norm", x, normalized_shape, weight=weight, bias=bias)
     return LayerNorm.apply(x, weight, bias, n_dims, float(eps))
 
@@ -143,5 +145,6 @@ def rms_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tensor 
 
     Example: `rms_norm(tensor([3., 4.]), 2, eps=0)` is `[3, 4] / sqrt(12.5)`.
     """
+    x = autocast_float32(x)  # in autocast: float16 in, float32 out
     n_dims = _checked("rms_norm", x, normalized_shape, weight=weight)
     return RMSNorm.apply(x, weight, n_dims, float(eps))

@@ -3,6 +3,9 @@ r"""Reductions over `dim` (an int, a tuple of ints, or None for all), with `keep
 The backward of a reduction hands each input element the gradient of the output it went into:
 `expand_reduced` puts back the reduced axes and broadcasts, e.g. for a sum
 $\bar x_{ij} = \bar y_i$.
+
+Inside `nima.autocast`, `sum`, `mean`, `var` and `logsumexp` of a float16 tensor run in float32
+(a long float16 sum loses its small terms); `max` and `min` are exact and stay float16.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 
 from nima._tensor import Axis, Tensor
 from nima.autograd import Context, Function
+from nima.ops.elementwise import autocast_float32
 
 
 def normalize_dims(op: str, dim: Axis, ndim: int) -> tuple[int, ...]:
@@ -139,16 +143,16 @@ def _reduce(op: str, fn: Any, x: Tensor, dim: Axis, keepdim: bool, *extra: Any) 
 
 
 def sum(x: Tensor, dim: Axis = None, keepdim: bool = False) -> Tensor:
-    return _reduce("sum", Sum, x, dim, keepdim)
+    return _reduce("sum", Sum, autocast_float32(x), dim, keepdim)
 
 
 def mean(x: Tensor, dim: Axis = None, keepdim: bool = False) -> Tensor:
-    return _reduce("mean", Mean, x, dim, keepdim)
+    return _reduce("mean", Mean, autocast_float32(x), dim, keepdim)
 
 
 def var(x: Tensor, dim: Axis = None, keepdim: bool = False, correction: int = 1) -> Tensor:
     """Variance; `correction=1` (default, as PyTorch) is unbiased, 0 the population variance."""
-    return _reduce("var", Var, x, dim, keepdim, correction)
+    return _reduce("var", Var, autocast_float32(x), dim, keepdim, correction)
 
 
 def max(x: Tensor, dim: Axis = None, keepdim: bool = False) -> Tensor:
@@ -165,7 +169,7 @@ def min(x: Tensor, dim: Axis = None, keepdim: bool = False) -> Tensor:
 
 
 def logsumexp(x: Tensor, dim: Axis = None, keepdim: bool = False) -> Tensor:
-    return _reduce("logsumexp", LogSumExp, x, dim, keepdim)
+    return _reduce("logsumexp", LogSumExp, autocast_float32(x), dim, keepdim)
 
 
 def _nonempty(op: str, x: Tensor) -> None:
