@@ -17,6 +17,7 @@ call the active backend's implementation — see `nima.kernels.backend`:
 | `softmax_*`, `log_softmax_*` | `nima.kernels.softmax` | `prange` over rows |
 | `cross_entropy_*` | `nima.kernels.cross_entropy` | `prange` over rows |
 | `layer_norm_*`, `rms_norm_*` | `nima.kernels.layernorm` | `prange` over rows (row blocks) |
+| `adam_update` | `nima.kernels.adam` | one thread, vectorised, per block of 1024 elements |
 
 All take float32 or float64 (one dtype per call) and return new arrays. Nothing is compiled at
 import: each numba kernel compiles on its first call for a dtype (or loads numba's on-disk cache).
@@ -24,6 +25,7 @@ import: each numba kernel compiles on its first call for a dtype (or loads numba
 
 import numpy as np
 
+from nima.kernels import adam as _adam
 from nima.kernels import cross_entropy as _ce
 from nima.kernels import gelu as _gelu
 from nima.kernels import gemm as _mm
@@ -33,6 +35,7 @@ from nima.kernels.backend import BACKENDS, backend, current, pick, use
 
 __all__ = [
     "BACKENDS",
+    "adam_update",
     "backend",
     "cross_entropy_backward",
     "cross_entropy_forward",
@@ -258,3 +261,25 @@ def rms_norm_backward(
     _check_norm("rms_norm_backward", x, weight, dy, rstd)
     _check_row_stats("rms_norm_backward", x, dy, rstd)
     return pick(_ln.rms_norm_backward_numpy, _ln.rms_norm_backward_numba)(dy, x, weight, rstd)
+
+
+def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
+                exp_avg_sq: np.ndarray, lr: float, beta1: float, beta2: float, eps: float,
+                weight_decay: float, step: int, decoupled: bool, fused: bool | None = None) -> None:
+    r"""One Adam/AdamW step of `param`, `exp_avg` ($m$), `exp_avg_sq` ($v$), in place.
+
+    `fused`: True the numba kernel, False the NumPy reference, None the active backend's. The
+    kernel needs C-contiguous `param`, `exp_avg`, `exp_avg_sq` (as every array Nima allocates);
+    other layouts take the reference. Both give the same bits.
+    """
+    arrays = (param, grad, exp_avg, exp_avg_sq)
+    if any(a.shape != param.shape for a in arrays):
+        shown = ", ".join(str(a.shape) for a in arrays)
+        raise ValueError(f"adam_update: param, grad, exp_avg, exp_avg_sq must share a shape, "
+                         f"got {shown}")
+    _check_floats("adam_update", param, exp_avg, exp_avg_sq)
+    reference, kernel = _adam.adam_update_numpy, _adam.adam_update_numba
+    update = pick(reference, kernel) if fused is None else (kernel if fused else reference)
+    if not all(a.flags.c_contiguous for a in (param, exp_avg, exp_avg_sq)):
+        update = reference
+    update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step, decoupled)

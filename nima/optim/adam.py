@@ -16,11 +16,11 @@ same rate whatever its gradient history. Both match `torch.optim.Adam` / `AdamW`
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
+from nima import kernels
 from nima._tensor import Tensor
 from nima.nn.embedding import Embedding
 from nima.nn.module import Module
@@ -30,13 +30,19 @@ from nima.optim.optimizer import Optimizer, ParamsLike
 
 
 class Adam(Optimizer):
-    """Adam with L2 weight decay in the gradient (as `torch.optim.Adam`)."""
+    """Adam with L2 weight decay in the gradient (as `torch.optim.Adam`).
+
+    `fused`: update each parameter in one pass of the numba kernel (True), with the NumPy
+    reference (False), or as the active kernel backend says (None, the default: fused when
+    the numba kernels are active). Both give the same numbers; `fused` is not saved in the
+    `state_dict`, so checkpoints move freely between the two.
+    """
 
     decoupled = False
 
     def __init__(self, params: ParamsLike, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
+                 weight_decay: float = 0.0, fused: bool | None = None) -> None:
         if lr < 0 or eps < 0 or weight_decay < 0:
             raise ValueError(f"{type(self).__name__}: lr, eps and weight_decay must be >= 0, got "
                              f"lr={lr}, eps={eps}, weight_decay={weight_decay}")
@@ -44,38 +50,21 @@ class Adam(Optimizer):
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))
+        self.fused = fused
 
     # --8<-- [start:adam]
     def _update(self, p: Tensor, grad: np.ndarray, group: dict[str, Any],
                 state: dict[str, Any]) -> None:
-        dtype = p.data.dtype  # hyper-parameters cast to it, so float32 stays float32
-        f = dtype.type
-        lr, wd, (b1, b2) = group["lr"], group["weight_decay"], group["betas"]
-        g = grad.astype(dtype, copy=False)
         if not state:
             state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
+            state["exp_avg"] = np.zeros_like(p.data)  # $m_0 = 0$
+            state["exp_avg_sq"] = np.zeros_like(p.data)  # $v_0 = 0$
         state["step"] += 1
-        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-        if wd and self.decoupled:
-            # AdamW, decoupled decay: $\theta \leftarrow \theta - \eta\lambda\theta$
-            p.data *= f(1 - lr * wd)
-        elif wd:
-            # Adam, L2 in the gradient: $g \leftarrow g + \lambda\theta$
-            g = g + f(wd) * p.data
-        # $m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t$
-        m *= f(b1)
-        m += f(1 - b1) * g
-        # $v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2$
-        v *= f(b2)
-        v += f(1 - b2) * (g * g)
-        # bias correction: $\hat m_t = m_t/(1-\beta_1^t)$, $\hat v_t = v_t/(1-\beta_2^t)$,
-        # folded into the step size and the denominator
-        step_size = lr / (1 - b1**t)
-        denom = np.sqrt(v) / f(math.sqrt(1 - b2**t)) + f(group["eps"])
-        # $\theta \leftarrow \theta - \eta\,\hat m_t / (\sqrt{\hat v_t} + \epsilon)$
-        p.data -= f(step_size) * (m / denom)
+        b1, b2 = group["betas"]
+        # the equations: `nima.kernels.adam`, a NumPy reference beside a fused numba kernel
+        kernels.adam_update(p.data, grad, state["exp_avg"], state["exp_avg_sq"], group["lr"],
+                            b1, b2, group["eps"], group["weight_decay"], state["step"],
+                            self.decoupled, self.fused)
     # --8<-- [end:adam]
 
 
@@ -87,8 +76,9 @@ class AdamW(Adam):
 
     def __init__(self, params: ParamsLike, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+                 weight_decay: float = 1e-2, fused: bool | None = None) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         fused=fused)
 
 
 NO_DECAY_MODULES: tuple[type[Module], ...] = (
