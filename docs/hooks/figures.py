@@ -1,8 +1,9 @@
 """MkDocs hook: draw the docs' figures at build time from Nima's own code.
 
 No image is committed: each function below computes its picture with the same functions the
-model uses (`sinusoidal_table`, `RotaryEmbedding`, `ALiBi`), draws it with matplotlib, and the
-hook adds the PNG to the site under `figures/`. Pages reference `figures/NAME.png`.
+model uses (`sinusoidal_table`, `RotaryEmbedding`, `ALiBi`, the schedules of `nima.optim`),
+draws it with matplotlib, and the hook adds the PNG to the site under `figures/`. Pages
+reference `figures/NAME.png`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 
 import nima
+from nima.nn import Parameter
 from nima.nn.positional import ALiBi, RotaryEmbedding, sinusoidal_table
+from nima.optim import SGD, Constant, Linear, Noam, WarmupCosine
 
 
 def sinusoidal(fig: Figure) -> None:
@@ -57,10 +60,31 @@ def alibi(fig: Figure) -> None:
         ax.set(title=f"head {h}: slope 1/{2 ** (h + 1)}", xlabel="key", ylabel="query")
 
 
+def schedules(fig: Figure) -> None:
+    """The schedules' `lr_at(t)`: nanoGPT's Shakespeare warmup-cosine, linear, constant, Noam."""
+    def curve(make: Callable, lr: float) -> list[float]:
+        schedule = make(SGD([Parameter(np.zeros(1))], lr=lr))
+        return [schedule.lr_at(t) for t in range(2200)]
+
+    left, right = fig.subplots(1, 2)
+    for name, make in (
+        ("WarmupCosine", lambda o: WarmupCosine(o, warmup=100, total=2000, min_lr=1e-4)),
+        ("Linear", lambda o: Linear(o, total=2000)),
+        ("Constant", Constant),
+    ):
+        left.plot(curve(make, 1e-3), label=name)
+    left.set(title="lr 1e-3; warmup 100, total 2000, min_lr 1e-4", xlabel="step",
+             ylabel="learning rate")
+    left.legend(loc="center left")
+    right.plot(curve(lambda o: Noam(o, d_model=128, warmup=100), 1.0), color="C3")
+    right.set(title="Noam(d_model=128, warmup=100), lr = 1", xlabel="step")
+
+
 FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "positions_sinusoidal": (sinusoidal, (10, 4)),
     "positions_rope": (rope, (7, 4)),
     "positions_alibi": (alibi, (12, 3.4)),
+    "optim_schedules": (schedules, (11, 4)),
 }
 _out = Path(tempfile.mkdtemp(prefix="nima-docs-figures-"))
 
