@@ -64,7 +64,9 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
     Args:
         run_dir: the run directory.
         step: the number of optimizer steps taken so far.
-        model, optimizer, scheduler: saved through their `state_dict()`.
+        model: saved through its `state_dict()`.
+        optimizer: saved through its `state_dict()` (arrays as tensors, the rest as JSON).
+        scheduler: saved through its `state_dict()`.
         config: the run's configuration (JSON-able).
         rng_states: JSON-able generator states; defaults to `{"nima": nima.random.get_state()}`.
         metrics: e.g. `{"train_loss": ..., "val_loss": ...}`.

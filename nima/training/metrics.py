@@ -11,7 +11,8 @@ dropped (`truncate_after`), so the files hold one clean curve.
 Example:
     >>> log = MetricsLog("runs/a")                                       # doctest: +SKIP
     >>> log.append({"kind": "train", "step": 10, "loss": 2.5, "lr": 1e-3})  # doctest: +SKIP
-    >>> read_metrics("runs/a/metrics.jsonl")[-1]["loss"]                  # doctest: +SKIP
+    >>> last = read_metrics("runs/a/metrics.jsonl").pop()                 # doctest: +SKIP
+    >>> last.get("loss")                                                   # doctest: +SKIP
     2.5
 """
 
