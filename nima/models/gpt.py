@@ -206,9 +206,12 @@ class Block(Module):
         self.ffn = FeedForward(config.n_embd, config.ffn_hidden, kind=config.ffn,
                                bias=config.bias, dropout=config.dropout)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache | None = None,
+                head_gate: Tensor | None = None) -> Tensor:
+        gate = {} if head_gate is None else {"head_gate": head_gate}  # (nh,) per-head scales
+
         def attend(h: Tensor) -> Tensor:
-            return self.drop(self.attn(h, cache=cache))  # (B, T, C)
+            return self.drop(self.attn(h, cache=cache, **gate))  # (B, T, C)
 
         x = residual(x, attend, self.ln_1, self.pre_norm)  # (B, T, C): tokens mix
         x = residual(x, self.ffn, self.ln_2, self.pre_norm)  # (B, T, C): each token alone
@@ -318,6 +321,14 @@ class GPT(Module):
     def new_caches(self) -> list[KVCache]:
         """Empty KV caches, one per block, for incremental decoding with `forward(caches=...)`."""
         return [KVCache() for _ in self.blocks]
+
+    def generate(self, idx: Any, max_new_tokens: int, **kwargs: Any) -> Any:
+        """`nima.generation.generate(self, idx, max_new_tokens, **kwargs)`: greedy, sampling,
+        entropy-aware or beam search on the KV cache, in eval mode; the model's train/eval
+        mode is restored afterwards. Returns a `GenerationOutput`."""
+        from nima.generation import generate  # lazily: the model does not depend on decoding
+
+        return generate(self, idx, max_new_tokens, **kwargs)
 
     def extra_repr(self) -> str:
         return f"{self.num_parameters():,} parameters"

@@ -60,6 +60,17 @@ class KVCache:
         self.k, self.v = np.ascontiguousarray(k.data), np.ascontiguousarray(v.data)
         return k, v
 
+    def reorder(self, indices: np.ndarray) -> None:
+        """Keep batch rows `indices` `(B',)` in that order: row `i` becomes old row
+        `indices[i]` (beam search moves each beam's history to where its successors are)."""
+        if self.k is not None:
+            indices = np.asarray(indices)
+            if indices.ndim != 1 or indices.dtype.kind not in "iu" or (indices.size and (
+                    indices.min() < 0 or indices.max() >= self.k.shape[0])):
+                raise ValueError(f"KVCache.reorder: indices must be 1-D ints in "
+                                 f"[0, {self.k.shape[0]}), got {indices!r}")
+            self.k, self.v = self.k[indices], self.v[indices]  # (B', nh, T_seen, hd)
+
     def __repr__(self) -> str:
         shape = None if self.k is None else self.k.shape
         return f"KVCache(length={self.length}, shape={shape})"
@@ -114,8 +125,8 @@ class MultiHeadAttention(Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, *,
                 key_padding_mask: Mask | None = None, attn_mask: Mask | None = None,
-                cache: KVCache | None = None,
-                need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+                cache: KVCache | None = None, need_weights: bool = False,
+                head_gate: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """`x` `(B, T, d)` -> `(B, T, d)`, or `(y, weights (B, nh, T, S))` with `need_weights`.
 
         `context` `(B, S, d)`: the sequence to attend to, for cross-attention. With a `cache`,
@@ -124,7 +135,8 @@ class MultiHeadAttention(Module):
         computes the context's keys and values on the first call and reuses them after
         (`context` may then be None). `key_padding_mask` `(B, S)`: True at padding keys (S
         counts cached keys too). `attn_mask`: as in `scaled_dot_product_attention`,
-        broadcastable to `(B, nh, T, S)`.
+        broadcastable to `(B, nh, T, S)`. `head_gate` `(nh,)`: a scale per head, multiplying its
+        output before `proj` (learned by `nima.generation.learned`); None changes nothing.
         """
         q, k, v = self._project(x, context, cache)  # (B, nh, T, hd), (B, nh, S_new, hd) x2
         B, T, C = x.shape
@@ -138,6 +150,11 @@ class MultiHeadAttention(Module):
         y, weights = scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=self.causal,
             dropout_p=self.dropout if self.training else 0.0, need_weights=True)
+        if head_gate is not None:
+            if head_gate.shape != (self.n_head,):
+                raise ValueError(f"MultiHeadAttention: head_gate must have shape "
+                                 f"({self.n_head},), got {head_gate.shape}")
+            y = y * head_gate.reshape(self.n_head, 1, 1)  # (B, nh, T, hd): head h times $g_h$
         # --8<-- [start:merge_heads]
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, nh, T, hd) -> (B, T, nh, hd) -> (B, T, C)
         y = self.proj(y)  # (B, T, C): $W_O$ mixes what the heads found

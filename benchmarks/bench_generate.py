@@ -1,0 +1,159 @@
+"""Generating 200 tokens with nanoGPT's Shakespeare baby GPT: KV-cached vs uncached, and beams.
+
+Model: `GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)`,
+float32, random weights (speed does not depend on training), a one-token prompt, 200 new tokens
+sampled at temperature 1 (nanoGPT's `generate` defaults). Contestants:
+
+* `nima cached` — `nima.generation.generate(..., do_sample=True)`: the KV cache, the window
+  sliding to its last 32 tokens when full; with the NumPy kernels (generate's default) and with
+  the numba kernels;
+* `nima uncached` — nanoGPT's loop written with Nima: crop to the last 64 tokens, a full
+  forward, softmax, sample; every step;
+* `torch uncached` — the same loop in PyTorch (nanoGPT's `generate`), with Nima's weights,
+  when `import torch` works (it is optional; nothing installs it);
+* `nima beam x4` — beam search with 4 beams, 200 tokens: its time and tokens/s.
+
+The issue's target: cached generation in at most 0.5x the time of PyTorch's uncached loop.
+Contestants alternate in blocks (`timing.race`), so load from elsewhere hits all of them.
+
+Run: `python benchmarks/bench_generate.py [--quick]`; writes `benchmarks/results/generate.md`
+and `generate.json` (via a temporary file and a rename).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from timing import race
+
+import nima
+from nima.generation import generate, sample_tokens, softmax
+from nima.models import GPT, GPTConfig
+from nima.serialization import atomic_write_text
+
+RESULTS = Path(__file__).parent / "results"
+CONFIG = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)
+NEW_TOKENS = 200
+PROMPT = np.zeros((1, 1), dtype=np.int64)
+
+
+def nima_uncached(model: GPT) -> Callable[[], np.ndarray]:
+    """nanoGPT's `generate` loop in Nima: the cropped window re-run in full every step."""
+    rng = np.random.default_rng(0)
+
+    def run() -> np.ndarray:
+        idx = PROMPT
+        with nima.no_grad():
+            for _ in range(NEW_TOKENS):
+                logits, _ = model(idx[:, -CONFIG.block_size:])  # (1, t, V)
+                token = sample_tokens(softmax(logits.data[:, -1, :]), rng)
+                idx = np.concatenate([idx, token[:, None]], axis=1)
+        return idx
+
+    return run
+
+
+def torch_uncached(model: GPT) -> Callable[[], object] | None:  # pragma: no cover - optional
+    """nanoGPT's `generate` in PyTorch with Nima's weights, or None without torch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    c = CONFIG
+    p = {k: torch.from_numpy(np.array(v.data)) for k, v in model.named_parameters()}
+
+    def forward(idx: torch.Tensor) -> torch.Tensor:
+        B, T = idx.shape
+        x = p["wte.weight"][idx] + p["wpe.weight"][:T]
+        for i in range(c.n_layer):
+            pre = f"blocks.{i}."
+            h = F.layer_norm(x, (c.n_embd,), p[pre + "ln_1.weight"])
+            q, k, v = (h @ p[pre + "attn.qkv.weight"].T).split(c.n_embd, dim=2)
+            q, k, v = (t.view(B, T, c.n_head, -1).transpose(1, 2) for t in (q, k, v))
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + a.transpose(1, 2).reshape(B, T, c.n_embd) @ p[pre + "attn.proj.weight"].T
+            h = F.layer_norm(x, (c.n_embd,), p[pre + "ln_2.weight"])
+            h = F.gelu(h @ p[pre + "ffn.fc.weight"].T, approximate="tanh")
+            x = x + h @ p[pre + "ffn.proj.weight"].T
+        x = F.layer_norm(x, (c.n_embd,), p["ln_f.weight"])
+        return x @ p["wte.weight"].T  # (B, T, V)
+
+    torch.manual_seed(0)
+
+    @torch.no_grad()
+    def run() -> torch.Tensor:
+        idx = torch.from_numpy(PROMPT)
+        for _ in range(NEW_TOKENS):
+            logits = forward(idx[:, -c.block_size:])[:, -1, :]
+            token = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            idx = torch.cat((idx, token), dim=1)
+        return idx
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short time budget")
+    args = parser.parse_args()
+    budget, rounds = (3.0, 2) if args.quick else (30.0, 5)
+
+    nima.manual_seed(0)
+    model = GPT(CONFIG).eval()
+    contestants: dict[str, Callable[[], object]] = {
+        "nima cached (numpy kernels)": lambda: generate(
+            model, PROMPT, NEW_TOKENS, do_sample=True, seed=0, stats=False),
+        "nima cached (numba kernels)": lambda: generate(
+            model, PROMPT, NEW_TOKENS, do_sample=True, seed=0, stats=False, backend="numba"),
+        "nima uncached": nima_uncached(model),
+    }
+    torch_run = None
+    try:
+        torch_run = torch_uncached(model)
+    except Exception as exc:  # a torch mismatch should not hide Nima's numbers
+        print(f"torch comparison skipped: {exc}")
+    if torch_run is not None:
+        contestants["torch uncached"] = torch_run
+    contestants["nima beam x4"] = lambda: generate(model, PROMPT, NEW_TOKENS, num_beams=4,
+                                                   stats=False)
+    seconds = race(contestants, budget, rounds)
+
+    ref_name = "torch uncached" if torch_run is not None else "nima uncached"
+    ref = seconds[ref_name]
+    lines = [
+        f"# Generating {NEW_TOKENS} tokens: baby GPT (4 layers, 4 heads, 128 wide, block 64, "
+        f"vocab 65)",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores; medians of "
+        f"{'a quick run' if args.quick else f'{rounds} alternating rounds'}. "
+        f"Ratios against `{ref_name}`.",
+        "",
+        "| contestant | ms / 200 tokens | ms / token | tokens/s | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for name, s in seconds.items():
+        lines.append(f"| {name} | {s * 1e3:.0f} | {s * 1e3 / NEW_TOKENS:.2f} | "
+                     f"{NEW_TOKENS / s:.0f} | {s / ref:.2f}x |")
+    lines += ["", "Beam search tokens/s counts the tokens of one sequence (each step extends 4 "
+              "beams)."]
+    if torch_run is None:
+        lines += ["", "PyTorch not importable: no torch row in this run (the issue quotes "
+                  "~610 ms for nanoGPT's uncached generate on this machine)."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_text(RESULTS / "generate.md", text)
+    atomic_write_text(RESULTS / "generate.json", json.dumps(
+        {"new_tokens": NEW_TOKENS, "quick": args.quick, "reference": ref_name,
+         "ms": {k: v * 1e3 for k, v in seconds.items()}}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+r"""Beam search: keep the `num_beams` most likely continuations of each prompt, step by step.
+
+Each step, every beam $b$ with summed log-probability $s_b$ proposes every token $i$, scored
+$s_b + \log p(i \mid \text{beam}_b)$. Of these $K \cdot V$ candidates per prompt the best $2K$
+are read in order: a candidate ending in `eos_token_id` (among the first $K$) becomes a
+finished *hypothesis*, scored with the length penalty
+
+$$\text{score} = \frac{\sum_t \log p(x_t \mid x_{<t})}{L^{\alpha}}$$
+
+($L$ the number of generated tokens, $\alpha$ = `length_penalty`, as in Hugging Face:
+$\alpha > 0$ favours longer sequences, $\alpha < 0$ shorter ones); the others fill the $K$
+beams of the next step (reading $2K$ guarantees $K$ of them even if $K$ end). The KV caches
+follow: row $i$ of the next step's caches is a copy of the row its beam came from
+(`KVCache.reorder`).
+
+A prompt is done when it holds $K$ hypotheses and — with `early_stopping` — at once, or —
+without — once no running beam can beat the worst of them any more (Hugging Face's heuristic:
+the best running sum divided by the current length$^\alpha$). At the end, running beams of
+prompts not done join the hypotheses, and the best `num_return_sequences` are returned with
+their summed log-probabilities and scores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nima.generation.output import GenerationOutput
+from nima.generation.processors import LogitsProcessor, softmax
+from nima.generation.stats import GenerationStats
+from nima.generation.window import ContextWindow, as_prompts
+
+__all__ = ["BeamHypotheses", "beam_search"]
+
+
+class BeamHypotheses:
+    """The best `num_beams` finished sequences of one prompt, as `(score, logprob, tokens)`."""
+
+    def __init__(self, num_beams: int, length_penalty: float, early_stopping: bool) -> None:
+        self.num_beams, self.alpha, self.early_stopping = num_beams, length_penalty, early_stopping
+        self.hyps: list[tuple[float, float, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return len(self.hyps)
+
+    # --8<-- [start:hyp_add]
+    def add(self, tokens: np.ndarray, logprob: float) -> None:
+        r"""Keep `tokens` (the generated ones) if among the best: score $= \log p / L^\alpha$."""
+        score = logprob / max(len(tokens), 1) ** self.alpha
+        self.hyps.append((score, logprob, tokens))
+        self.hyps.sort(key=lambda h: -h[0])
+        del self.hyps[self.num_beams:]
+    # --8<-- [end:hyp_add]
+
+    def is_done(self, best_running: float, length: int) -> bool:
+        """No running beam (best summed log-probability `best_running`, `length` tokens
+        generated) can still enter."""
+        if len(self) < self.num_beams:
+            return False
+        if self.early_stopping:
+            return True
+        return self.hyps[-1][0] >= best_running / length ** self.alpha
+
+
+def beam_search(model: Any, idx: Any, max_new_tokens: int, *, num_beams: int,
+                length_penalty: float = 1.0, early_stopping: bool = False,
+                num_return_sequences: int = 1, eos_token_id: int | None = None,
+                pad_token_id: int = 0, logits_processor: LogitsProcessor | None = None,
+                window_keep: int | None = None, stats: bool = True) -> GenerationOutput:
+    r"""Beam search from prompts `idx` `(B, T0)`; see the module docstring.
+
+    Call it through `generate(..., num_beams=K)`, which also sets eval mode and `no_grad`.
+
+    Args:
+        model: as for `generate`.
+        idx: `(B, T0)` prompts.
+        max_new_tokens: at most this many tokens per sequence.
+        num_beams: $K$, beams per prompt.
+        length_penalty: $\alpha$.
+        early_stopping: stop a prompt as soon as it has $K$ finished hypotheses.
+        num_return_sequences: how many of the best to return per prompt, $\le K$.
+        eos_token_id: the token that finishes a hypothesis.
+        pad_token_id: fills the rows of shorter results.
+        logits_processor: applied to each beam's logits before the log-softmax.
+        window_keep: see `ContextWindow`.
+        stats: record the entropy and confidence of every running beam's distribution.
+
+    Returns:
+        A `GenerationOutput` with `B * num_return_sequences` rows, best first per prompt;
+        `sequence_logprobs` the summed log-probabilities, `scores` the length-penalised ones.
+    """
+    prompts = as_prompts("beam_search", idx)
+    K = num_beams
+    if isinstance(K, bool) or not isinstance(K, int | np.integer) or K < 1:
+        raise ValueError(f"beam_search: num_beams must be an int >= 1, got {K!r}")
+    if not 1 <= num_return_sequences <= K:
+        raise ValueError(f"beam_search: num_return_sequences must be in [1, num_beams={K}], "
+                         f"got {num_return_sequences!r}")
+    B, T0 = prompts.shape
+    seq = np.empty((B * K, T0 + max_new_tokens), dtype=np.int64)
+    seq[:, :T0] = np.repeat(prompts, K, axis=0)  # (B K, T0): K copies of each prompt
+    beam_scores = np.zeros((B, K))
+    beam_scores[:, 1:] = -np.inf  # all beams start equal: let only the first propose
+    hyps = [BeamHypotheses(K, length_penalty, early_stopping) for _ in range(B)]
+    done = np.zeros(B, dtype=bool)
+    window = ContextWindow(model, window_keep)
+    record = GenerationStats() if stats else None
+    n = T0
+    for _ in range(max_new_tokens):
+        context = seq[:, :n]
+        logits = window.next_logits(context)  # (B K, V)
+        if logits_processor is not None:
+            logits = logits_processor(context, logits)
+        V = logits.shape[-1]
+        if V < 2:
+            raise ValueError(f"beam_search: needs a vocabulary of at least 2 tokens, got {V}")
+        probs = softmax(logits)  # (B K, V)
+        if record is not None:
+            record.record(probs, 1.0, np.repeat(~done, K))
+        # --8<-- [start:candidates]
+        with np.errstate(divide="ignore"):
+            logp = np.log(probs)  # (B K, V): $\log p(i \mid \text{beam})$
+        cand = (beam_scores.reshape(B * K, 1) + logp).reshape(B, K * V)  # $s_b + \log p$
+        top = np.argpartition(-cand, 2 * K - 1, axis=-1)[:, :2 * K]  # (B, 2K), unordered
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(cand, top, -1), -1), -1)
+        top_scores = np.take_along_axis(cand, top, -1)  # (B, 2K), best first
+        from_beam, token = top // V, top % V  # (B, 2K) each
+        # --8<-- [end:candidates]
+        rows = np.arange(B * K)  # next step's row i continues row rows[i]
+        tokens = np.full(B * K, pad_token_id, dtype=np.int64)
+        for b in np.flatnonzero(~done):
+            # --8<-- [start:select]
+            j = 0
+            for rank in range(2 * K):
+                src = b * K + from_beam[b, rank]
+                if eos_token_id is not None and token[b, rank] == eos_token_id:
+                    if rank < K:  # a finished hypothesis, if among the K best candidates
+                        hyps[b].add(np.append(seq[src, T0:n], eos_token_id),
+                                    float(top_scores[b, rank]))
+                    continue
+                rows[b * K + j], tokens[b * K + j] = src, token[b, rank]
+                beam_scores[b, j] = top_scores[b, rank]
+                j += 1
+                if j == K:
+                    break
+            done[b] = hyps[b].is_done(float(top_scores[b].max()), n - T0 + 1)
+            # --8<-- [end:select]
+        seq = seq[rows]  # (B K, T0 + max_new): each beam's history follows it
+        seq[:, n] = tokens
+        n += 1
+        window.reorder(rows)
+        if done.all():
+            break
+    for b in np.flatnonzero(~done):  # running beams compete with the finished ones
+        for k in range(K):
+            hyps[b].add(seq[b * K + k, T0:n].copy(), float(beam_scores[b, k]))
+    return _collect(hyps, prompts, num_return_sequences, pad_token_id, record)
+
+
+def _collect(hyps: list[BeamHypotheses], prompts: np.ndarray, n_ret: int, pad: int,
+             record: GenerationStats | None) -> GenerationOutput:
+    """The best `n_ret` hypotheses of each prompt, padded into one array."""
+    best = [h.hyps[:n_ret] for h in hyps]
+    B, T0 = prompts.shape
+    L = max(len(t) for row in best for _, _, t in row)
+    seq = np.full((B * n_ret, T0 + L), pad, dtype=np.int64)
+    lengths = np.zeros(B * n_ret, dtype=np.int64)
+    scores, logprobs = np.zeros(B * n_ret), np.zeros(B * n_ret)
+    for b, row in enumerate(best):
+        for j, (score, logprob, tokens) in enumerate(row):
+            i = b * n_ret + j
+            seq[i, :T0], seq[i, T0:T0 + len(tokens)] = prompts[b], tokens
+            lengths[i], scores[i], logprobs[i] = T0 + len(tokens), score, logprob
+    return GenerationOutput(sequences=seq, lengths=lengths, sequence_logprobs=logprobs,
+                            scores=scores, prompt_length=T0, strategy="beam", stats=record)

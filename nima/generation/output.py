@@ -1,0 +1,49 @@
+"""What `generate` returns: the sequences, their log-probabilities and the statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nima.generation.stats import GenerationStats
+
+__all__ = ["GenerationOutput"]
+
+
+@dataclass
+class GenerationOutput:
+    """The result of `generate` (cf. Hugging Face's `GenerateOutput`).
+
+    Rows are grouped by prompt: with `B` prompts and `num_return_sequences = n`, row
+    `b * n + j` is the `j`-th sequence for prompt `b` (for beam search, the `j`-th best).
+
+    Attributes:
+        sequences: `(N, T0 + L)` int64, each prompt followed by its generated tokens; a row
+            that stopped early is padded with `pad_token_id` after `lengths[row]`.
+        lengths: `(N,)` how many tokens of each row are valid (prompt included; an end token
+            or a completed stop string counts).
+        sequence_logprobs: `(N,)` the sum of the log-probabilities of each row's generated
+            tokens under the distributions they were chosen from (after the processors).
+        scores: `(N,)` beam search: `sequence_logprobs / generated_length ** length_penalty`,
+            what the beams were ranked by; other strategies: `sequence_logprobs`.
+        prompt_length: `T0`.
+        strategy: `"greedy"`, `"sample"`, `"entropy"` or `"beam"`.
+        stats: per-step entropy, confidence and temperature (`GenerationStats`), or None.
+    """
+
+    sequences: np.ndarray
+    lengths: np.ndarray
+    sequence_logprobs: np.ndarray
+    scores: np.ndarray
+    prompt_length: int
+    strategy: str
+    stats: GenerationStats | None = None
+
+    def generated(self, row: int = 0) -> list[int]:
+        """The tokens row `row` generated, without the prompt and the padding."""
+        return self.sequences[row, self.prompt_length:self.lengths[row]].tolist()
+
+    def tolist(self) -> list[list[int]]:
+        """Every row's valid tokens, prompt included."""
+        return [self.sequences[i, :n].tolist() for i, n in enumerate(self.lengths)]
