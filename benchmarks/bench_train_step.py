@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import nima
+from nima.allocator import retain_freed_memory
 from nima.models import GPT, GPTConfig
 from nima.optim import AdamW, clip_grad_norm_
 from nima.optim.adam import param_groups_for_decay
@@ -141,7 +142,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile top-15 by tottime")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc as it is (the trainer tunes it)")
     args = parser.parse_args()
+    # as nima.training.Trainer does; the process-wide setting serves both contestants
+    tuned = not args.default_malloc and retain_freed_memory()
     rounds = args.rounds or (2 if args.quick else 5)
     repeats = args.repeats or (5 if args.quick else 10)
 
@@ -182,6 +187,9 @@ def main() -> None:
             tm = statistics.median(torch_t[k])
             row += f" {tm:.2f} | {med[k] / tm:.2f}x |"
         lines.append(row)
+    lines += ["", "glibc malloc: " + ("tuned by `nima.allocator.retain_freed_memory` (as the "
+                                      "trainer does), for both contestants" if tuned else
+                                      "default (`--default-malloc`)")]
     malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     if malloc:  # glibc malloc tuning changes the numbers a lot (page faults of fresh arrays)
         lines += ["", "Environment: " + ", ".join(f"{k}={v}" for k, v in sorted(malloc.items()))]

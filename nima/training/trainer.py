@@ -51,6 +51,7 @@ import yaml
 
 import nima
 from nima import random as nima_random
+from nima.allocator import retain_freed_memory
 from nima.autograd import no_grad
 from nima.data.dataset import TOKENIZER_FILE, TokenDataset, prepare
 from nima.data.synthetic import generate_corpus
@@ -184,6 +185,7 @@ class Trainer:
     def __init__(self, config: Config, *, resume: bool = False, overwrite: bool = False,
                  stream: TextIO | None = None) -> None:
         t = config.training
+        retain_freed_memory()  # reuse last step's pages instead of faulting in fresh ones
         self.run_dir = Path(t.run_dir)
         existing = list_checkpoints(self.run_dir) if self.run_dir.is_dir() else []
         if existing and not resume and not overwrite:
