@@ -26,20 +26,17 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import numba
 import numpy as np
 from bench_train_step import CONFIG, B, batch
-from timing import race
+from timing import publish, race
 
 import nima
 from nima.models import GPT
 from nima.optim import AdamW, GradScaler, clip_grad_norm_
 from nima.optim.adam import param_groups_for_decay
-from nima.serialization import atomic_write_text
 
-RESULTS = Path(__file__).parent / "results"
 PHASES = ("forward", "backward", "optimizer", "step")
 
 
@@ -127,10 +124,7 @@ def main() -> None:
         f"ordinary values, {cast_tiny:.2f} ms when they fall in float16's subnormal range "
         f"({cast_tiny / cast_normal:.0f}x).",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "amp.md", text)
+    publish("amp", lines)
 
 
 if __name__ == "__main__":

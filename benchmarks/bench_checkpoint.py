@@ -20,19 +20,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
-import json
 import statistics
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
+from timing import publish
 
 import nima
 from nima.models import GPT, GPTConfig
-from nima.serialization import atomic_write_text
 
-RESULTS = Path(__file__).parent / "results"
 BASE = GPTConfig(vocab_size=65, block_size=256, n_layer=8, n_head=4, n_embd=128, bias=False)
 B = 8
 
@@ -118,13 +115,8 @@ def main() -> None:
     lines += ["", f"Checkpointing keeps {p['kept_mb'] / c['kept_mb']:.1f}x less after the "
               f"forward and peaks {p['peak_mb'] / c['peak_mb']:.1f}x lower, for "
               f"{c['step_ms'] / p['step_ms']:.2f}x the time (one extra forward per block)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "checkpoint.md", text)
-    atomic_write_text(RESULTS / "checkpoint.json", json.dumps(
-        {"config": dataclasses.asdict(config), "batch": B, "repeats": repeats, "runs": rows},
-        indent=2))
+    publish("checkpoint", lines, {"config": dataclasses.asdict(config), "batch": B,
+                                  "repeats": repeats, "runs": rows})
 
 
 

@@ -23,21 +23,17 @@ and `generate.json` (via a temporary file and a rename).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-from timing import race
+from timing import publish, race
 
 import nima
 from nima.generation import generate, sample_tokens, softmax
 from nima.models import GPT, GPTConfig
-from nima.serialization import atomic_write_text
 
-RESULTS = Path(__file__).parent / "results"
 CONFIG = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)
 NEW_TOKENS = 200
 PROMPT = np.zeros((1, 1), dtype=np.int64)
@@ -146,13 +142,9 @@ def main() -> None:
     if torch_run is None:
         lines += ["", "PyTorch not importable: no torch row in this run (the issue quotes "
                   "~610 ms for nanoGPT's uncached generate on this machine)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "generate.md", text)
-    atomic_write_text(RESULTS / "generate.json", json.dumps(
-        {"new_tokens": NEW_TOKENS, "quick": args.quick, "reference": ref_name,
-         "ms": {k: v * 1e3 for k, v in seconds.items()}}, indent=2))
+    publish("generate", lines, {"new_tokens": NEW_TOKENS, "quick": args.quick,
+                                "reference": ref_name,
+                                "ms": {k: v * 1e3 for k, v in seconds.items()}})
 
 
 if __name__ == "__main__":

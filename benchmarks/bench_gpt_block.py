@@ -17,20 +17,17 @@ and `gpt_block.json` (via a temporary file and a rename).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+from timing import publish
 
 import nima
 from nima.models import GPT, GPTConfig
 from nima.models.gpt import Block
-from nima.serialization import atomic_write_text
 
-RESULTS = Path(__file__).parent / "results"
 B, T = 12, 64
 CONFIG = GPTConfig.preset("tiny")
 
@@ -180,15 +177,11 @@ def main() -> None:
     else:
         ratio = med["step"] / statistics.median(theirs["step"])
         lines += ["", f"Nima / PyTorch, forward + backward: {ratio:.2f}x."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "gpt_block.md", text)
-    data = {"shape": {"B": B, "T": T, "n_embd": CONFIG.n_embd, "n_head": CONFIG.n_head},
-            "rounds": rounds, "repeats": repeats, "graph_nodes": nodes, "nima_ms": med,
-            "torch_ms": None if theirs is None else
-            {k: statistics.median(v) for k, v in theirs.items()}}
-    atomic_write_text(RESULTS / "gpt_block.json", json.dumps(data, indent=2))
+    publish("gpt_block", lines, {
+        "shape": {"B": B, "T": T, "n_embd": CONFIG.n_embd, "n_head": CONFIG.n_head},
+        "rounds": rounds, "repeats": repeats, "graph_nodes": nodes, "nima_ms": med,
+        "torch_ms": None if theirs is None else
+        {k: statistics.median(v) for k, v in theirs.items()}})
 
 
 

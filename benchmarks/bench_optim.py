@@ -15,18 +15,15 @@ import argparse
 import os
 import platform
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-from timing import race
+from timing import publish, race
 
 import nima
 from nima.models import GPT, GPTConfig
 from nima.optim import AdamW
 from nima.optim.adam import param_groups_for_decay
-from nima.serialization import atomic_write_text
 
-RESULTS = Path(__file__).parent / "results"
 CONFIG = GPTConfig.preset("tiny", vocab_size=65)
 
 
@@ -64,10 +61,7 @@ def main() -> None:
         f"| fused (numba kernel) | {t_fused:.3f} | {t_fused / t_ref:.2f}x "
         f"({t_ref / t_fused:.1f}x faster) |",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "optim.md", text)
+    publish("optim", lines)
 
 
 if __name__ == "__main__":

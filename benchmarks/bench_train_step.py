@@ -25,18 +25,16 @@ import platform
 import pstats
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
+from timing import publish
 
 import nima
 from nima.allocator import retain_freed_memory
 from nima.models import GPT, GPTConfig
 from nima.optim import AdamW, clip_grad_norm_
 from nima.optim.adam import param_groups_for_decay
-from nima.serialization import atomic_write_text
 
-RESULTS = Path(__file__).parent / "results"
 B = 12
 CONFIG = GPTConfig.preset("tiny", vocab_size=65)
 PHASES = ("forward", "backward", "clip", "optimizer", "step")
@@ -206,10 +204,7 @@ def main() -> None:
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
         print(buf.getvalue())
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "train_step.md", text)
+    publish("train_step", lines)
 
 
 if __name__ == "__main__":

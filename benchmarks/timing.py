@@ -1,11 +1,19 @@
-"""The timing loop the benchmarks share: medians of contestants run in alternating blocks."""
+"""What the benchmarks share: the timing loop (medians of contestants run in alternating blocks)
+and `publish`, which prints a result table and writes it to `benchmarks/results/`."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from nima.serialization import atomic_write_text
+
+RESULTS = Path(__file__).parent / "results"
 
 
 def race(
@@ -34,3 +42,15 @@ def race(
                     fn()
                     block.append(time.perf_counter() - t0)
     return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def publish(name: str, lines: list[str], data: Any = None) -> str:
+    """Print the result lines and write them to `results/{name}.md` — and `data`, if given, to
+    `results/{name}.json` — each atomically. Returns the text."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_text(RESULTS / f"{name}.md", text)
+    if data is not None:
+        atomic_write_text(RESULTS / f"{name}.json", json.dumps(data, indent=2) + "\n")
+    return text
