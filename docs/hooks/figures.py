@@ -8,6 +8,7 @@ reference `figures/NAME.png`.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -80,12 +81,36 @@ def schedules(fig: Figure) -> None:
     right.set(title="Noam(d_model=128, warmup=100), lr = 1", xlabel="step")
 
 
+def shakespeare(fig: Figure) -> None:
+    """Train and validation loss of the baby GPT every 250 steps, from the committed results of
+    `benchmarks/bench_shakespeare.py`: Nima's runs (solid) and PyTorch's (dashed), a colour per
+    seed."""
+    results = json.loads(SHAKESPEARE.read_text(encoding="utf-8"))
+    left, right = fig.subplots(1, 2)
+    for name, style in (("nima", "-"), ("torch", "--")):
+        for i, run in enumerate(results.get(name, [])):
+            steps = sorted(int(s) for s in run["evals"])
+            train, val = zip(*(run["evals"][str(s)] for s in steps), strict=True)
+            label = f"{name}, seed {run['seed']}"
+            left.plot(steps, val, style, marker="o", ms=3, color=f"C{i}", label=label)
+            left.plot(steps, train, style, color=f"C{i}", alpha=0.3)
+            right.plot(steps, val, style, marker="o", ms=3, color=f"C{i}", label=label)
+    left.set(title="validation loss (markers) and train loss (faint)", xlabel="step",
+             ylabel="cross-entropy (nats)")
+    right.axhline(1.88, color="k", lw=0.8, ls=":", label="goal 1.88")
+    right.set(title="validation loss, last 1000 steps", xlabel="step", xlim=(950, 2050),
+              ylim=(1.8, 2.15))
+    right.legend(fontsize=7)
+
+
 FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "positions_sinusoidal": (sinusoidal, (10, 4)),
     "positions_rope": (rope, (7, 4)),
     "positions_alibi": (alibi, (12, 3.4)),
     "optim_schedules": (schedules, (11, 4)),
+    "shakespeare_loss": (shakespeare, (12, 4.2)),
 }
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "shakespeare.json"
 _out = Path(tempfile.mkdtemp(prefix="nima-docs-figures-"))
 
 
