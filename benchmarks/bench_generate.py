@@ -124,7 +124,7 @@ def main() -> None:
     ref_name = "torch uncached" if torch_run is not None else "nima uncached"
     ref = seconds[ref_name]
     lines = [
-        f"# Generating {NEW_TOKENS} tokens: baby GPT (4 layers, 4 heads, 128 wide, block 64, "
+        f"**Generating {NEW_TOKENS} tokens: baby GPT** (4 layers, 4 heads, 128 wide, block 64, "
         f"vocab 65)",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; medians of "

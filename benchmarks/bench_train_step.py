@@ -170,7 +170,7 @@ def main() -> None:
 
     med = {k: statistics.median(v) for k, v in nima_t.items()}
     lines = [
-        "# One training step: baby GPT (tiny preset, vocab 65, batch 12 x 64)",
+        "**One training step: baby GPT** (tiny preset, vocab 65, batch 12 x 64)",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores; "
         f"{rounds} rounds x {repeats} steps, medians in ms "
