@@ -9,12 +9,12 @@ import sys
 
 import numpy as np
 import pytest
+from tiny_runs import tiny_config
 
 from nima.data import CharTokenizer
 from nima.generation import beam_search, generate
 from nima.generation.repl import HELP, MODES, Repl, ReplSettings
 from nima.training import Trainer
-from runs import tiny_config
 
 ALPHABET = "abcdefghij "
 

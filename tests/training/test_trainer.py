@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_runs import tiny_config
 
 from nima.data.synthetic import char_entropy
 from nima.training import Config, ConfigError, Trainer, TrainingError, checkpoint_info, load_run
 from nima.training.checkpoint import latest_checkpoint, list_checkpoints
 from nima.training.metrics import MetricsLog, read_metrics
 from nima.training.progress import ProgressBar, format_duration
-from runs import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
