@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nima._tensor import Tensor
+from nima.generation.fast import decode_step, supports
 
 __all__ = ["ContextWindow", "as_prompts"]
 
@@ -58,6 +59,7 @@ class ContextWindow:
         self.start = 0  # position in the sequence of the window's first token
         self.cached = 0  # how many of the window's tokens the caches hold
         self.rebuilds = 0  # how many times the window slid
+        self.on_arrays = supports(model)  # decode with `decode_step`, skipping autograd
 
     # --8<-- [start:next_logits]
     def next_logits(self, seq: np.ndarray) -> np.ndarray:
@@ -72,7 +74,10 @@ class ContextWindow:
             self.caches = self.model.new_caches()
             self.rebuilds += 1
         new = seq[:, self.start + self.cached:n]  # (B, t): usually one token
-        logits, _ = self.model.forward(new, caches=self.caches)  # (B, t, V)
+        if self.on_arrays and not self.model.training:
+            logits = decode_step(self.model, new, self.caches)  # (B, t, V), no graph
+        else:
+            logits, _ = self.model.forward(new, caches=self.caches)  # (B, t, V)
         self.cached = n - self.start
         logits = logits.data if isinstance(logits, Tensor) else np.asarray(logits)
         return logits[:, -1, :].astype(np.float64)  # (B, V)
