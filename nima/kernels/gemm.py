@@ -11,7 +11,7 @@ does not already have the layout their inner loop needs. The result is a new C-c
 no SLP vectoriser and no SIMD intrinsics), so a register tile must be written as scalar code whose
 innermost loop LLVM can turn into vector instructions. There are two ways to do that:
 
-* *outer product* (`_matmul_outer_kernel`, used when $N \le 256$): hold an $8 \times 4$ block of
+* *outer product* (`_matmul_outer_kernel`, used when $N \le 768$): hold an $8 \times 4$ block of
   $A$ in 32 scalars and sweep along the rows of $C$:
   $C_{i,:} \mathrel{+}= \sum_{q<4} A_{i,k+q} B_{k+q,:}$ for eight rows $i$ at once. The inner loop
   runs along $j$, unit stride in $B$ and $C$: 32 fused multiply-adds per 4 loads of $B$ and 8
@@ -19,7 +19,7 @@ innermost loop LLVM can turn into vector instructions. There are two ways to do 
   (attention: $K = 32$), but it streams rows of $C$ through L1, which stops paying once a row is
   long. It reads $A$ only as scalars, so $A$ may have any strides: a transposed view such as
   the weight gradient's $X^\top$ goes in without a copy;
-* *inner product* (`_matmul_inner_kernel`, $N > 256$): a $4 \times 4$ block of $C$ in 16 scalar
+* *inner product* (`_matmul_inner_kernel`, $N > 768$): a $4 \times 4$ block of $C$ in 16 scalar
   accumulators, $C_{ij} = \langle A_{i,:}, B^\top_{j,:} \rangle$, with $B$ transposed so both
   operands are unit stride in $k$. LLVM vectorises each of the 16 sums along $k$ (that is what
   the `reassoc` fast-math flag allows) and keeps them in registers; the loop body is 8 loads for
@@ -37,10 +37,10 @@ from numba import njit, prange
 from nima.kernels.threads import GEMM_GRAIN, threads_for
 
 _FASTMATH = {"reassoc", "contract"}  # vectorised dot products and FMA; no assumption about inf/NaN
-_OUTER_MAX_N = 256  # widest C row the outer-product kernel takes
-# ... and when A is not C-contiguous (a transposed view): copying A (and B^T) for the inner
-# kernel costs more than the longer rows of C; measured 2.0-2.4x faster at N = 384 and 512
-_OUTER_MAX_N_STRIDED_A = 512
+# widest C row the outer-product kernel takes: 8 rows of 768 float32 are 24 KB, inside the 32 KB
+# L1; measured 1.1-1.8x faster than the inner kernel from N = 384 to 768 (2x with a transposed
+# A, which the inner kernel must copy), and 2.5x slower at N = 1024, where the rows spill
+_OUTER_MAX_N = 768
 _INNER_COLS = 64  # columns of C per inner-product task: a 64-row panel of B^T stays in L2
 
 
@@ -199,7 +199,7 @@ def _matmul_inner_kernel(a: np.ndarray, bt: np.ndarray, c: np.ndarray) -> None:
 def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(B, M, K) @ (B, K, N) -> (B, M, N), or 2-D (numba kernels).
 
-    Picks the outer-product kernel for rows of C up to 256 wide, the inner-product one beyond.
+    Picks the outer-product kernel for rows of C up to 768 wide, the inner-product one beyond.
     """
     if a.ndim == 2:
         return matmul_numba(a[None], b[None])[0]
@@ -209,7 +209,7 @@ def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     threads_for(nb * m * n * kdim, GEMM_GRAIN)  # multiply-adds
     if c.size == 0 or kdim == 0:
         c[...] = 0
-    elif n <= _OUTER_MAX_N or (n <= _OUTER_MAX_N_STRIDED_A and not a.flags.c_contiguous):
+    elif n <= _OUTER_MAX_N:
         # `a` as it is: the outer kernel reads A one scalar at a time, so any strides do, and
         # the weight gradient's $X^\top \bar Y$ (a transposed view) needs no copy
         _matmul_outer_kernel(a, np.ascontiguousarray(b), c)

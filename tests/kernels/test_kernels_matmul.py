@@ -9,9 +9,9 @@ from kernel_arrays import dtypes, layouts, random_array, seeds
 from nima import kernels
 from nima.kernels.gemm import matmul_numba, matmul_numpy
 
-# Sizes around the tiles (8 rows x 4 k-steps, 4 x 4, 64-column tasks) and the kernel switch (N=256).
+# Sizes around the tiles (8 rows x 4 k-steps, 4 x 4, 64-column tasks) and the kernel switch (N=768).
 sides = st.sampled_from([1, 2, 3, 4, 5, 7, 8, 9, 13, 17, 33])
-widths = st.sampled_from([1, 3, 4, 5, 64, 65, 256, 257, 300])
+widths = st.sampled_from([1, 3, 4, 5, 64, 65, 256, 257, 300, 768, 769, 800])
 
 
 def oracle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -52,7 +52,8 @@ def test_batched_against_oracle(
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (1, 7, 300), (300, 7, 1), (9, 300, 5),
-                                            (17, 33, 257), (64, 32, 64), (70, 130, 290)])
+                                            (17, 33, 257), (64, 32, 64), (70, 130, 290),
+                                            (9, 40, 768), (9, 40, 800)])
 def test_two_dimensional(m: int, k: int, n: int, dtype: type) -> None:
     a = random_array(m, (m, k), dtype, 1.0)
     b = random_array(n, (k, n), dtype, 1.0)
@@ -63,8 +64,8 @@ def test_two_dimensional(m: int, k: int, n: int, dtype: type) -> None:
 
 def test_transposed_views_as_the_backward_pass_passes_them() -> None:
     a = random_array(0, (5, 20, 12), np.float32)  # (B, M, K)
-    b = random_array(1, (5, 12, 300), np.float32)  # (B, K, N)
-    g = random_array(2, (5, 20, 300), np.float32)  # dL/dC
+    b = random_array(1, (5, 12, 800), np.float32)  # (B, K, N): N past the kernel switch
+    g = random_array(2, (5, 20, 800), np.float32)  # dL/dC
     assert_matmul_close(kernels.matmul(g, b.transpose(0, 2, 1)), g, b.transpose(0, 2, 1))
     assert_matmul_close(kernels.matmul(a.transpose(0, 2, 1), g), a.transpose(0, 2, 1), g)
     sliced = b[:, ::2, ::3]  # strided in both axes
