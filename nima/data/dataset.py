@@ -26,7 +26,7 @@ import numpy as np
 from nima.data.tokenizers import ByteBPETokenizer, CharTokenizer
 from nima.serialization import atomic_write, atomic_write_text
 
-__all__ = ["TokenDataset", "prepare", "token_dtype"]
+__all__ = ["TokenDataset", "prepare", "text_digest", "token_dtype"]
 
 TOKENIZER_FILE = "tokenizer.txt"
 
@@ -39,6 +39,12 @@ def token_dtype(vocab_size: int) -> np.dtype:
         (dtype('uint16'), dtype('uint32'))
     """
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+def text_digest(text: str) -> str:
+    """The sha256 of `text` in UTF-8: what `meta.json` records as `source_sha256`, so a
+    preparation can tell whether it was made from the same corpus."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _train_tokenizer(kind: str, text: str, vocab_size: int | None) -> Any:
@@ -100,7 +106,7 @@ def prepare(
     tok.save(out / TOKENIZER_FILE)  # atomic too; read back with `load_tokenizer`
 
     meta = {
-        "source_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "source_sha256": text_digest(text),
         "tokenizer": tokenizer,
         "tokenizer_file": TOKENIZER_FILE,
         "vocab_size": int(tok.vocab_size),

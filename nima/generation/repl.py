@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -134,10 +135,14 @@ class Repl:
             self.say(f"error: unknown command /{name}; /help lists them")
             return True
         try:
+            inspect.signature(command).bind(*args)
+        except TypeError:  # only the arity: a TypeError inside a command is a bug, not input
+            self.say(f"error: /{name}: wrong number of arguments")
+            return True
+        try:
             command(*args)
-        except (TypeError, ValueError) as e:
-            message = str(e) if isinstance(e, ValueError) else "wrong number of arguments"
-            self.say(f"error: /{name}: {message}")
+        except ValueError as e:
+            self.say(f"error: /{name}: {e}")
         return True
 
     # --8<-- [start:continue_text]

@@ -90,16 +90,14 @@ class MetricsLog:
 
 def plot_curves(records: list[dict[str, Any]], path: PathLike, title: str = "") -> None:
     """Draw the loss curves (top) and the learning rate (bottom) against the step into a PNG,
-    written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never opens a window
-    import matplotlib.pyplot as plt
+    written atomically. A bare `Figure`, not pyplot: no window, and the caller's matplotlib
+    backend is left alone."""
+    from matplotlib.figure import Figure
 
     train = [r for r in records if r["kind"] == "train"]
     evals = [r for r in records if r["kind"] == "eval"]
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True,
-                                         gridspec_kw={"height_ratios": [3, 1.3]})
+    fig = Figure(figsize=(7, 6), layout="tight")
+    ax_loss, ax_lr = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
     if train:
         ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8,
                      alpha=0.45, color="tab:blue", label="batch loss")
@@ -120,6 +118,4 @@ def plot_curves(records: list[dict[str, Any]], path: PathLike, title: str = "") 
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("step")
     ax_lr.grid(alpha=0.3)
-    fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)

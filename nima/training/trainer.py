@@ -35,11 +35,11 @@ Three promises:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,7 +53,7 @@ import nima
 from nima import random as nima_random
 from nima.allocator import retain_freed_memory
 from nima.autograd import no_grad
-from nima.data.dataset import TOKENIZER_FILE, TokenDataset, prepare
+from nima.data.dataset import TOKENIZER_FILE, TokenDataset, prepare, text_digest
 from nima.data.synthetic import generate_corpus
 from nima.data.tokenizers import load_tokenizer
 from nima.models.gpt import GPT
@@ -116,7 +116,7 @@ def prepare_data(data: DataConfig, seed: int = 0) -> dict[str, Any]:
     wanted = {"tokenizer": data.tokenizer, "val_fraction": data.val_fraction}
     if meta_path.exists():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        digest = hashlib.sha256(source.read_text(encoding="utf-8").encode()).hexdigest()
+        digest = text_digest(source.read_text(encoding="utf-8"))
         same_vocab = data.tokenizer == "char" or meta.get("vocab_size") == data.vocab_size
         if (meta.get("source_sha256") == digest and same_vocab
                 and all(meta.get(k) == v for k, v in wanted.items())):
@@ -273,7 +273,7 @@ class Trainer:
         total = 0.0
         for _ in range(t.grad_accum):
             x, y = self.train_data.get_batch(t.batch_size, m.block_size, self.data_rng)
-            with self._autocast():
+            with nima.autocast(enabled=t.mixed_precision):
                 _, loss = self.model(x, y)
             if t.grad_accum > 1:
                 loss = loss / t.grad_accum  # the mean over micro-batches, summed by backward
@@ -292,11 +292,6 @@ class Trainer:
         return total
     # --8<-- [end:train_step]
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.config.training.mixed_precision:
-            return nima.autocast()
-        return contextlib.nullcontext()
-
     # --8<-- [start:estimate_loss]
     @no_grad()
     def estimate_loss(self) -> dict[str, float]:
@@ -312,7 +307,7 @@ class Trainer:
             losses = []
             for _ in range(t.eval_iters):
                 x, y = data.get_batch(t.batch_size, m.block_size, rng)
-                with self._autocast():
+                with nima.autocast(enabled=t.mixed_precision):
                     losses.append(self.model(x, y)[1].item())
             result[f"{split}_loss"] = float(np.mean(losses))
         self.model.train()
@@ -411,7 +406,10 @@ class Trainer:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with (self.run_dir / LOG_FILE).open("a", encoding="utf-8") as f:
             f.write(f"{stamp} {text}\n")
-        (self.bar or ProgressBar(1, stream=self.stream)).message(text)
+        if self.bar is not None:
+            self.bar.message(text)  # clears the bar's line first on a terminal
+        else:
+            print(text, file=self.stream or sys.stderr, flush=True)
 
 
 def sample_text(model: GPT, tokenizer: Any, prompt: str, max_new_tokens: int, *,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from tiny_runs import tiny_config
 
 from nima.data.synthetic import char_entropy
@@ -51,7 +52,7 @@ def test_files_of_a_run(tmp_path):
                                                        "ckpt-0000040.safetensors"]  # keep_last
     assert (run / "best.safetensors").exists()
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    saved = Config.from_dict(__import__("yaml").safe_load((run / "config.yaml").read_text()))
+    saved = Config.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     assert saved.model.vocab_size == trainer.meta["vocab_size"]  # resolved from the tokenizer
     records = read_metrics(run / "metrics.jsonl")
     train = [r for r in records if r["kind"] == "train"]
