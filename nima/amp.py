@@ -1,7 +1,7 @@
 r"""`autocast`: run a forward pass in mixed precision, float16 where it is safe, float32 where not.
 
-Inside `with nima.autocast():` the ops follow one of three rules (the same split as
-`torch.autocast`); outside it nothing changes, bit for bit:
+Inside `with nima.autocast():` (in the thread that entered it) the ops follow one of three
+rules (the same split as `torch.autocast`); outside it nothing changes, bit for bit:
 
 * **to float16:** `matmul` (so `Linear`, attention's $QK^\top$ and $PV$) — the bulk of the
   FLOPs, which a GPU's tensor cores multiply several times faster in float16;
@@ -43,24 +43,33 @@ scaler.update()
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 
 FLOAT16 = np.dtype(np.float16)
 FLOAT32 = np.dtype(np.float32)
 
+
 # --8<-- [start:autocast]
-_autocast_dtype: np.dtype | None = None  # the lower-precision dtype while autocast is on
+class _ThreadAutocast(threading.local):
+    """The lower-precision dtype while autocast is on in this thread (None: off), so one
+    thread's mixed-precision training never changes another thread's arithmetic."""
+
+    dtype: np.dtype | None = None
+
+
+_state = _ThreadAutocast()
 
 
 def autocast_dtype() -> np.dtype | None:
-    """The dtype matmuls are lowered to while `autocast` is on; None when it is off."""
-    return _autocast_dtype
+    """The dtype matmuls are lowered to while `autocast` is on in this thread; None when off."""
+    return _state.dtype
 
 
 def promotes(a: np.dtype, b: np.dtype) -> bool:
     """True if a binary op may promote dtypes `a` and `b` (a float16/float32 pair, in autocast)."""
-    return _autocast_dtype is not None and {a, b} == {FLOAT16, FLOAT32}
+    return _state.dtype is not None and {a, b} == {FLOAT16, FLOAT32}
 
 
 class autocast(contextlib.ContextDecorator):
@@ -80,14 +89,12 @@ class autocast(contextlib.ContextDecorator):
         self.enabled = bool(enabled)
 
     def __enter__(self) -> autocast:
-        global _autocast_dtype
-        self._previous = _autocast_dtype
-        _autocast_dtype = FLOAT16 if self.enabled else None
+        self._previous = _state.dtype
+        _state.dtype = FLOAT16 if self.enabled else None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        global _autocast_dtype
-        _autocast_dtype = self._previous
+        _state.dtype = self._previous
 
     def _recreate_cm(self) -> autocast:
         """A fresh instance per decorated call, so nested calls each restore their own state."""

@@ -8,9 +8,12 @@ An op is a `Function` subclass with two static methods side by side:
   vector–Jacobian products $\bar x_i = \bar y \, \partial y / \partial x_i$, one per input.
 
 `Function.apply` runs the forward on the inputs' arrays and, when grad mode is on and an input
-requires grad, records the node (the `Context`) on the output tensor. `backward` then walks the
-recorded graph once in reverse topological order — with an explicit worklist, so a chain of
-100,000 ops needs no recursion — applying the chain rule
+requires grad, records the node (the `Context`) on the output tensor. With grad mode off it
+records nothing and keeps nothing: the forward gets a context whose `save_for_backward`
+discards what it is given, so inference pays for the arithmetic and little else.
+
+`backward` walks the recorded graph once in reverse topological order — with an explicit
+worklist, so a chain of 100,000 ops needs no recursion — applying the chain rule
 
 $$\bar x = \sum_{y \,\in\, \text{consumers}(x)} \bar y \, \frac{\partial y}{\partial x}.$$
 
@@ -21,37 +24,42 @@ Gradients of broadcast inputs are summed back to the input's shape here, once, f
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from typing import Any, TypeVar
+import threading
+from typing import Any
 
 import numpy as np
 
 from nima._tensor import Tensor
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 # --8<-- [start:grad_mode]
-_grad_enabled = True
+class _ThreadMode(threading.local):
+    """Grad mode, one per thread (as in PyTorch): a thread that decodes under `no_grad` leaves
+    another thread's training untouched. A new thread starts with grad mode on."""
+
+    grad_enabled = True
+
+
+_mode = _ThreadMode()
 
 
 def is_grad_enabled() -> bool:
-    """True when ops record the graph for `backward` (the default)."""
-    return _grad_enabled
+    """True when ops record the graph for `backward` (the default) in this thread."""
+    return _mode.grad_enabled
 
 
 class _GradMode(contextlib.ContextDecorator):
-    """Set grad mode inside a `with` block or a decorated function, then restore it."""
+    """Set this thread's grad mode inside a `with` block or a decorated function, then restore
+    it."""
 
     enabled: bool
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self._previous = _grad_enabled
-        _grad_enabled = self.enabled
+        self._previous = _mode.grad_enabled
+        _mode.grad_enabled = self.enabled
 
     def __exit__(self, *exc: object) -> None:
-        global _grad_enabled
-        _grad_enabled = self._previous
+        _mode.grad_enabled = self._previous
 
     def _recreate_cm(self) -> _GradMode:
         """A fresh instance per decorated call, so recursive calls each restore their own mode."""
@@ -89,6 +97,14 @@ class Context:
         self.saved_tensors = values
 
 
+class _Unrecorded(Context):
+    """The context of a forward that nothing will differentiate (grad mode off, or no input
+    requires grad): it keeps nothing, so no array outlives the forward because of it."""
+
+    def save_for_backward(self, *values: Any) -> None:
+        pass
+
+
 # --8<-- [start:function]
 class Function:
     """Base class of every differentiable op; subclasses define `forward` and `backward`."""
@@ -104,30 +120,28 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run `forward` on the arrays inside `args`; record the node if a gradient is needed."""
-        arrays = []
-        needs = []
-        for a in args:
-            if isinstance(a, Tensor):
-                arrays.append(a.data)
-                needs.append(a.requires_grad)
-            else:
-                arrays.append(a)
-                needs.append(False)
+        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        needs = [isinstance(a, Tensor) and a.requires_grad for a in args] \
+            if _mode.grad_enabled else None
+        if not needs or True not in needs:  # nothing to differentiate: record nothing
+            return Tensor._from_array(_run(cls, _Unrecorded(), arrays, kwargs), False)
         ctx = Context()
         ctx.needs_input_grad = needs
-        try:
-            out = cls.forward(ctx, *arrays, **kwargs)
-        except ValueError as e:
-            shapes = ", ".join(str(a.shape) for a in arrays if isinstance(a, np.ndarray))
-            raise ValueError(f"{cls.__name__.lower()}: {e} (input shapes: {shapes})") from e
-        result = Tensor._from_array(out, False)
-        if _grad_enabled and True in needs:
-            result.requires_grad = True
-            ctx.function = cls
-            ctx.parents = args
-            result._ctx = ctx
+        result = Tensor._from_array(_run(cls, ctx, arrays, kwargs), True)
+        ctx.function = cls
+        ctx.parents = args
+        result._ctx = ctx
         return result
 # --8<-- [end:function]
+
+
+def _run(cls: type[Function], ctx: Context, arrays: list[Any], kwargs: dict[str, Any]) -> Any:
+    """`cls.forward`, with a shape error prefixed by the op's name and its input shapes."""
+    try:
+        return cls.forward(ctx, *arrays, **kwargs)
+    except ValueError as e:
+        shapes = ", ".join(str(a.shape) for a in arrays if isinstance(a, np.ndarray))
+        raise ValueError(f"{cls.__name__.lower()}: {e} (input shapes: {shapes})") from e
 
 
 # --8<-- [start:unbroadcast]
@@ -182,13 +196,18 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
 
     pending = _count_consumers(root)
     grads: dict[int, np.ndarray] = {id(root): gradient}
+    given = {id(gradient)}  # arrays someone else holds: the caller's, or a .grad already set
     ready = [root]
     while ready:
         node = ready.pop()
         grad = grads.pop(id(node), None)  # None: every consumer sent None (a zero gradient)
         ctx = node._ctx
         if grad is not None and (ctx is None or node._retains_grad):
-            node.grad = grad.copy() if node.grad is None else node.grad + grad
+            if node.grad is None:  # the first gradient: keep the engine's own array as is
+                node.grad = grad if _owned(grad, given) else grad.copy()
+                given.add(id(node.grad))
+            else:
+                node.grad = node.grad + grad
         if ctx is None:
             continue
         input_grads = () if grad is None else ctx.function.backward(ctx, grad)
@@ -210,6 +229,13 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
                 ready.append(parent)
         if not retain_graph:
             ctx.saved_tensors = None
+
+
+def _owned(grad: np.ndarray, given: set[int]) -> bool:
+    """True if `grad` may become a `.grad` without a copy: an array of its own (not a view), made
+    during this backward and not yet stored anywhere. Anything else is copied, so that an
+    in-place update of one `.grad` (clipping, unscaling) never changes another array."""
+    return grad.base is None and grad.flags.writeable and id(grad) not in given
 
 
 def _count_consumers(root: Tensor) -> dict[int, int]:

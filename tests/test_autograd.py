@@ -304,3 +304,76 @@ def test_engine_unbroadcasts_every_input() -> None:
     np.testing.assert_array_equal(b.grad, [12.0, 12.0, 12.0, 12.0])
     assert c.grad.shape == () and c.grad == 60.0
     assert a.grad.dtype == b.grad.dtype == c.grad.dtype == np.float32
+
+
+def test_a_leaf_keeps_the_engine_s_own_gradient_array_without_a_copy() -> None:
+    """The engine made the array during this backward and nobody else holds it: it becomes
+    `.grad` as is. Anything shared is copied, so in-place updates never alias."""
+    import nima.autograd as autograd
+
+    x = nima.Tensor(np.ones((3, 4)), requires_grad=True)
+    made = {}
+
+    class Twice(Function):
+        @staticmethod
+        def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+            return 2 * a
+
+        @staticmethod
+        def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+            made["grad"] = 2 * grad
+            return made["grad"]
+
+    Twice.apply(x).sum().backward()
+    assert x.grad is made["grad"]  # no copy
+    # one array sent to two leaves (Add's backward returns `grad` twice): each gets its own
+    a = nima.Tensor(np.ones(3), requires_grad=True)
+    b = nima.Tensor(np.ones(3), requires_grad=True)
+    (a + b).sum().backward()
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad *= 10  # clipping in place touches a alone
+    np.testing.assert_array_equal(b.grad, np.ones(3))
+    # the caller's gradient is the caller's: copied
+    c = nima.Tensor(np.ones(3), requires_grad=True)
+    mine = np.full(3, 2.0)
+    (c * 1.0).backward(mine)
+    assert not np.shares_memory(c.grad, mine)
+    # a view is never kept: its base may be someone else's
+    d = nima.Tensor(np.ones((2, 3)), requires_grad=True)
+    d.reshape(6).sum().backward()
+    assert d.grad.base is None
+    assert autograd._owned(np.ones(2), set()) and not autograd._owned(np.ones(4)[:2], set())
+
+
+def test_grad_mode_is_per_thread() -> None:
+    import threading
+
+    seen = []
+    with nima.no_grad():
+        t = threading.Thread(target=lambda: seen.append(nima.is_grad_enabled()))
+        t.start()
+        t.join()
+        assert not nima.is_grad_enabled()
+    assert seen == [True]  # a new thread starts with grad mode on
+
+
+def test_without_grad_nothing_is_saved_or_recorded() -> None:
+    saved = []
+
+    class Keep(Function):
+        @staticmethod
+        def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+            ctx.save_for_backward(a)
+            saved.append(ctx.saved_tensors)
+            return a + 1
+
+        @staticmethod
+        def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+            return grad
+
+    x = nima.Tensor(np.ones(2), requires_grad=True)
+    with nima.no_grad():
+        y = Keep.apply(x)
+    assert y._ctx is None and not y.requires_grad and saved == [()]  # nothing kept
+    y = Keep.apply(x)
+    assert y._ctx is not None and len(saved[-1]) == 1
