@@ -10,7 +10,10 @@ about 8 ms of a 54 ms step, measured by `benchmarks/bench_train_step.py`.
 `retain_freed_memory()` asks glibc to serve arrays below 64 MB from its heap and to keep up to
 1 GB of freed heap instead of trimming it, so the second step reuses the first step's pages. The
 cost is that the process holds on to its peak memory. It changes nothing on other C libraries
-(macOS, musl, Windows): there it returns False. `nima.training.Trainer` calls it; scripts may too.
+(macOS, musl, Windows): there it returns False. It is process-wide and cannot be undone (glibc
+does not report the settings it replaces), so Nima never calls it on its own: a script calls
+`nima.runtime.retain_freed_memory()`, and the trainer does when its config says
+`runtime.retain_memory: true`.
 """
 
 from __future__ import annotations

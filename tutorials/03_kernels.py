@@ -9,7 +9,7 @@
 #
 # This tutorial checks the two against each other, looks at the tricks that make the numba
 # softmax fast (a polynomial $e^x$) and safe (the $-\infty$ rules), races them, and explains why
-# the numba backend turns OpenBLAS down to one thread. Timings depend on the machine, so the
+# Nima keeps numba's threads and OpenBLAS's apart. Timings depend on the machine, so the
 # prose gives none: the script prints them, and saves a chart to
 # `tutorials/figures/03_kernels.png`.
 #
@@ -24,7 +24,7 @@ import numba
 import numpy as np
 from matplotlib.figure import Figure
 from numba import njit
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_info
 
 import nima
 import nima.functional as F
@@ -44,11 +44,11 @@ print("quick mode:", QUICK, "| repeats per timing:", REPEATS,
 # %% [markdown]
 # ## The backend switch
 #
-# The active backend is process-wide: `"numba"` unless the environment variable `NIMA_KERNELS`
-# says otherwise. `nima.kernels.use("numpy")` changes it; `with nima.kernels.backend("numpy"):`
-# changes it for one block and restores it after. Everything built on the kernels follows —
-# here a softmax through the tensor API, forward and backward, once with each backend (the rest
-# of this tutorial runs with numba active):
+# The active backend is `"numba"` unless the environment variable `NIMA_KERNELS` says otherwise.
+# `nima.kernels.use("numpy")` changes the process default; `with nima.kernels.backend("numpy"):`
+# changes it for one block of this thread and restores it after. Everything built on the
+# kernels follows — here a softmax through the tensor API, forward and backward, once with each
+# backend (the rest of this tutorial runs with numba active):
 
 # %%
 def softmax_and_grad():
@@ -271,10 +271,11 @@ for left, right in [(a, b), (a, b[..., :40]), (a[0].T, a[1])]:  # last: a transp
 # numba's parallel kernels run on numba's thread pool; `np.matmul` runs on OpenBLAS's. Each pool
 # wants every core, and after a call OpenBLAS's workers keep spinning for a while, so a numba
 # kernel that starts right after a NumPy product waits for them to let go. Nima's rule
-# (`nima/kernels/threads.py`): while the numba backend is active, OpenBLAS runs on **one**
-# thread — set lazily, right before the first numba kernel runs — and the numpy backend gives
-# OpenBLAS its default back, since then it does all the heavy lifting. The dispatchers apply the
-# rule, so you can watch it:
+# (`nima/kernels/threads.py`) is to keep the pools apart rather than reconfigure either: with the
+# numba backend every product Nima computes runs in its own kernel, never in OpenBLAS, and with
+# the numpy backend numba is idle. Calling Nima changes neither pool — you can watch it — and a
+# program that mixes its own NumPy products with numba kernels limits OpenBLAS itself, for a block
+# of code, with `nima.runtime.using(blas_threads=1)`:
 
 # %%
 def blas_threads() -> int:
@@ -284,15 +285,15 @@ def blas_threads() -> int:
     return numpy_blas[0]["num_threads"]
 
 
+before = blas_threads()
 kernels.softmax_forward(x)  # a numba-backend call
-threads_numba = blas_threads()
 with kernels.backend("numpy"):
     kernels.softmax_forward(x)
-    threads_numpy = blas_threads()
-kernels.softmax_forward(x)
-print("OpenBLAS threads: numba backend", threads_numba, "| numpy backend", threads_numpy,
-      "| numba backend again", blas_threads())
-assert threads_numba == 1 and blas_threads() == 1
+with nima.runtime.using(blas_threads=1):
+    inside = blas_threads()
+print("OpenBLAS threads: before", before, "| after Nima's kernels", blas_threads(),
+      "| inside runtime.using(blas_threads=1)", inside, "| after it", blas_threads())
+assert blas_threads() == before and inside == 1
 
 # %% [markdown]
 # The cost it avoids is easy to measure: a small NumPy product followed by a numba softmax (the
@@ -323,8 +324,8 @@ def product_then_softmax():
 
 
 print(f"{'OpenBLAS threads':>16} {'matmul':>9} {'softmax':>9} {'pair':>9} {'extra':>9}")
-for n_threads in sorted({threads_numpy, 1}, reverse=True):
-    with threadpool_limits(limits=n_threads, user_api="blas"):
+for n_threads in sorted({before, 1}, reverse=True):
+    with nima.runtime.using(blas_threads=n_threads):
         alone = (median_ms(np.matmul, left, right), median_ms(softmax.softmax_forward_numba, att))
         pair = median_ms(product_then_softmax)
     print(f"{n_threads:>16} {alone[0]:>9.3f} {alone[1]:>9.3f} {pair:>9.3f} "
@@ -337,8 +338,7 @@ for n_threads in sorted({threads_numpy, 1}, reverse=True):
 # softmax over $(B \cdot \text{heads} \cdot T, T)$ scores, a softmax and a cross-entropy over a
 # GPT-2-sized vocabulary, and the products of a linear layer, of attention, and of an MLP's
 # widening layer. Each time is the median of several runs, after one untimed call; each backend
-# is timed through the dispatcher inside `kernels.backend(...)`, so each runs under its own
-# thread policy.
+# is timed through the dispatcher inside `kernels.backend(...)`.
 #
 # Run it on an otherwise idle machine. A parallel kernel is done only when its slowest thread
 # is, so while another process holds one of the cores, every numba call waits for the operating

@@ -30,7 +30,7 @@ from nima.kernels.backend import pick
 from nima.kernels.fastexp import fast_exp
 from nima.kernels.rows import ROW_FASTMATH, as_rows, row_max
 from nima.kernels.softmax import softmax_forward_numpy
-from nima.kernels.threads import threads_for
+from nima.kernels.threads import launch
 
 
 # --8<-- [start:causal_softmax_forward_numpy]
@@ -76,8 +76,7 @@ def causal_softmax_forward_numba(x: np.ndarray, shift: int) -> np.ndarray:
     """Softmax over keys `j <= i + shift` of query row `i`; zeros elsewhere (numba kernel)."""
     x2 = as_rows(x)
     y = np.empty_like(x2)
-    threads_for(x2.size)
-    _causal_softmax_rows(x2, x.shape[-2], shift, y)
+    launch(_causal_softmax_rows, x2.size, x2, x.shape[-2], shift, y)
     return y.reshape(x.shape)
 # --8<-- [end:causal_softmax_forward_numba]
 

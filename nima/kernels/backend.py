@@ -1,66 +1,74 @@
 """Which implementation the kernel dispatchers call: the numba kernels or their NumPy references.
 
-The choice is process-wide. It starts from the environment variable `NIMA_KERNELS` ("numba" when
-unset) and can be changed with `use(name)` or, for a block of code, with `backend(name)`:
+The choice belongs to the calling thread. Every thread starts from the process default — the
+environment variable `NIMA_KERNELS` ("numba" when unset), or what `use(name)` last set — and a
+`with backend(name):` block changes it for that thread alone until the block ends:
 
     >>> from nima import kernels
     >>> with kernels.backend("numpy"):
     ...     kernels.current()
     'numpy'
 
-The first kernel call after a switch applies Nima's thread policy (`nima.kernels.threads`): with
-the numba backend numba's pool owns the cores and OpenBLAS runs on one thread; with the numpy
-backend OpenBLAS gets its default back.
+Switching touches nothing else: neither backend reconfigures OpenBLAS or numba (see
+`nima.kernels.threads` for why it need not, and `nima.runtime` for choosing threads yourself).
 """
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
-
-from nima.kernels import threads
 
 BACKENDS = ("numba", "numpy")
 F = TypeVar("F", bound=Callable)
 
 
 # --8<-- [start:backend_switch]
-def _checked(name: str) -> str:
+def checked(name: str) -> str:
+    """`name` if it is a backend, else a ValueError naming it and the choices."""
     if name not in BACKENDS:
         raise ValueError(f"unknown kernel backend {name!r}; choose one of {', '.join(BACKENDS)}")
     return name
 
 
-_current = _checked(os.environ.get("NIMA_KERNELS", "numba"))
+class _ThreadBackend(threading.local):
+    """This thread's backend; a new thread starts with the process default."""
+
+    def __init__(self) -> None:
+        self.name = _default
+
+
+try:
+    _default = checked(os.environ.get("NIMA_KERNELS", "numba"))
+except ValueError as e:
+    raise ValueError(f"NIMA_KERNELS: {e}") from None
+_local = _ThreadBackend()
 
 
 def current() -> str:
-    """The active backend: "numba" or "numpy"."""
-    return _current
+    """The calling thread's backend: "numba" or "numpy"."""
+    return _local.name
 
 
 def use(name: str) -> None:
-    """Make `name` ("numba" or "numpy") the active backend for the whole process."""
-    global _current
-    _current = _checked(name)
+    """Make `name` ("numba" or "numpy") the process default — for this thread and every thread
+    started after — as `NIMA_KERNELS` does at start-up."""
+    global _default
+    _default = _local.name = checked(name)
 
 
 @contextmanager
 def backend(name: str) -> Iterator[None]:
-    """Use backend `name` inside the `with` block, then restore the previous one."""
-    previous = current()
-    use(name)
+    """Use backend `name` in this thread inside the `with` block, then restore the previous one."""
+    previous = _local.name
+    _local.name = checked(name)
     try:
         yield
     finally:
-        use(previous)
+        _local.name = previous
 
 
 def pick(numpy_impl: F, numba_impl: F) -> F:
-    """The active backend's implementation, with the thread policy applied for it."""
-    if _current == "numpy":
-        threads.restore_blas_threads()
-        return numpy_impl
-    threads.limit_blas_threads()
-    return numba_impl
+    """The calling thread's backend's implementation."""
+    return numpy_impl if _local.name == "numpy" else numba_impl
 # --8<-- [end:backend_switch]

@@ -34,7 +34,7 @@ from numba import njit, prange
 
 from nima.kernels.fastexp import fast_exp
 from nima.kernels.rows import ROW_FASTMATH, logsumexp_numpy, row_logsumexp
-from nima.kernels.threads import threads_for
+from nima.kernels.threads import launch
 
 
 # --8<-- [start:cross_entropy_forward_numpy]
@@ -104,8 +104,8 @@ def cross_entropy_forward_numba(
     losses = np.empty(logits.shape[0], dtype=logits.dtype)
     lse = np.empty_like(losses)
     smoothing = logits.dtype.type(label_smoothing)
-    threads_for(logits.size)
-    _cross_entropy_forward_rows(logits, targets, ignore_index, smoothing, losses, lse)
+    launch(_cross_entropy_forward_rows, logits.size, logits, targets, ignore_index, smoothing,
+           losses, lse)
     return losses, lse
 # --8<-- [end:cross_entropy_forward_numba]
 
@@ -181,9 +181,7 @@ def cross_entropy_backward_numba(
     smoothing = logits.dtype.type(label_smoothing)
     grad_losses = np.ascontiguousarray(grad_losses, dtype=logits.dtype)
     lse = np.ascontiguousarray(lse, dtype=logits.dtype)
-    threads_for(logits.size)
-    _cross_entropy_backward_rows(
-        logits, targets, lse, grad_losses, ignore_index, smoothing, dlogits
-    )
+    launch(_cross_entropy_backward_rows, logits.size, logits, targets, lse, grad_losses,
+           ignore_index, smoothing, dlogits)
     return dlogits
 # --8<-- [end:cross_entropy_backward_numba]

@@ -34,7 +34,7 @@ just like one large product does.
 import numpy as np
 from numba import njit, prange
 
-from nima.kernels.threads import GEMM_GRAIN, threads_for
+from nima.kernels.threads import GEMM_GRAIN, launch
 
 _FASTMATH = {"reassoc", "contract"}  # vectorised dot products and FMA; no assumption about inf/NaN
 # widest C row the outer-product kernel takes: 8 rows of 768 float32 are 24 KB, inside the 32 KB
@@ -42,6 +42,9 @@ _FASTMATH = {"reassoc", "contract"}  # vectorised dot products and FMA; no assum
 # A, which the inner kernel must copy), and 2.5x slower at N = 1024, where the rows spill
 _OUTER_MAX_N = 768
 _INNER_COLS = 64  # columns of C per inner-product task: a 64-row panel of B^T stays in L2
+# below this many rows of C, copying a transposed B for the outer kernel costs more than the
+# product: decoding's (1, 128) @ W.T spent 80 of its 90 us copying the (384, 128) weight
+_FEW_ROWS = 16
 
 
 # --8<-- [start:matmul_numpy]
@@ -206,15 +209,20 @@ def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     nb, m, kdim = a.shape
     n = b.shape[2]
     c = np.empty((nb, m, n), dtype=a.dtype)
-    threads_for(nb * m * n * kdim, GEMM_GRAIN)  # multiply-adds
+    work = nb * m * n * kdim  # multiply-adds
+    bt = b.transpose(0, 2, 1)
     if c.size == 0 or kdim == 0:
         c[...] = 0
+    elif m < _FEW_ROWS and bt.flags.c_contiguous:
+        # a few rows times a transposed weight (`x @ W.T`, decoding one token): B^T is W
+        # itself, so the inner kernel takes it as it is, where the outer one would copy W
+        launch(_matmul_inner_kernel, work, np.ascontiguousarray(a), bt, c, grain=GEMM_GRAIN)
     elif n <= _OUTER_MAX_N:
         # `a` as it is: the outer kernel reads A one scalar at a time, so any strides do, and
         # the weight gradient's $X^\top \bar Y$ (a transposed view) needs no copy
-        _matmul_outer_kernel(a, np.ascontiguousarray(b), c)
+        launch(_matmul_outer_kernel, work, a, np.ascontiguousarray(b), c, grain=GEMM_GRAIN)
     else:
-        bt = np.ascontiguousarray(b.transpose(0, 2, 1))
-        _matmul_inner_kernel(np.ascontiguousarray(a), bt, c)
+        launch(_matmul_inner_kernel, work, np.ascontiguousarray(a), np.ascontiguousarray(bt), c,
+               grain=GEMM_GRAIN)
     return c
 # --8<-- [end:matmul_numba]

@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from nima.kernels.rows import ROW_FASTMATH, as_rows
-from nima.kernels.threads import threads_for
+from nima.kernels.threads import launch
 
 # Row blocks of the backward pass: enough to balance the cores on small inputs, few enough that
 # the partial sums, (MAX_BLOCKS, C) each, stay small. A constant, so results are reproducible.
@@ -158,8 +158,7 @@ def _norm_forward(
     y = np.empty_like(x2)
     mean = np.empty(x2.shape[0], x.dtype)
     rstd = np.empty_like(mean)
-    threads_for(x2.size)
-    _norm_forward_rows(x2, w, b, x.dtype.type(eps), centered, y, mean, rstd)
+    launch(_norm_forward_rows, x2.size, x2, w, b, x.dtype.type(eps), centered, y, mean, rstd)
     return y.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
 # --8<-- [end:norm_forward_numba]
 
@@ -225,10 +224,9 @@ def _norm_backward(
     n_blocks = min(n_rows, MAX_BLOCKS)
     dw_parts = np.empty((n_blocks, columns), x.dtype)
     db_parts = np.empty_like(dw_parts)
-    threads_for(x2.size)
-    _norm_backward_blocks(as_rows(dy), x2, w, np.ascontiguousarray(mean).reshape(n_rows),
-                          np.ascontiguousarray(rstd).reshape(n_rows), centered, dx, dw_parts,
-                          db_parts)
+    launch(_norm_backward_blocks, x2.size, as_rows(dy), x2, w,
+           np.ascontiguousarray(mean).reshape(n_rows), np.ascontiguousarray(rstd).reshape(n_rows),
+           centered, dx, dw_parts, db_parts)
     return dx.reshape(x.shape), dw_parts.sum(axis=0), db_parts.sum(axis=0)
 # --8<-- [end:norm_backward_numba]
 

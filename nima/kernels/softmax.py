@@ -46,7 +46,7 @@ from nima.kernels.rows import (
     row_max,
     row_shift_numpy,
 )
-from nima.kernels.threads import threads_for
+from nima.kernels.threads import launch
 
 
 # --8<-- [start:softmax_forward_numpy]
@@ -87,8 +87,7 @@ def softmax_forward_numba(x: np.ndarray) -> np.ndarray:
     """Softmax over the last axis (numba kernel)."""
     x2 = as_rows(x)
     y = np.empty_like(x2)
-    threads_for(x2.size)
-    _softmax_forward_rows(x2, y)
+    launch(_softmax_forward_rows, x2.size, x2, y)
     return y.reshape(x.shape)
 # --8<-- [end:softmax_forward_numba]
 
@@ -122,8 +121,7 @@ def softmax_backward_numba(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     r"""$dx = y \odot (dy - \langle dy, y\rangle)$ per row (numba kernel)."""
     y2 = as_rows(y)
     dx = np.empty_like(y2)
-    threads_for(y2.size)
-    _softmax_backward_rows(y2, as_rows(dy), dx)
+    launch(_softmax_backward_rows, y2.size, y2, as_rows(dy), dx)
     return dx.reshape(y.shape)
 # --8<-- [end:softmax_backward_numba]
 
@@ -159,8 +157,7 @@ def log_softmax_forward_numba(x: np.ndarray) -> np.ndarray:
     r"""$x - \operatorname{lse}(x)$ over the last axis (numba kernel)."""
     x2 = as_rows(x)
     y = np.empty_like(x2)
-    threads_for(x2.size)
-    _log_softmax_forward_rows(x2, y)
+    launch(_log_softmax_forward_rows, x2.size, x2, y)
     return y.reshape(x.shape)
 # --8<-- [end:log_softmax_forward_numba]
 
@@ -204,7 +201,6 @@ def log_softmax_backward_numba(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     r"""$dx = dy - e^{y} \sum dy$ per row; zeros for fully masked rows (numba kernel)."""
     y2 = as_rows(y)
     dx = np.empty_like(y2)
-    threads_for(y2.size)
-    _log_softmax_backward_rows(y2, as_rows(dy), dx)
+    launch(_log_softmax_backward_rows, y2.size, y2, as_rows(dy), dx)
     return dx.reshape(y.shape)
 # --8<-- [end:log_softmax_backward_numba]

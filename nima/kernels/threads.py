@@ -1,16 +1,9 @@
-"""Who owns the cores: numba's thread pool or OpenBLAS's (decisions and measurements below).
+"""How many threads a numba kernel uses — and why Nima leaves OpenBLAS's threads alone.
 
-Both libraries keep a pool of worker threads, and on this 2-core machine two pools fighting over
-two cores is expensive: after a call, OpenBLAS's worker keeps spinning on a core for a while, so
-a numba parallel kernel that starts right after a NumPy matmul waits for the scheduler to hand
-that core over — about one 8 ms scheduler tick, whatever the size of the kernel.
-
-Decision: while the numba backend is active, OpenBLAS runs on one thread (set through
-threadpoolctl, lazily, right before the first numba kernel runs — `import nima` stays cheap);
-switching to the numpy backend gives OpenBLAS its own default back, since then it does all the
-heavy lifting. The numba backend does its matrix products with its own kernel, so OpenBLAS only
-serves the odd `np.dot` outside the kernels, and one OpenBLAS thread is as fast as the numba
-matmul at baby-GPT sizes anyway.
+Both numba and OpenBLAS keep a pool of worker threads, and on a 2-core machine two pools fighting
+over two cores is expensive: after a call, OpenBLAS's worker keeps spinning on a core for a
+while, so a numba parallel kernel that starts right after a NumPy matmul waits for the scheduler
+to hand that core over — about one 8 ms scheduler tick, whatever the size of the kernel.
 
 Measured by `benchmarks/bench_threads.py` (medians in ms, 200 repeats; "then softmax" adds the
 numba softmax of the attention scores (48, 64, 64), 0.12–0.19 ms alone; in brackets: the pair's
@@ -23,58 +16,44 @@ cost beyond its two parts run alone):
 | 2 | (768,128)@(128,384) | 0.388 | 0.742 | **7.998 (+7.49)** | 1.042 (+0.18) |
 | 2 | (512,512)@(512,512) | 1.929 | 2.519 | **7.999 (+5.95)** | 3.618 (+0.98) |
 
-Two OpenBLAS threads make a lone NumPy matmul 1.5–1.9× faster, but any numba kernel right after
-it then pays ~6–7.5 ms; with one thread the pair costs what its parts cost.
-
+Nima's answer is to keep the two pools apart rather than to reconfigure either behind the
+user's back: with the numba backend every product and reduction Nima computes runs in its own
+kernels, never in BLAS, so OpenBLAS's threads stay asleep; with the numpy backend numba is not
+used. A program that mixes its own NumPy products with Nima's numba kernels can limit OpenBLAS
+for a block of code, explicitly: `nima.runtime.using(blas_threads=1)`.
 
 The second decision is numba's own: a parallel launch wakes the pool's other thread, and when
 that core is busy (another process, a test runner, a browser) the launch waits for the scheduler
 to run it — milliseconds, whatever the size of the work. Small kernels therefore run on the
-calling thread alone (`threads_for`): below `GRAIN` elements of work the parallel win is a few
+calling thread alone (`launch`): below `GRAIN` elements of work the parallel win is a few
 microseconds at best, and the loss under load is large. Training the 26k-parameter model of
 `configs/tiny_synthetic.yaml` for 100 steps on a loaded machine (load average 9) took 35 s
-with two numba threads for every kernel and 5.3 s with one.
+with two numba threads for every kernel and 5.3 s with one. Large kernels use the calling
+thread's numba thread count (`numba.get_num_threads()`, which the caller may set, e.g. through
+`nima.runtime.using(numba_threads=...)`); for a small one `launch` sets one thread and puts the
+caller's count back afterwards.
 """
 
-import threading
+from collections.abc import Callable
+from typing import Any
 
 import numba
-from threadpoolctl import threadpool_limits
 
-_limiter = None  # the active threadpoolctl limit, or None when OpenBLAS has its default
 GRAIN = 1 << 15  # elements of work below which a numba kernel runs on the calling thread
 GEMM_GRAIN = 1 << 21  # the same for a matrix product, in multiply-adds (about 128^3)
-_local = threading.local()  # numba's thread count is per calling thread, so is our cache of it
 
 
-# --8<-- [start:blas_threads]
-def limit_blas_threads() -> None:
-    """Run OpenBLAS on one thread, leaving the cores to numba (idempotent and cheap).
-
-    Applies to the BLAS libraries loaded at the first call — NumPy's OpenBLAS. (numba's first
-    compile may load SciPy's OpenBLAS as well; nothing in Nima calls that one.)
-    """
-    global _limiter
-    if _limiter is None:
-        _limiter = threadpool_limits(limits=1, user_api="blas")
-
-
-def restore_blas_threads() -> None:
-    """Give OpenBLAS back the thread count it had before `limit_blas_threads`."""
-    global _limiter
-    if _limiter is not None:
-        _limiter.restore_original_limits()
-        _limiter = None
-# --8<-- [end:blas_threads]
-
-
-# --8<-- [start:threads_for]
-def threads_for(work: int, grain: int = GRAIN) -> None:
-    """Give the next numba kernel one thread if its work (elements, or multiply-adds for a
-    matrix product) is below `grain`, else all of them. Cheap: numba is called only when the
-    count changes."""
-    want = 1 if work < grain else numba.config.NUMBA_NUM_THREADS
-    if getattr(_local, "threads", None) != want:
-        numba.set_num_threads(want)
-        _local.threads = want
-# --8<-- [end:threads_for]
+# --8<-- [start:launch]
+def launch(kernel: Callable[..., Any], work: int, *args: Any, grain: int = GRAIN) -> Any:
+    """`kernel(*args)` — a numba `prange` kernel — on the calling thread alone if its `work`
+    (elements, or multiply-adds for a matrix product) is below `grain`, else with this thread's
+    numba thread count. The caller's count is restored after."""
+    threads = numba.get_num_threads()
+    if work >= grain or threads == 1:
+        return kernel(*args)
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
+# --8<-- [end:launch]

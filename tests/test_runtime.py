@@ -1,0 +1,193 @@
+"""`nima.runtime` and the state Nima keeps per thread: nothing outside Nima changes unless asked
+(OpenBLAS threads, numba threads, glibc's allocator, the kernel backend), `using` applies and
+restores its settings, and grad mode, autocast and the backend are each thread's own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import nima
+from nima import kernels, runtime
+from nima.kernels.threads import launch
+
+
+def blas_threads() -> list[int]:
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+UNTOUCHED = """
+    import ctypes, json, sys
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return {{p["filepath"]: p["num_threads"] for p in threadpool_info()
+                 if p["user_api"] == "blas"}}
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = MallInfo2
+
+    def mmapped(nbytes):
+        # bytes glibc serves with mmap while an array of `nbytes` is alive: all of them with
+        # glibc's defaults (above its 32 MB dynamic ceiling), none once retained
+        before = libc.mallinfo2().hblkhd
+        a = np.ones(nbytes // 8)
+        after = libc.mallinfo2().hblkhd
+        del a
+        return after - before
+
+    start = blas(), mmapped(48 << 20)
+    import nima
+    from nima.training import Trainer
+    {work}
+    after = blas(), mmapped(48 << 20)
+    # libraries loaded since (numba may load SciPy's OpenBLAS) come with their own defaults;
+    # every pool that was there keeps the threads it had
+    print(json.dumps({{"before": [start[0], start[1]],
+                      "after": [{{k: after[0][k] for k in start[0]}}, after[1]]}}))
+"""
+
+
+@pytest.mark.parametrize("work", [
+    "",  # import alone
+    "x = nima.randn(64, 64, requires_grad=True); (x @ x).relu().sum().backward()",
+    # a training step written by hand, nanoGPT style, then a few generated tokens
+    "\n".join([
+        'model = nima.models.GPT(nima.models.GPTConfig.preset("tiny", n_layer=1))',
+        "opt = nima.optim.AdamW(model.parameters(), lr=1e-3)",
+        "x = np.random.default_rng(0).integers(0, 65, (4, 64))",
+        "_, loss = model(x, x)",
+        "loss.backward()",
+        "nima.optim.clip_grad_norm_(model.parameters(), 1.0)",
+        "opt.step()",
+        "opt.zero_grad()",
+        "nima.generate(model, x[:1, :4], 5)"]),
+])
+def test_nothing_outside_nima_changes(work: str) -> None:
+    code = textwrap.dedent(UNTOUCHED).format(work=work)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["after"] == result["before"], result
+
+
+def test_the_trainer_changes_the_allocator_only_when_the_config_says_so(tmp_path) -> None:
+    code = textwrap.dedent(UNTOUCHED).format(work=textwrap.dedent(f"""
+    sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+    from tiny_runs import tiny_config
+    from pathlib import Path
+    Trainer(tiny_config(Path({str(tmp_path / "a")!r}), training={{"max_iters": 8}})).fit()
+    assert mmapped(48 << 20) > 0, "default config: glibc keeps its defaults"
+    Trainer(tiny_config(Path({str(tmp_path / "b")!r}), training={{"max_iters": 8}},
+                        runtime={{"retain_memory": True}})).fit()
+    assert mmapped(48 << 20) == 0, "opted in: freed memory stays in the heap"
+    start = (start[0], 0)  # compared with the second, opted-in run's
+    """))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(not blas_threads(), reason="no BLAS thread pool visible to threadpoolctl")
+def test_using_applies_and_restores_every_setting() -> None:
+    backend, numba_count, blas = kernels.current(), numba.get_num_threads(), blas_threads()
+    other = "numpy" if backend == "numba" else "numba"
+    with runtime.using(backend=other, numba_threads=1, blas_threads=1):
+        assert kernels.current() == other
+        assert numba.get_num_threads() == 1
+        assert blas_threads() == [1] * len(blas)
+    assert (kernels.current(), numba.get_num_threads(), blas_threads()) == \
+        (backend, numba_count, blas)
+    with runtime.using():  # nothing asked: nothing changes
+        assert (kernels.current(), numba.get_num_threads()) == (backend, numba_count)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(backend="gpu"), "unknown kernel backend 'gpu'"),
+    (dict(numba_threads=0), "runtime.using.numba_threads: must be >= 1, got 0"),
+    (dict(blas_threads=1.5), "runtime.using.blas_threads: expected int, got float 1.5"),
+    (dict(numba_threads=10_000), "numba_threads=10000 exceeds numba's pool"),
+])
+def test_using_rejects_bad_settings(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message), runtime.using(**kwargs):
+        pass
+
+
+def test_a_small_kernel_runs_on_one_thread_and_gives_the_count_back() -> None:
+    seen = []
+
+    def kernel() -> None:
+        seen.append(numba.get_num_threads())
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    with runtime.using(numba_threads=2):
+        launch(kernel, 10)  # small: the calling thread alone
+        launch(kernel, 10**9)  # large: the caller's count
+        assert numba.get_num_threads() == 2
+    assert seen == [1, 2]
+
+
+def in_thread(fn):
+    """Run `fn` in a new thread; return what it returned (or raise what it raised)."""
+    result = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as e:
+            result["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def test_grad_mode_autocast_and_backend_are_per_thread() -> None:
+    """A thread that decodes under no_grad (with NumPy kernels, in autocast) while another
+    trains sees only its own modes, and so does the trainer."""
+    default_backend = in_thread(kernels.current)
+    x = nima.randn(3, 3, requires_grad=True)
+    started, go_on = threading.Event(), threading.Event()
+    seen = {}
+
+    def decoder() -> None:
+        with nima.no_grad(), nima.autocast(), kernels.backend("numpy"):
+            started.set()
+            go_on.wait(timeout=30)
+            seen["decoder"] = (nima.is_grad_enabled(), nima.amp.autocast_dtype(),
+                               kernels.current(), (x @ x).dtype)
+
+    t = threading.Thread(target=decoder)
+    t.start()
+    assert started.wait(timeout=30)
+    # the decoder is inside all three blocks now; this thread still trains as before
+    y = (x @ x).sum()
+    assert y.requires_grad and (x @ x).dtype == np.float32
+    assert nima.is_grad_enabled() and nima.amp.autocast_dtype() is None
+    assert kernels.current() == default_backend
+    go_on.set()
+    t.join()
+    assert seen["decoder"] == (False, np.dtype(np.float16), "numpy", np.float16)
+    # and a new thread starts from the defaults, whatever this one is doing
+    with nima.no_grad(), kernels.backend("numpy"):
+        assert in_thread(nima.is_grad_enabled) is True
+        assert in_thread(kernels.current) == default_backend
