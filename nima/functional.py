@@ -7,6 +7,7 @@ Stateless functions on tensors, named as in `torch.nn.functional`; each is re-ex
 from nima.ops.attention import scaled_dot_product_attention
 from nima.ops.dropout import dropout
 from nima.ops.elementwise import gelu, relu, sigmoid, silu, softplus, tanh
+from nima.ops.linalg import linear
 from nima.ops.nn import cross_entropy, embedding, log_softmax, one_hot, softmax
 from nima.ops.normalization import layer_norm, rms_norm
 
@@ -16,6 +17,7 @@ __all__ = [
     "embedding",
     "gelu",
     "layer_norm",
+    "linear",
     "log_softmax",
     "one_hot",
     "relu",

@@ -10,6 +10,7 @@ from nima._tensor import Tensor
 from nima.nn import init
 from nima.nn.module import Module
 from nima.nn.parameter import Parameter
+from nima.ops.linalg import linear
 
 
 # --8<-- [start:linear]
@@ -34,8 +35,7 @@ class Linear(Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"Linear: expected input (..., {self.in_features}), got {x.shape}")
-        y = x @ self.weight.T  # (..., out_features)
-        return y + self.bias if self.bias is not None else y
+        return linear(x, self.weight, self.bias)  # (..., out_features): $x W^\top + b$
 # --8<-- [end:linear]
 
     def extra_repr(self) -> str:

@@ -5,7 +5,6 @@ from nima.ops.dropout import dropout
 from nima.ops.elementwise import (
     abs,
     add,
-    cast,
     clamp,
     div,
     eq,
@@ -33,9 +32,10 @@ from nima.ops.elementwise import (
     where,
 )
 from nima.ops.indexing import getitem
-from nima.ops.linalg import matmul
+from nima.ops.linalg import linear, matmul
 from nima.ops.nn import cross_entropy, embedding, log_softmax, one_hot, softmax
 from nima.ops.normalization import layer_norm, rms_norm
+from nima.ops.operands import cast
 from nima.ops.reduce import argmax, argmin, logsumexp, max, mean, min, sum, var
 from nima.ops.shape import (
     cat,

@@ -1,10 +1,7 @@
 r"""Elementwise ops: each `forward` beside its `backward`, the derivative in the docstring.
 
 Binary ops broadcast as NumPy does; `Function.apply`'s engine sums each input's gradient back
-to its shape. A Python number mixes with a tensor of any float dtype and keeps that dtype;
-two float tensors of different dtypes are refused rather than silently promoted (float64
-creeping into a float32 model doubles its cost) — convert one with `.float()` or `.double()`.
-The one exception is a float16/float32 pair inside `nima.autocast`, promoted to float32.
+to its shape. Which operands mix, and how, is `nima.ops.operands`'s rule.
 """
 
 from __future__ import annotations
@@ -14,51 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from nima import amp, kernels
-from nima._tensor import FLOAT_DTYPES, Tensor
+from nima import kernels
+from nima._tensor import Tensor
 from nima.autograd import Context, Function
 from nima.kernels.erf import erf
-from nima.kernels.gelu import gelu_tanh_backward_numpy
-
-
-def as_operand(op: str, x: Any, like: Tensor) -> Any:
-    """`x` as the other operand of a binary op with tensor `like`.
-
-    Numbers stay Python scalars (NumPy keeps the tensor's dtype for them); arrays, lists and
-    int/bool tensors become constant tensors of `like`'s float dtype; tensors must not mix
-    float dtypes.
-    """
-    if isinstance(x, Tensor):
-        a, b = like.data.dtype, x.data.dtype
-        if a in FLOAT_DTYPES and b not in FLOAT_DTYPES:
-            return Tensor(x.data.astype(a))  # an int/bool tensor: a constant of like's dtype
-        if (a is not b and a != b and a in FLOAT_DTYPES and b in FLOAT_DTYPES
-                and not amp.promotes(a, b)):
-            raise TypeError(
-                f"{op}: dtype mismatch {like.dtype} vs {x.dtype} (shapes {like.shape} and "
-                f"{x.shape}); convert one with .float() or .double()"
-            )
-        return x
-    if isinstance(x, np.generic):  # first: np.float64 is a subclass of float
-        return x.item()
-    if isinstance(x, (float, int)):
-        return x
-    dtype = like.dtype if like.dtype in FLOAT_DTYPES else None
-    return Tensor(np.asarray(x, dtype=dtype))
-
-
-def binary_operands(op: str, a: Any, b: Any) -> tuple[Any, Any]:
-    """Coerce the operands of a binary op; at least one of them must be a tensor."""
-    if isinstance(a, Tensor) and (a.data.dtype in FLOAT_DTYPES or not isinstance(b, Tensor)):
-        if type(b) is float:  # the common `x * 0.5`: nothing to check
-            return a, b
-        b = as_operand(op, b, a)
-    else:
-        a = as_operand(op, a, b)
-    if (amp.autocast_dtype() is not None and isinstance(a, Tensor) and isinstance(b, Tensor)
-            and a.data.dtype != b.data.dtype):  # autocast's float16/float32 pair: promote
-        return autocast_float32(a), autocast_float32(b)
-    return a, b
+from nima.kernels.gelu import gelu_tanh_backward_numpy, gelu_tanh_forward
+from nima.ops.operands import autocast_float32, binary_operands
 
 
 # --8<-- [start:add]
@@ -270,28 +228,16 @@ class Gelu(Function):
     $\bar x = \bar y\,\left(\Phi(x) + x\,\varphi(x)\right)$, $\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}$.
 
     `approximate="tanh"` (GPT-2's): $\Phi(x) \approx \tfrac12(1 + \tanh u)$ with
-    $u = \sqrt{2/\pi}\,(x + 0.044715\,x^3)$, so
-    $\bar x = \bar y\,\left(\tfrac12(1 + \tanh u) + \tfrac12 x\,(1 - \tanh^2 u)\,u'\right)$,
-    $u' = \sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\,x^2)$.
+    $u = \sqrt{2/\pi}\,(x + c\,x^3)$, $c = 0.044715$; forward and backward are in
+    `nima.kernels.gelu`.
     """
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, approximate: str) -> np.ndarray:
         ctx.approximate = approximate
         if approximate == "tanh":
-            # t = tanh(sqrt(2/pi) * (x + 0.044715 x^3)), in place in one scratch array: every
-            # fresh (12, 64, 512) temporary costs page faults, more than the arithmetic.
-            # x * x * x, not x**3: the power calls pow per element, 5x slower
-            t = np.multiply(x, x, out=np.empty_like(x))  # an array even for 0-d x
-            t *= x
-            t *= 0.044715
-            t += x
-            t *= math.sqrt(2 / math.pi)
-            np.tanh(t, out=t)
+            y, t = gelu_tanh_forward(x)  # the formula, in place, in nima.kernels.gelu
             ctx.save_for_backward(x, t)
-            y = t + 1  # y = 0.5 x (1 + t)
-            y *= x
-            y *= 0.5
             return y
         if approximate != "none":
             raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
@@ -416,29 +362,6 @@ class Where(Function):
                 np.where(cond, zero, grad) if need_b else None)
 
 
-class Cast(Function):
-    r"""$y = x$ in another dtype; $\bar x = \bar y$ cast back.
-
-    Values beyond float16's range become $\pm\infty$ without a warning: that overflow is
-    float16's defined behaviour, and `GradScaler` looks for it."""
-
-    @staticmethod
-    def forward(ctx: Context, x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        ctx.source = x.dtype
-        return _cast_array(x, dtype)
-
-    @staticmethod
-    def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, None]:
-        return _cast_array(grad, ctx.source), None
-
-
-def _cast_array(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype == amp.FLOAT16:
-        with np.errstate(over="ignore"):
-            return x.astype(dtype, copy=False)
-    return x.astype(dtype, copy=False)
-
-
 # ------------------------------------------------------------------------------ public functions
 def add(a: Any, b: Any) -> Tensor:
     return Add.apply(*binary_operands("add", a, b))
@@ -543,30 +466,6 @@ def masked_fill(x: Tensor, mask: Any, value: float) -> Tensor:
     return Where.apply(mask, value, x)
 
 
-def cast(x: Tensor, dtype: np.dtype) -> Tensor:
-    if x.dtype == dtype:
-        return x
-    if x.requires_grad and dtype not in FLOAT_DTYPES:
-        return Tensor(x.data.astype(dtype))
-    return Cast.apply(x, dtype)
-
-
-# --8<-- [start:autocast_casts]
-def autocast_lower(x: Any) -> Any:
-    """Inside `nima.autocast`, a float32 tensor cast to float16 (matmul's operands); else `x`."""
-    low = amp.autocast_dtype()
-    if low is not None and isinstance(x, Tensor) and x.data.dtype == amp.FLOAT32:
-        return cast(x, low)
-    return x
-
-
-def autocast_float32(x: Any) -> Any:
-    """Inside `nima.autocast`, a float16 tensor cast to float32 (precision-sensitive ops and
-    promotion); else `x`. The `Cast` node sends the gradient back in float16."""
-    if amp.autocast_dtype() is not None and isinstance(x, Tensor) and x.data.dtype == amp.FLOAT16:
-        return cast(x, amp.FLOAT32)
-    return x
-# --8<-- [end:autocast_casts]
 
 
 def _compare(ufunc: np.ufunc, a: Any, b: Any) -> Tensor:

@@ -36,7 +36,7 @@ import numpy as np
 from nima import amp, kernels
 from nima._tensor import FLOAT_DTYPES, Tensor
 from nima.autograd import Context, Function, unbroadcast
-from nima.ops.elementwise import autocast_lower, binary_operands
+from nima.ops.operands import autocast_lower, binary_operands
 
 
 def batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,3 +132,57 @@ def matmul(a: Any, b: Any) -> Tensor:
         raise ValueError(f"matmul: batch dimensions of shapes {shape_a} and {shape_b} do not "
                          f"broadcast") from None
     return Matmul.apply(a, b)
+
+
+# --8<-- [start:linear]
+class Linear(Function):
+    r"""$y = x W^\top + b$ over the last axis of $x$, one op (no transposed copy of $W$ recorded).
+
+    With the rows of $x$ stacked into $X$ `(N, in)` and of $\bar y$ into $\bar Y$ `(N, out)`:
+
+    $$\bar X = \bar Y W, \qquad \bar W = \bar Y^\top X, \qquad \bar b = \textstyle\sum_n \bar Y_n.$$
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, weight: np.ndarray,
+                bias: np.ndarray | None) -> np.ndarray:
+        rows = _rows(x)  # (N, in): every leading axis folded into the rows
+        y = batched_matmul(rows, weight.T)  # (N, out)
+        if bias is not None:
+            y += bias
+        ctx.save_for_backward(rows, weight)
+        ctx.x_shape = x.shape
+        return y.reshape(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, Any, Any]:
+        rows, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad = _rows(grad)  # (N, out)
+        gx = batched_matmul(grad, weight).reshape(ctx.x_shape) if need_x else None  # $\bar Y W$
+        gw = batched_matmul(grad.T, rows) if need_w else None  # $\bar Y^\top X$, (out, in)
+        gb = grad.sum(axis=0) if need_b else None  # (out,)
+        return gx, gw, gb
+# --8<-- [end:linear]
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`x @ weight.T + bias` over the last axis, as `torch.nn.functional.linear`: `x`
+    `(..., in)`, `weight` `(out, in)`, `bias` `(out,)` or None -> `(..., out)`.
+
+    Inside `nima.autocast` the float32 operands are lowered to float16 (a float16 result).
+    """
+    x, weight, bias = autocast_lower(x), autocast_lower(weight), autocast_lower(bias)
+    if not isinstance(x, Tensor) or not isinstance(weight, Tensor) or weight.ndim != 2 or \
+            x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: expected x (..., in) and weight (out, in), got "
+                         f"{getattr(x, 'shape', x)} and {getattr(weight, 'shape', weight)}")
+    dtypes = {x.dtype, weight.dtype} | ({bias.dtype} if bias is not None else set())
+    if len(dtypes) != 1 or x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"linear: x, weight and bias must share one float dtype, got "
+                        f"{', '.join(sorted(map(str, dtypes)))}")
+    if x.dtype == np.float16 and amp.autocast_dtype() is None:
+        raise TypeError("linear: float16 operands are multiplied only inside nima.autocast")
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
+    return Linear.apply(x, weight, bias)

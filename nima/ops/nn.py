@@ -15,8 +15,8 @@ import numpy as np
 from nima import kernels
 from nima._tensor import FLOAT_DTYPES, Tensor
 from nima.autograd import Context, Function
-from nima.ops.elementwise import autocast_float32
 from nima.ops.indexing import GetItem
+from nima.ops.operands import autocast_float32
 from nima.ops.reduce import normalize_dims
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from nima import kernels
 from nima._tensor import Tensor
 from nima.autograd import Context, Function
-from nima.ops.elementwise import autocast_float32
+from nima.ops.operands import autocast_float32
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

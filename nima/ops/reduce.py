@@ -16,7 +16,7 @@ import numpy as np
 
 from nima._tensor import Axis, Tensor
 from nima.autograd import Context, Function
-from nima.ops.elementwise import autocast_float32
+from nima.ops.operands import autocast_float32
 
 
 def normalize_dims(op: str, dim: Axis, ndim: int) -> tuple[int, ...]:

@@ -186,3 +186,42 @@ def test_float16_is_refused_by_the_kernel() -> None:
 def test_mixed_float_dtypes_are_refused() -> None:
     with pytest.raises(TypeError, match=r"matmul: dtype mismatch float32 vs float64"):
         nima.ones(2, 2) @ nima.ones(2, 2, dtype=np.float64)
+
+
+@st.composite
+def linear_operands(draw: st.DrawFn) -> tuple[nima.Tensor, ...]:
+    """`x (..., in)`, `weight (out, in)` (sometimes a transposed view) and a bias or None."""
+    lead = draw(st.lists(st.integers(1, 3), min_size=0, max_size=2))
+    n_in, n_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    x = draw(tensors((*lead, n_in)))
+    w = draw(tensors((n_out, n_in)))
+    if draw(st.booleans()):  # a leaf whose array is a transposed view
+        w = nima.Tensor(np.ascontiguousarray(w.data.T).T, requires_grad=True)
+    bias = draw(st.one_of(st.none(), tensors((n_out,))))
+    return (x, w) if bias is None else (x, w, bias)
+
+
+@given(linear_operands())
+def test_linear_matches_numpy_and_gradcheck(operands: tuple[nima.Tensor, ...]) -> None:
+    x, w, *bias = operands
+    expected = x.data @ w.data.T + (bias[0].data if bias else 0.0)
+    np.testing.assert_allclose(nima.functional.linear(*operands).data, expected, rtol=1e-12,
+                               atol=1e-12)
+    with kernels.backend("numpy"):
+        assert gradcheck(nima.functional.linear, list(operands))
+
+
+def test_linear_numba_and_errors() -> None:
+    rng = np.random.default_rng(0)
+    x = nima.tensor(rng.standard_normal((2, 3, 5)), requires_grad=True)
+    w = nima.tensor(rng.standard_normal((4, 5)), requires_grad=True)
+    b = nima.tensor(rng.standard_normal(4), requires_grad=True)
+    with kernels.backend("numba"):
+        assert gradcheck(nima.functional.linear, [x, w, b])
+    with pytest.raises(ValueError, match=re.escape("linear: expected x (..., in) and weight "
+                                                   "(out, in), got (2, 3, 5) and (5, 4)")):
+        nima.functional.linear(x, w.T)
+    with pytest.raises(ValueError, match=re.escape("bias must have shape (4,), got (5,)")):
+        nima.functional.linear(x, w, nima.zeros(5, dtype=nima.float64))
+    with pytest.raises(TypeError, match="share one float dtype, got float32, float64"):
+        nima.functional.linear(x.float(), w)
