@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,6 @@ from nima import functional as F
 from nima._tensor import Tensor
 from nima.autograd import Context, Function, no_grad
 from nima.models.gpt import GPT, GPTConfig
-from nima.nn.attention import KVCache
 from nima.nn.module import Module
 from nima.nn.parameter import Parameter
 from nima.ops.elementwise import sigmoid, softplus
@@ -184,6 +184,19 @@ def inference_objective(logits: Tensor, idx: np.ndarray, targets: np.ndarray,
 # --8<-- [end:objective]
 
 
+def _head_gate(gate: Tensor, head_dim: int) -> Callable[[Module, tuple[Any, ...]], Tensor]:
+    """A forward pre-hook for an attention's `proj`: its input `(B, T, nh hd)` holds the heads
+    side by side, so scaling head $h$'s channels by $g_h$ scales that head's output."""
+
+    def hook(module: Module, args: tuple[Any, ...]) -> Tensor:
+        y = args[0]
+        B, T, C = y.shape
+        heads = y.view(B, T, C // head_dim, head_dim)  # (B, T, nh, hd)
+        return (heads * gate.reshape(-1, 1)).reshape(B, T, C)  # (B, T, C): head h times $g_h$
+
+    return hook
+
+
 def _softplus_inverse(y: float) -> float:
     r"""$a$ with $\operatorname{softplus}(a) = y$: $a = y + \ln(1 - e^{-y})$."""
     return y + math.log(-math.expm1(-y))
@@ -219,7 +232,7 @@ class LearnedInference(Module):
     `forward(idx, targets=None, caches=None) -> (logits, loss)`, where `logits` are the gated,
     mixed model's raw logits (decoding applies $T$, $p$, $r$ itself) and `loss` is
     `inference_objective` with this module's parameters. It stores every block's output
-    (no gradient checkpointing) and needs `attention="content"`.
+    (no gradient checkpointing: the gates act through hooks that exist only during `forward`).
 
     Example:
         >>> learned = LearnedInference(GPT(GPTConfig.preset("tiny")))
@@ -234,9 +247,6 @@ class LearnedInference(Module):
         name = "LearnedInference"
         if not isinstance(model, GPT):
             raise TypeError(f"{name}: model must be a GPT, got {type(model).__name__}")
-        if model.config.attention != "content":
-            raise ValueError(f"{name}: head gates need attention='content', got "
-                             f"{model.config.attention!r}")
         for label, value, ok in [("temperature", temperature, temperature > 0),
                                  ("top_p", top_p, 0 < top_p < 1),
                                  ("repetition_penalty", repetition_penalty,
@@ -262,7 +272,8 @@ class LearnedInference(Module):
         w = np.zeros(L + 1, dtype)
         w[-1] = math.log(last_layer_weight * L / (1 - last_layer_weight))
         self.layer_logits = Parameter(w)  # (L + 1,): h_0 (embeddings), h_1 .. h_L
-        self.gate_logits = Parameter(np.zeros((L, nh), dtype))  # (L, nh): 2 sigma(0) = 1
+        # (L, nh): 2 sigma(0) = 1
+        self.gate_logits = Parameter(np.zeros((L, nh), dtype), decay=False)
         # --8<-- [end:init]
 
     # --8<-- [start:constraints]
@@ -298,42 +309,30 @@ class LearnedInference(Module):
         return [self.raw_temperature, self.raw_top_p, self.raw_penalty, self.layer_logits,
                 self.gate_logits]
 
-    def new_caches(self) -> list[KVCache]:
+    def new_caches(self) -> list[Any]:
         """Empty KV caches for the wrapped model, one per block."""
         return self.model.new_caches()
 
     # --8<-- [start:forward]
     def forward(self, idx: Any, targets: Any = None,
-                caches: list[KVCache] | None = None) -> tuple[Tensor, Tensor | None]:
-        """`idx` `(B, T)` -> `(logits (B, T, V), inference_objective or None)`, as
-        `GPT.forward` but with gated heads and the head reading the layer mix. The loss's
-        repetition penalty sees `idx` as the context (not tokens already in `caches`)."""
+                caches: list[Any] | None = None) -> tuple[Tensor, Tensor | None]:
+        """`idx` `(B, T)` -> `(logits (B, T, V), inference_objective or None)`: the GPT's own
+        pieces — `embed`, every block, `head` — with gated heads and the head reading the layer
+        mix. The loss's repetition penalty sees `idx` as the context (not tokens already in
+        `caches`)."""
         gpt = self.model
-        idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
-        if idx.ndim != 2 or idx.dtype.kind not in "iu":
-            raise ValueError(f"LearnedInference: idx must be integer ids of shape (B, T), "
-                             f"got {idx.dtype} {idx.shape}")
-        if caches is not None and len(caches) != len(gpt.blocks):
-            raise ValueError(f"LearnedInference: caches must hold one KVCache per block "
-                             f"({len(gpt.blocks)}), got {len(caches)}")
-        offset = caches[0].length if caches else 0
-        if offset + idx.shape[1] > gpt.config.block_size:
-            raise ValueError(f"LearnedInference: {idx.shape[1]} tokens after {offset} cached "
-                             f"exceed block_size={gpt.config.block_size}")
-        x = gpt.wte(idx)  # (B, T, C)
-        if gpt.wpe is not None:
-            x = x + gpt.wpe(idx.shape[1], offset)  # (B, T, C)
-        states = [gpt.drop(x)]  # h_0
+        idx, offset = gpt.token_ids(idx, caches)  # the GPT's own input checks
         gates = self.head_weights()  # (L, nh)
-        for i, block in enumerate(gpt.blocks):
-            cache = None if caches is None else caches[i]
-            states.append(block(states[-1], cache, gates[i]))  # h_{i+1}, (B, T, C)
+        states = [gpt.embed(idx, offset)]  # h_0, (B, T, C)
+        with ExitStack() as hooks:
+            for i, block in enumerate(gpt.blocks):  # head h of layer i times $g_{ih}$
+                hooks.enter_context(block.attn.proj.register_forward_pre_hook(
+                    _head_gate(gates[i], block.attn.head_dim)))
+            for i, block in enumerate(gpt.blocks):
+                states.append(block(states[-1], None if caches is None else caches[i]))
         alpha = self.layer_weights().reshape(-1, 1, 1, 1)  # (L + 1, 1, 1, 1)
         # $\sum_\ell \alpha_\ell h_\ell$ feeds the final norm and the head
-        x = (stack(states, dim=0) * alpha).sum(dim=0)  # (L + 1, B, T, C) -> (B, T, C)
-        if gpt.ln_f is not None:
-            x = gpt.ln_f(x)  # (B, T, C)
-        logits = gpt.lm_head(x)  # (B, T, V)
+        logits = gpt.head((stack(states, dim=0) * alpha).sum(dim=0))  # (B, T, V)
         loss = None
         if targets is not None:
             loss = inference_objective(logits, idx, targets, self.temperature(), self.top_p(),

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from nima._tensor import Tensor
-from nima.generation.fast import decode_step, supports
+from nima.settings import check_int
 
 __all__ = ["ContextWindow", "as_prompts"]
 
@@ -50,16 +50,14 @@ class ContextWindow:
         self.model = model
         self.block_size = int(model.config.block_size)
         keep = max(self.block_size // 2, 1) if keep is None else keep
-        if isinstance(keep, bool) or not isinstance(keep, int | np.integer) or \
-                not 1 <= keep <= self.block_size:
-            raise ValueError(f"ContextWindow: keep must be an int in [1, block_size="
-                             f"{self.block_size}], got {keep!r}")
-        self.keep = int(keep)
+        self.keep = check_int("ContextWindow.keep", keep, ge=1)
+        if self.keep > self.block_size:
+            raise ValueError(f"ContextWindow.keep: must be <= block_size={self.block_size}, "
+                             f"got {keep!r}")
         self.caches: list | None = None
         self.start = 0  # position in the sequence of the window's first token
         self.cached = 0  # how many of the window's tokens the caches hold
         self.rebuilds = 0  # how many times the window slid
-        self.on_arrays = supports(model)  # decode with `decode_step`, skipping autograd
 
     # --8<-- [start:next_logits]
     def next_logits(self, seq: np.ndarray) -> np.ndarray:
@@ -74,10 +72,7 @@ class ContextWindow:
             self.caches = self.model.new_caches()
             self.rebuilds += 1
         new = seq[:, self.start + self.cached:n]  # (B, t): usually one token
-        if self.on_arrays and not self.model.training:
-            logits = decode_step(self.model, new, self.caches)  # (B, t, V), no graph
-        else:
-            logits, _ = self.model.forward(new, caches=self.caches)  # (B, t, V)
+        logits, _ = self.model.forward(new, caches=self.caches)  # (B, t, V): the one forward
         self.cached = n - self.start
         logits = logits.data if isinstance(logits, Tensor) else np.asarray(logits)
         return logits[:, -1, :].astype(np.float64)  # (B, V)

@@ -1,15 +1,17 @@
 r"""The parameter budget: count a `GPTConfig`'s parameters on paper, and search for configs.
 
 With $V$ the vocabulary, $C$ the width (`n_embd`), $L$ the layers, $h$ the FFN's inner width,
-$T$ the context (`block_size`) and $b = 1$ if `bias` else $0$:
+$T$ the context (`block_size`), $K = n_\text{kv} d_h$ the width of the keys (and values; $K = C$
+unless `n_kv_head < n_head`), and $b$, $b_a$, $b_f$ = 1 where there are biases (`bias`,
+`attn_bias`, `mlp_bias`) else 0:
 
 | part | parameters |
 |---|---|
 | token embedding `wte` | $VC$ |
 | learned positions `wpe` | $TC$ (sinusoidal, RoPE, ALiBi: $0$) |
-| attention, per block (`qkv`, `proj`) | $4C^2 + 4Cb$ |
-| FFN, per block, ReLU/GELU (`fc`, `proj`) | $2Ch + (h + C)b$ |
-| FFN, per block, GLU/SwiGLU (`fc` holds gate and value) | $3Ch + (2h + C)b$ |
+| attention, per block (`qkv`, `proj`) | $2C^2 + 2CK + (2C + 2K)b_a$ |
+| FFN, per block, ReLU/GELU (`fc`, `proj`) | $2Ch + (h + C)b_f$ |
+| FFN, per block, GLU/SwiGLU (`fc` holds gate and value) | $3Ch + (2h + C)b_f$ |
 | norms, per block (two) | LayerNorm $2(C + Cb)$, RMSNorm $2C$ |
 | final norm (pre-norm only) | LayerNorm $C + Cb$, RMSNorm $C$ |
 | output head | $0$ if tied to `wte`, else $VC$ (never a bias) |
@@ -43,11 +45,14 @@ def ffn_hidden(config: GPTConfig) -> int:
 
 # --8<-- [start:attention_parameters]
 def attention_parameters(config: GPTConfig) -> int:
-    r"""One block's attention: $4C^2 + 4Cb$ for content attention (`qkv` $C \times 3C$, `proj`
-    $C \times C$, their biases). Reweight and hybrid attention add the layer `reweight`,
-    $C \to n_h T$: $(C + b)\,n_h T$; the hybrid also learns one mixing logit per head, $n_h$."""
-    C, b, nh, T = config.n_embd, int(config.bias), config.n_head, config.block_size
-    params = 4 * C * C + 4 * C * b  # qkv and proj
+    r"""One block's attention: $2C^2 + 2CK + (2C + 2K)b_a$ for content attention (`qkv`
+    $C \times (C + 2K)$, `proj` $C \times C$, their biases; $K = C$ without grouped-query
+    attention, so $4C^2 + 4Cb_a$). Reweight and hybrid attention add the layer `reweight`,
+    $C \to n_h T$: $(C + b_a)\,n_h T$; the hybrid also learns one mixing logit per head, $n_h$."""
+    C, nh, T = config.n_embd, config.n_head, config.block_size
+    b = int(config.bias if config.attn_bias is None else config.attn_bias)
+    K = (config.n_kv_head or nh) * config.head_dim  # the keys' (and the values') width
+    params = C * (C + 2 * K) + C * C + (2 * C + 2 * K) * b  # qkv and proj
     if config.attention != "content":
         params += (C + b) * nh * T  # reweight: a row of T logits per head from each token
     if config.attention == "hybrid":
@@ -69,13 +74,14 @@ def count_parameters(config: GPTConfig) -> dict[str, int]:
     """
     V, T, C, L = config.vocab_size, config.block_size, config.n_embd, config.n_layer
     b, h = int(config.bias), ffn_hidden(config)
+    b_f = int(config.bias if config.mlp_bias is None else config.mlp_bias)
     gated = config.ffn in ("glu", "swiglu")
     norm = C + C * b if config.norm == "layernorm" else C  # one norm: gamma (and beta)
     parts = {
         "embedding": V * C,
         "position": T * C if config.position == "learned" else 0,
         "attention": attention_parameters(config),
-        "ffn": 3 * C * h + (2 * h + C) * b if gated else 2 * C * h + (h + C) * b,
+        "ffn": 3 * C * h + (2 * h + C) * b_f if gated else 2 * C * h + (h + C) * b_f,
         "norms": 2 * norm,
     }
     parts["block"] = parts["attention"] + parts["ffn"] + parts["norms"]
@@ -198,3 +204,83 @@ def micro_transformer_table() -> str:
     for name, (config, tradeoffs) in MICRO_TRANSFORMER.items():
         rows.append({**summary_row(name, config), "trade-offs": tradeoffs})
     return table(rows)
+
+
+# ------------------------------------------------------------------------- the budget explorer
+EXPLORE_GRID: dict[str, list[int]] = {
+    "n_layer": [2, 3, 4, 5, 6, 7, 8], "n_embd": [128, 160, 192, 224, 256], "head_dim": [32],
+    "ffn_hidden": [512, 640, 768, 1024]}
+"""The grid `nima params --explore` searches unless told otherwise."""
+
+
+def parse_count(text: str) -> float:
+    """`"2.5M"` -> 2.5e6, `"300K"`/`"300k"` -> 3e5, `"1.2B"` -> 1.2e9, `"1e6"` -> 1e6."""
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9}.get(text[-1:].upper(), 1.0)
+    number = text[:-1] if scale != 1.0 else text
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise ValueError(f"not a parameter count: {text!r} (try 2.5M)") from None
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"a parameter count must be >= 0, got {text!r}")
+    return value
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """`"2.0M-2.5M"` -> (2e6, 2.5e6); the low end first."""
+    low, sep, high = text.partition("-")
+    if not sep:
+        raise ValueError(f"a range looks like 2.0M-2.5M, got {text!r}")
+    bounds = parse_count(low), parse_count(high)
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"a range goes from low to high, got {text!r}")
+    return bounds
+
+
+def parse_grid_item(text: str) -> tuple[str, list[Any]]:
+    """`"n_layer=2,4,6"` -> ("n_layer", [2, 4, 6]): a `GPTConfig` int field (or `head_dim`)
+    and the positive values to try."""
+    name, sep, values = text.partition("=")
+    name = name.strip().replace("-", "_")
+    ints = [f.name for f in dataclasses.fields(GPTConfig) if f.type in ("int", "int | None")]
+    if not sep or name not in [*ints, "head_dim"]:
+        raise ValueError(f"--grid takes FIELD=V1,V2,... with FIELD one of "
+                         f"{', '.join(ints)} or head_dim; got {text!r}")
+    try:
+        parsed = [int(v) for v in values.split(",") if v]
+    except ValueError:
+        raise ValueError(f"--grid {name}: values must be integers, got {values!r}") from None
+    if not parsed or min(parsed) < 1:
+        raise ValueError(f"--grid {name}: values must be integers >= 1, got {values!r}")
+    return name, parsed
+
+
+def breakdown(config: GPTConfig) -> str:
+    """The parameter count of `config` part by part, as a table with the totals under it."""
+    parts = count_parameters(config)
+    total, L = parts["total"], config.n_layer
+    rows = [
+        ("token embedding", parts["embedding"]), ("positions", parts["position"]),
+        (f"attention ({L} x {parts['attention']:,})", L * parts["attention"]),
+        (f"feed-forward ({L} x {parts['ffn']:,})", L * parts["ffn"]),
+        (f"block norms ({L} x {parts['norms']:,})", L * parts["norms"]),
+        ("final norm", parts["final_norm"]), ("output head", parts["head"]),
+    ]
+    lines = table([{"part": name, "parameters": f"{n:,}", "share": f"{n / total:.1%}"}
+                   for name, n in rows])
+    return (f"{lines}\n\ntotal: {total:,} parameters = {size_mb(total, 'float32'):,.1f} MB in "
+            f"float32, {size_mb(total, 'float16'):,.1f} MB in float16")
+
+
+def explore_report(grid: Mapping[str, list[Any]], target_range: tuple[float, float],
+                   base: GPTConfig, top: int) -> str:
+    """`explore` as text: how many configurations fit, and a table of the `top` smallest."""
+    found = explore(grid, target_range, base=base)
+    low, high = target_range
+    searched = ", ".join(f"{k} in {v}" for k, v in grid.items())
+    rows = [summary_row(f"#{i + 1}", c) for i, (c, _) in enumerate(found[:top])]
+    text = (f"{len(found)} configurations with {low:,.0f} to {high:,.0f} parameters (searched "
+            f"{searched}; vocab {base.vocab_size}, context {base.block_size}):\n\n{table(rows)}")
+    if len(found) > top:
+        text += f"\n\n... and {len(found) - top} more (--top N to see them)"
+    return text

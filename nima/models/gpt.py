@@ -15,7 +15,8 @@ $$h_0 = W_E[\text{idx}] + P, \qquad h_\ell = \operatorname{Block}_\ell(h_{\ell-1
 
 Every choice the literature argues about is a field of `GPTConfig`; the presets `tiny`,
 `small` and `medium` fix them to nanoGPT's CPU "baby GPT" and to GPT-2's 124M and 350M models.
-Generation (sampling loops) lives elsewhere; `forward` with `caches` is the one step it needs.
+Decoding (`nima.generation`) calls the same `forward`, with one cache per block, so that every
+attention, position, feed-forward and norm variant decodes through the code it trained with.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from nima import functional as F
 from nima._tensor import Tensor
 from nima.nn import init
-from nima.nn.attention import KVCache, MultiHeadAttention
+from nima.nn.attention import MultiHeadAttention
 from nima.nn.checkpoint import checkpoint
 from nima.nn.container import ModuleList
 from nima.nn.dropout import Dropout
@@ -46,9 +47,11 @@ from nima.nn.positional import (
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
 )
+from nima.settings import SettingsError, setting, validate
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "ffn": ("gelu", "relu", "glu", "swiglu"),
+    "gelu_approximate": ("tanh", "none"),
     "norm": ("layernorm", "rmsnorm"),
     "norm_placement": ("pre", "post"),
     "position": ("learned", "sinusoidal", "rope", "alibi"),
@@ -61,41 +64,44 @@ CHOICES: dict[str, tuple[str, ...]] = {
 class GPTConfig:
     r"""Every shape and architectural choice of a `GPT`; the defaults are GPT-2 small's.
 
-    Attributes:
-        vocab_size: $V$, the number of token ids.
-        block_size: the context length, the most positions one forward sees.
-        n_layer: $L$, how many blocks.
-        n_head: attention heads per block; must divide `n_embd`.
-        n_embd: $C$ (also $d$), the width of the residual stream.
-        ffn: feed-forward kind, `"gelu"` | `"relu"` | `"glu"` | `"swiglu"`.
-        ffn_hidden: the FFN's inner width; None is $4C$ (or LLaMA's rounding for gated kinds).
-        norm: `"layernorm"` | `"rmsnorm"`.
-        norm_placement: `"pre"` (GPT-2: $x + f(N(x))$) | `"post"` (2017: $N(x + f(x))$).
-        position: `"learned"` | `"sinusoidal"` (added to the embeddings) | `"rope"` |
-            `"alibi"` (inside attention).
-        bias: biases in every `Linear` and `LayerNorm` (GPT-2 yes, LLaMA no).
-        dropout: on embeddings, attention weights and both residual branches.
-        tie_weights: the output head reuses the token embedding `wte.weight`.
-        attention: `"content"` ($QK^\top$), `"reweight"` or `"hybrid"` (`HybridAttention`).
-        gradient_checkpointing: recompute each block in the backward instead of storing it.
+    Each field is a `setting` carrying its meaning and range (listed in `docs/configuration.md`,
+    where the YAML `model:` section takes exactly these fields); a bad value raises
+    `SettingsError` naming the field. $V$ is `vocab_size`, $T$ `block_size`, $L$ `n_layer`,
+    $C$ (also $d$) `n_embd`.
     """
 
-    vocab_size: int = 50257
-    block_size: int = 1024
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    ffn: str = "gelu"
-    ffn_hidden: int | None = None
-    norm: str = "layernorm"
-    norm_placement: str = "pre"
-    position: str = "learned"
-    bias: bool = True
-    dropout: float = 0.0
-    tie_weights: bool = True
-    attention: str = "content"
-    gradient_checkpointing: bool = False
+    vocab_size: int = setting(50257, "token ids, V", ge=1)
+    block_size: int = setting(1024, "context length, the most positions one forward sees", ge=1)
+    n_layer: int = setting(12, "transformer blocks, L", ge=1)
+    n_head: int = setting(12, "attention heads per block; must divide n_embd", ge=1)
+    n_kv_head: int | None = setting(None, "key/value heads (grouped-query attention; 1 is "
+                                          "multi-query); null is n_head", ge=1)
+    n_embd: int = setting(768, "width of the residual stream, C", ge=1)
+    ffn: str = setting("gelu", "feed-forward kind", choices=CHOICES["ffn"])
+    ffn_hidden: int | None = setting(None, "FFN inner width; null is 4·n_embd (LLaMA's "
+                                           "rounding for glu/swiglu)", ge=1)
+    gelu_approximate: str = setting("tanh", "GELU of ffn 'gelu': tanh (GPT-2) or none (exact "
+                                            "erf)", choices=CHOICES["gelu_approximate"])
+    norm: str = setting("layernorm", "normalization", choices=CHOICES["norm"])
+    norm_placement: str = setting("pre", "norm before (pre, GPT-2) or after (post, 2017) each "
+                                         "branch", choices=CHOICES["norm_placement"])
+    norm_eps: float | None = setting(None, "the norms' epsilon; null is 1e-5 for layernorm, "
+                                           "1e-6 for rmsnorm", gt=0.0)
+    position: str = setting("learned", "position encoding (learned and sinusoidal are added to "
+                                       "the embeddings)", choices=CHOICES["position"])
+    rope_theta: float = setting(10000.0, "RoPE's base θ", gt=0.0)
+    bias: bool = setting(True, "biases in every Linear and LayerNorm (GPT-2 yes, LLaMA no)")
+    attn_bias: bool | None = setting(None, "biases in attention's Linears; null follows bias")
+    mlp_bias: bool | None = setting(None, "biases in the FFN's Linears; null follows bias")
+    dropout: float = setting(0.0, "dropout on embeddings, attention weights and both residual "
+                                  "branches", ge=0.0, lt=1.0)
+    tie_weights: bool = setting(True, "the output head shares the token embedding")
+    attention: str = setting("content", "attention kind (see HybridAttention)",
+                             choices=CHOICES["attention"])
+    gradient_checkpointing: bool = setting(False, "recompute each block in the backward "
+                                                  "instead of storing it")
 
+    owner: ClassVar[str] = "GPTConfig"  # how errors name a field: GPTConfig.n_head
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         # nanoGPT's CPU "baby GPT" on characters of Shakespeare (0.80M parameters)
         "tiny": dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False),
@@ -107,27 +113,20 @@ class GPTConfig:
 # --8<-- [end:config]
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"GPTConfig: {name} must be a positive int, got {value!r}")
-        if self.ffn_hidden is not None and (isinstance(self.ffn_hidden, bool) or not
-                                            isinstance(self.ffn_hidden, int | np.integer)
-                                            or self.ffn_hidden < 1):
-            raise ValueError(f"GPTConfig: ffn_hidden must be a positive int or None, "
-                             f"got {self.ffn_hidden!r}")
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"GPTConfig: {name} must be one of "
-                                 f"{', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        owner = self.owner
+        validate(self, owner)
         if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig: n_embd={self.n_embd} must be divisible by "
-                             f"n_head={self.n_head}")
+            raise SettingsError(f"{owner}.n_embd: must be divisible by n_head={self.n_head}, "
+                                f"got {self.n_embd}")
+        if self.n_kv_head is not None and self.n_head % self.n_kv_head:
+            raise SettingsError(f"{owner}.n_kv_head: must divide n_head={self.n_head}, got "
+                                f"{self.n_kv_head}")
         if self.position == "rope" and self.head_dim % 2:
-            raise ValueError(f"GPTConfig: position='rope' needs an even head size, got "
-                             f"n_embd // n_head = {self.head_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout!r}")
+            raise SettingsError(f"{owner}.position: 'rope' needs an even head size, got "
+                                f"n_embd // n_head = {self.head_dim}")
+        if self.attention != "content" and self.n_kv_head not in (None, self.n_head):
+            raise SettingsError(f"{owner}.n_kv_head: attention {self.attention!r} needs "
+                                f"n_kv_head = n_head, got {self.n_kv_head}")
 
     @property
     def head_dim(self) -> int:
@@ -152,9 +151,11 @@ class GPTConfig:
         return cls(**{**cls.PRESETS[name], **overrides})
 
 
-def make_norm(kind: str, d: int, bias: bool) -> Module:
-    """The norm a config asks for: `LayerNorm` (with a bias if `bias`) or `RMSNorm`."""
-    return LayerNorm(d, bias=bias) if kind == "layernorm" else RMSNorm(d)
+def make_norm(kind: str, d: int, bias: bool, eps: float | None = None) -> Module:
+    """The norm a config asks for: `LayerNorm` (with a bias if `bias`) or `RMSNorm`, with
+    epsilon `eps` (None: the norm's own default)."""
+    extra = {} if eps is None else {"eps": eps}
+    return LayerNorm(d, bias=bias, **extra) if kind == "layernorm" else RMSNorm(d, **extra)
 
 
 # --8<-- [start:residual]
@@ -175,12 +176,18 @@ def residual(x: Tensor, sublayer: Callable[[Tensor], Tensor], norm: Module,
 # --8<-- [end:residual]
 
 
+def _bias(config: GPTConfig, which: bool | None) -> bool:
+    return config.bias if which is None else which
+
+
 def make_attention(config: GPTConfig, rope: RotaryEmbedding | None,
                    alibi: ALiBi | None) -> Module:
     """Causal self-attention of the kind `config.attention` names."""
-    common = dict(bias=config.bias, dropout=config.dropout, rope=rope, alibi=alibi)
+    common = dict(bias=_bias(config, config.attn_bias), dropout=config.dropout, rope=rope,
+                  alibi=alibi)
     if config.attention == "content":
-        return MultiHeadAttention(config.n_embd, config.n_head, causal=True, **common)
+        return MultiHeadAttention(config.n_embd, config.n_head, n_kv_head=config.n_kv_head,
+                                  causal=True, **common)
     return HybridAttention(config.n_embd, config.n_head, config.block_size,
                            mode=config.attention, **common)
 
@@ -192,26 +199,26 @@ class Block(Module):
     $$x \leftarrow x + \operatorname{Attn}(\operatorname{N}_1(x)), \qquad
     x \leftarrow x + \operatorname{FFN}(\operatorname{N}_2(x))$$
 
-    (pre-norm; post-norm moves each norm after its addition, see `residual`).
+    (pre-norm; post-norm moves each norm after its addition, see `residual`). With a `cache`
+    (from `attn.new_cache`), `x` holds only the new tokens and attention appends their keys and
+    values to it: the same code trains on whole sequences and decodes token by token.
     """
 
     def __init__(self, config: GPTConfig, rope: RotaryEmbedding | None = None,
                  alibi: ALiBi | None = None) -> None:
         super().__init__()
         self.pre_norm = config.norm_placement == "pre"
-        self.ln_1 = make_norm(config.norm, config.n_embd, config.bias)
+        self.ln_1 = make_norm(config.norm, config.n_embd, config.bias, config.norm_eps)
         self.attn = make_attention(config, rope, alibi)
         self.drop = Dropout(config.dropout)  # on the attention branch (the FFN drops its own)
-        self.ln_2 = make_norm(config.norm, config.n_embd, config.bias)
+        self.ln_2 = make_norm(config.norm, config.n_embd, config.bias, config.norm_eps)
         self.ffn = FeedForward(config.n_embd, config.ffn_hidden, kind=config.ffn,
-                               bias=config.bias, dropout=config.dropout)
+                               bias=_bias(config, config.mlp_bias), dropout=config.dropout,
+                               approximate=config.gelu_approximate)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None,
-                head_gate: Tensor | None = None) -> Tensor:
-        gate = {} if head_gate is None else {"head_gate": head_gate}  # (nh,) per-head scales
-
+    def forward(self, x: Tensor, cache: Any = None) -> Tensor:
         def attend(h: Tensor) -> Tensor:
-            return self.drop(self.attn(h, cache=cache, **gate))  # (B, T, C)
+            return self.drop(self.attn(h, cache=cache))  # (B, T, C)
 
         x = residual(x, attend, self.ln_1, self.pre_norm)  # (B, T, C): tokens mix
         x = residual(x, self.ffn, self.ln_2, self.pre_norm)  # (B, T, C): each token alone
@@ -221,6 +228,11 @@ class Block(Module):
 
 class GPT(Module):
     """A decoder-only transformer language model built from a `GPTConfig`.
+
+    Three pieces, each usable alone: `embed` (token ids at a position offset -> the residual
+    stream $h_0$), the `blocks`, and `head` (final norm and output layer -> logits). `forward`
+    strings them together, for training on whole sequences and for decoding with KV caches
+    alike — one forward, so what trains is what samples.
 
     Example:
         >>> model = GPT(GPTConfig.preset("tiny"))
@@ -241,7 +253,7 @@ class GPT(Module):
             self.wpe = SinusoidalPositionalEncoding(config.block_size, C)  # fixed (block_size, C)
         else:
             self.wpe = None  # RoPE / ALiBi: positions enter inside attention
-        rope = RotaryEmbedding(config.head_dim, config.block_size) \
+        rope = RotaryEmbedding(config.head_dim, config.block_size, base=config.rope_theta) \
             if config.position == "rope" else None  # one cos/sin table, shared by every layer
         alibi = ALiBi(config.n_head) if config.position == "alibi" else None
         self.drop = Dropout(config.dropout)
@@ -249,7 +261,7 @@ class GPT(Module):
         self.blocks = ModuleList(Block(config, rope, alibi) for _ in range(config.n_layer))
         # --8<-- [start:head]
         # post-norm blocks already end in a norm; pre-norm needs one before the head
-        self.ln_f = make_norm(config.norm, C, config.bias) \
+        self.ln_f = make_norm(config.norm, C, config.bias, config.norm_eps) \
             if config.norm_placement == "pre" else None
         self.lm_head = Linear(C, config.vocab_size, bias=False)  # (V, C) weight
         if config.tie_weights:
@@ -275,33 +287,64 @@ class GPT(Module):
                 init.scaled_residual_normal_(param, self.config.n_layer)
     # --8<-- [end:init]
 
-    def forward(self, idx: Any, targets: Any = None,
-                caches: list[KVCache] | None = None) -> tuple[Tensor, Tensor | None]:
-        """`idx` `(B, T)` token ids -> `(logits (B, T, V), loss or None)`.
+    def token_ids(self, idx: Any, caches: list[Any] | None = None) -> tuple[np.ndarray, int]:
+        """Check the model's inputs once, at its boundary: `idx` as int ids `(B, T)` and the
+        position `offset` of its first token (the caches' length, 0 without caches).
 
-        `targets` `(B, T)`: the next token at every position (ids equal to -100 are ignored);
-        the loss is their mean cross-entropy. `caches` (one `KVCache` per block, from
-        `new_caches()`): `idx` holds only the *new* tokens, which sit at positions
-        `cache.length ...`; keys and values of earlier ones come from the caches.
+        Raises:
+            ValueError: `idx` is not `(B, T)` integer ids in `[0, vocab_size)`, the caches are
+                not one per block, or `offset + T` exceeds `block_size`.
         """
         idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
+        V = self.config.vocab_size
         if idx.ndim != 2 or idx.dtype.kind not in "iu":
             raise ValueError(f"GPT: idx must be integer token ids of shape (B, T), "
                              f"got {idx.dtype} {idx.shape}")
-        T = idx.shape[1]
+        if idx.size and (idx.min() < 0 or idx.max() >= V):
+            bad = idx.min() if idx.min() < 0 else idx.max()
+            raise ValueError(f"GPT: token id {bad} is outside the vocabulary [0, {V})")
         if caches is not None and len(caches) != len(self.blocks):
-            raise ValueError(f"GPT: caches must hold one KVCache per block ({len(self.blocks)}), "
+            raise ValueError(f"GPT: caches must hold one cache per block ({len(self.blocks)}), "
                              f"got {len(caches)}")
         offset = caches[0].length if caches else 0
+        T = idx.shape[1]
         if offset + T > self.config.block_size:
             raise ValueError(f"GPT: {T} tokens" + (f" after {offset} cached" if offset else "")
                              + f" exceed block_size={self.config.block_size}; crop the input "
                              f"to the last {self.config.block_size - offset} tokens")
-        # --8<-- [start:forward]
+        return idx, offset
+
+    # --8<-- [start:embed]
+    def embed(self, idx: np.ndarray, offset: int = 0) -> Tensor:
+        r"""$h_0 = W_E[\text{idx}] + P_{\text{offset} \dots \text{offset} + T - 1}$, then dropout:
+        `(B, T)` ids (checked by `token_ids`) -> `(B, T, C)`."""
         x = self.wte(idx)  # (B, T, C): $W_E[\text{idx}]$
         if self.wpe is not None:
-            x = x + self.wpe(T, offset)  # (B, T, C) + (T, C): positions offset .. offset+T-1
-        x = self.drop(x)  # (B, T, C)
+            x = x + self.wpe(idx.shape[1], offset)  # (B, T, C) + (T, C): positions from offset
+        return self.drop(x)  # (B, T, C)
+    # --8<-- [end:embed]
+
+    # --8<-- [start:head_fn]
+    def head(self, x: Tensor) -> Tensor:
+        r"""Logits $\operatorname{N}_f(h_L)\,W_E^\top$ (tied) from the last residual stream:
+        `(B, T, C)` -> `(B, T, V)`."""
+        if self.ln_f is not None:
+            x = self.ln_f(x)  # (B, T, C)
+        return self.lm_head(x)  # (B, T, V)
+    # --8<-- [end:head_fn]
+
+    def forward(self, idx: Any, targets: Any = None,
+                caches: list[Any] | None = None) -> tuple[Tensor, Tensor | None]:
+        """`idx` `(B, T)` token ids -> `(logits (B, T, V), loss or None)`.
+
+        `targets` `(B, T)`: the next token at every position (ids equal to -100 are ignored);
+        the loss is their mean cross-entropy. `caches` (one per block, from `new_caches()`):
+        `idx` holds only the *new* tokens, which sit at positions `cache.length ...`; keys and
+        values of earlier ones come from the caches.
+        """
+        idx, offset = self.token_ids(idx, caches)
+        # --8<-- [start:forward]
+        x = self.embed(idx, offset)  # (B, T, C): $h_0$
         for i, block in enumerate(self.blocks):
             if caches is not None:
                 x = block(x, caches[i])  # (B, T, C), appending this step's keys and values
@@ -309,26 +352,17 @@ class GPT(Module):
                 x = checkpoint(block, x)  # (B, T, C), intermediates recomputed in backward
             else:
                 x = block(x)  # (B, T, C)
-        if self.ln_f is not None:
-            x = self.ln_f(x)  # (B, T, C)
-        logits = self.lm_head(x)  # (B, T, V): $h W_E^\top$ when tied
+        logits = self.head(x)  # (B, T, V)
         # --8<-- [end:forward]
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits, targets)  # mean over (B, T) of $-\log p(\text{target})$
         return logits, loss
 
-    def new_caches(self) -> list[KVCache]:
-        """Empty KV caches, one per block, for incremental decoding with `forward(caches=...)`."""
-        return [KVCache() for _ in self.blocks]
-
-    def generate(self, idx: Any, max_new_tokens: int, **kwargs: Any) -> Any:
-        """`nima.generation.generate(self, idx, max_new_tokens, **kwargs)`: greedy, sampling,
-        entropy-aware or beam search on the KV cache, in eval mode; the model's train/eval
-        mode is restored afterwards. Returns a `GenerationOutput`."""
-        from nima.generation import generate  # lazily: the model does not depend on decoding
-
-        return generate(self, idx, max_new_tokens, **kwargs)
+    def new_caches(self) -> list[Any]:
+        """Empty decoding caches, one per block, each holding up to `block_size` positions, for
+        incremental decoding with `forward(caches=...)`."""
+        return [block.attn.new_cache(self.config.block_size) for block in self.blocks]
 
     def extra_repr(self) -> str:
         return f"{self.num_parameters():,} parameters"

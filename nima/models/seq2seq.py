@@ -38,6 +38,7 @@ from nima.nn.feedforward import FeedForward
 from nima.nn.linear import Linear
 from nima.nn.module import Module
 from nima.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from nima.settings import check_int
 
 
 @dataclass
@@ -83,10 +84,7 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "max_len", "d_model", "n_head",
                      "n_encoder_layers", "n_decoder_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TransformerConfig: {name} must be a positive int, "
-                                 f"got {value!r}")
+            check_int(f"TransformerConfig.{name}", getattr(self, name), ge=1)
         if self.d_model % self.n_head:
             raise ValueError(f"TransformerConfig: d_model={self.d_model} must be divisible by "
                              f"n_head={self.n_head}")

@@ -25,7 +25,9 @@ class Embedding(Module):
                  dtype: np.dtype | type = np.float32) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = Parameter(np.empty((num_embeddings, embedding_dim), dtype=dtype))
+        # a table of vectors, not a map between them: no weight decay
+        self.weight = Parameter(np.empty((num_embeddings, embedding_dim), dtype=dtype),
+                                decay=False)
         init.normal_(self.weight)
 
     def forward(self, ids: Any) -> Tensor:

@@ -25,6 +25,25 @@ class LoadResult(NamedTuple):
     unexpected_keys: list[str]
 
 
+class HookHandle:
+    """Removes the hook it was returned for: `handle.remove()`, or at the end of a `with`."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict[int, Any]) -> None:
+        self.hooks, self.id = hooks, HookHandle._next_id
+        HookHandle._next_id += 1
+
+    def remove(self) -> None:
+        self.hooks.pop(self.id, None)
+
+    def __enter__(self) -> HookHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
 class Module:
     """Base class for layers: define `__init__` (assign submodules and parameters) and
     `forward`; call the module like a function."""
@@ -36,6 +55,7 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_forward_pre_hooks", {})
         object.__setattr__(self, "training", True)
 
     # ----------------------------------------------------------------------------- registration
@@ -96,7 +116,21 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._forward_pre_hooks:
+            for hook in list(self._forward_pre_hooks.values()):
+                changed = hook(self, args)
+                if changed is not None:
+                    args = changed if isinstance(changed, tuple) else (changed,)
         return self.forward(*args, **kwargs)
+
+    def register_forward_pre_hook(self, hook: Callable[[Module, tuple[Any, ...]], Any]
+                                  ) -> HookHandle:
+        """Call `hook(module, args)` before every `forward`, as PyTorch does; if it returns
+        something other than None, that replaces the positional arguments (a tuple, or one
+        value). Returns a handle whose `remove()` unregisters it (also a context manager)."""
+        handle = HookHandle(self._forward_pre_hooks)
+        self._forward_pre_hooks[handle.id] = hook
+        return handle
 
     # ----------------------------------------------------------------------------- the tree
     def named_children(self) -> Iterator[tuple[str, Module]]:

@@ -87,7 +87,7 @@ class LearnedPositionalEmbedding(Module):
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
         self.max_len, self.d_model = max_len, d_model
-        self.weight = Parameter(np.empty((max_len, d_model), dtype=np.float32))
+        self.weight = Parameter(np.empty((max_len, d_model), dtype=np.float32), decay=False)
         init.normal_(self.weight, 0.0, 0.02)
 
     def forward(self, length: int, offset: int = 0) -> Tensor:

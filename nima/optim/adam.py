@@ -22,10 +22,6 @@ import numpy as np
 
 from nima import kernels
 from nima._tensor import Tensor
-from nima.nn.embedding import Embedding
-from nima.nn.module import Module
-from nima.nn.normalization import LayerNorm, RMSNorm
-from nima.nn.positional import LearnedPositionalEmbedding
 from nima.optim.optimizer import Optimizer, ParamsLike
 
 
@@ -81,33 +77,27 @@ class AdamW(Adam):
                          fused=fused)
 
 
-NO_DECAY_MODULES: tuple[type[Module], ...] = (
-    Embedding, LearnedPositionalEmbedding, LayerNorm, RMSNorm,
-)
-
-
 # --8<-- [start:decay_groups]
-def param_groups_for_decay(model: Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups_for_decay(params: Any, weight_decay: float) -> list[dict[str, Any]]:
     """Two parameter groups: `[{"params": decay, "weight_decay": weight_decay},
-    {"params": no_decay, "weight_decay": 0.0}]`.
+    {"params": no_decay, "weight_decay": 0.0}]`, of a model's parameters (or an iterable of
+    them).
 
-    A parameter is *not* decayed when it has fewer than 2 dimensions (biases, norm gains) or
-    belongs to an embedding or a norm module (`NO_DECAY_MODULES`); every other parameter — the
-    weight matrices of linear layers — is. A parameter shared by two modules (a tied embedding
-    and output head) is not decayed if any of its owners is in `NO_DECAY_MODULES`.
-
-    nanoGPT splits by `dim() >= 2` alone, so it does decay its (tied) token embedding; Nima
-    follows the issue's rule of no decay on embeddings. Parameters that do not require grad are
-    left out.
+    Each parameter says for itself (`Parameter.decay`, set by the layer that owns it): an
+    embedding table does not decay; with no word from its layer, a parameter decays when it has
+    at least 2 dimensions — the weight matrices of linear layers — and not when it is a vector
+    (biases, norm gains), nanoGPT's rule. Parameters that do not require grad are left out.
     """
-    exempt: set[int] = set()
-    for module in model.modules():
-        for p in module._parameters.values():
-            if p is not None and (p.ndim < 2 or isinstance(module, NO_DECAY_MODULES)):
-                exempt.add(id(p))
-    params = [p for p in model.parameters() if p.requires_grad]
+    if hasattr(params, "parameters"):
+        params = params.parameters()
+    params = [p for p in params if p.requires_grad]
+
+    def decays(p: Tensor) -> bool:
+        flag = getattr(p, "decay", None)
+        return p.ndim >= 2 if flag is None else bool(flag)
+
     return [
-        {"params": [p for p in params if id(p) not in exempt], "weight_decay": weight_decay},
-        {"params": [p for p in params if id(p) in exempt], "weight_decay": 0.0},
+        {"params": [p for p in params if decays(p)], "weight_decay": weight_decay},
+        {"params": [p for p in params if not decays(p)], "weight_decay": 0.0},
     ]
 # --8<-- [end:decay_groups]

@@ -31,11 +31,12 @@ from nima.nn import MultiHeadAttention
 V = 11
 
 
-def tiny_gpt(scale: float = 1.0, seed: int = 0) -> GPT:
+def tiny_gpt(scale: float = 1.0, seed: int = 0, **fields) -> GPT:
     """A float64 2-layer GPT whose logits are multiplied by `scale` (through `ln_f`'s gain:
     no biases, so the logits are exactly linear in it)."""
     nima.manual_seed(seed)
-    config = GPTConfig(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=16, bias=False)
+    config = GPTConfig(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=16, bias=False,
+                       **fields)
     model = GPT(config).double()
     model.ln_f.weight.data *= scale
     return model
@@ -223,31 +224,31 @@ def test_bad_arguments_raise() -> None:
         LearnedInference(tiny_gpt(), temperature=0.0)
     with pytest.raises(ValueError, match="top_p=1"):
         LearnedInference(tiny_gpt(), top_p=1.0)
-    hybrid = GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=1, n_head=2, n_embd=8,
-                           attention="hybrid"))
-    with pytest.raises(ValueError, match="attention='content'"):
-        LearnedInference(hybrid)
     with pytest.raises(TypeError, match="must be a GPT"):
         LearnedInference(MultiHeadAttention(8, 2))
     learned = LearnedInference(tiny_gpt())
-    with pytest.raises(ValueError, match="one KVCache per block"):
+    with pytest.raises(ValueError, match="one cache per block"):
         learned(np.zeros((1, 2), dtype=np.int64), caches=learned.new_caches()[:1])
     with pytest.raises(ValueError, match="exceed block_size=16"):
         learned(np.zeros((1, 17), dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------- head gates
-def test_head_gate_equals_scaling_the_output_projection() -> None:
-    """Gating head h by g_h is scaling W_O's columns of head h by g_h."""
-    nima.manual_seed(0)
-    attn = MultiHeadAttention(8, 2, causal=True).double()
-    x = nima.Tensor(np.random.default_rng(0).normal(size=(2, 5, 8)))
-    gate = np.array([0.3, 1.7])
-    gated = attn(x, head_gate=nima.Tensor(gate))
-    attn.proj.weight.data *= np.repeat(gate, 4)  # (C_out, C_in): columns of head 0, head 1
-    np.testing.assert_allclose(gated.data, attn(x).data, rtol=1e-12, atol=1e-12)
-    with pytest.raises(ValueError, match=r"head_gate must have shape \(2,\)"):
-        attn(x, head_gate=nima.Tensor(np.ones(3)))
+@pytest.mark.parametrize("attention", ["content", "hybrid"])
+def test_head_gate_equals_scaling_the_output_projection(attention: str) -> None:
+    """Gating head h by g_h is scaling W_O's columns of head h by g_h; the gates act only
+    while the learned module runs, never on the plain GPT."""
+    learned = LearnedInference(tiny_gpt(attention=attention), last_layer_weight=0.5)
+    learned.layer_logits.data[:] = [-np.inf, -np.inf, 0.0]  # exactly h_L: no layer mix
+    gates = np.array([[0.3, 1.7], [1.2, 0.4]])
+    learned.gate_logits.data[:] = np.log(gates / (2 - gates))  # 2 sigma(logit) = g
+    idx = np.random.default_rng(0).integers(0, V, (2, 6))
+    gated, _ = learned(idx)
+    plain, _ = learned.model(idx)
+    assert not np.allclose(gated.data, plain.data)  # the hooks are gone after forward
+    for block, g in zip(learned.model.blocks, gates, strict=True):
+        block.attn.proj.weight.data *= np.repeat(g, block.attn.head_dim)  # head h's columns
+    np.testing.assert_allclose(gated.data, learned.model(idx)[0].data, rtol=1e-10, atol=1e-12)
 
 
 def test_cached_decoding_equals_full_forward() -> None:

@@ -65,13 +65,17 @@ def test_formula_matches_instantiation_for_every_attention(attention: str, bias:
        ffn=st.sampled_from(["gelu", "relu", "glu", "swiglu"]),
        attention=st.sampled_from(["content", "reweight", "hybrid"]),
        position=st.sampled_from(["learned", "sinusoidal", "rope", "alibi"]),
-       bias=st.booleans(), tie=st.booleans())
+       bias=st.booleans(), tie=st.booleans(), data=st.data())
 def test_formula_matches_instantiation_on_random_shapes(n_layer, n_head, head_dim, vocab, block,
                                                         hidden, ffn, attention, position, bias,
-                                                        tie) -> None:
+                                                        tie, data) -> None:
+    kv = [d for d in range(1, n_head + 1) if n_head % d == 0] if attention == "content" else []
     config = GPTConfig(vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=n_head,
                        n_embd=n_head * head_dim, ffn=ffn, ffn_hidden=hidden, attention=attention,
-                       position=position, bias=bias, tie_weights=tie)
+                       position=position, bias=bias, tie_weights=tie,
+                       n_kv_head=data.draw(st.sampled_from([None, *kv])),
+                       attn_bias=data.draw(st.sampled_from([None, True, False])),
+                       mlp_bias=data.draw(st.sampled_from([None, True, False])))
     assert count_parameters(config)["total"] == GPT(config).num_parameters()
 
 
@@ -168,16 +172,34 @@ def test_cli_explore(capsys) -> None:
     assert rows and all("| 128 |" in row for row in rows)
 
 
-def test_cli_errors(capsys) -> None:
-    with pytest.raises(SystemExit, match="n_embd=100 must be divisible by n_head=12"):
-        cli.main(["params", "--n-embd", "100"])
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--n-embd", "100"], "GPTConfig.n_embd: must be divisible by n_head=12, got 100"),
+    (["--explore", "--target", "2M"], "a range looks like 2.0M-2.5M"),
+    (["--explore", "--target", "5M-1M"], "a range goes from low to high, got '5M-1M'"),
+    (["--explore", "--grid", "head_dim=0"], "--grid head_dim: values must be integers >= 1"),
+    (["--explore", "--grid", "n_layer=a"], "--grid n_layer: values must be integers"),
+    (["--explore", "--top", "-1"], "--top: expected an integer >= 1, got '-1'"),
+    (["--ffn", "mlp"], "GPTConfig.ffn: must be one of 'gelu', 'relu', 'glu', 'swiglu'"),
+    (["--n-layer", "1e8"], "argument --n-layer: invalid int value: '1e8'"),
+])
+def test_cli_errors_are_one_line(capsys, argv, message) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["params", *argv])
+    shown = str(done.value.code) if isinstance(done.value.code, str) else \
+        capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in shown
+
+
+def test_config_fields_are_all_in_the_cli(capsys) -> None:
+    """Every field of GPTConfig can be set from `nima params`, its choices and default in the
+    help."""
+    cli.main(["params", "--preset", "tiny", "--n-kv-head", "2", "--ffn", "swiglu",
+              "--no-bias", "--norm-eps", "1e-6", "--rope-theta", "5e5", "--position", "rope"])
+    out = capsys.readouterr().out
+    assert "n_kv_head=2" in out and "ffn='swiglu'" in out and "rope_theta=500000.0" in out
     with pytest.raises(SystemExit):
-        cli.main(["params", "--explore", "--target", "2M"])
-    assert "a range looks like 2.0M-2.5M" in capsys.readouterr().err
-
-
-def test_config_fields_are_all_in_the_cli() -> None:
-    """Every architectural field of GPTConfig can be set from `nima params`."""
-    fields = {f.name for f in dataclasses.fields(GPTConfig)}
-    covered = set(cli.CONFIG_FLAGS) | {"bias", "tie_weights", "dropout", "gradient_checkpointing"}
-    assert fields == covered
+        cli.main(["params", "--help"])
+    shown = capsys.readouterr().out
+    for f in dataclasses.fields(GPTConfig):
+        assert "--" + f.name.replace("_", "-") in shown, f.name
+    assert "gelu, relu, glu, swiglu" in shown

@@ -48,10 +48,18 @@ def test_presets() -> None:
     (dict(attention="linear"), "attention"),
     (dict(dropout=1.0), "dropout"),
     (dict(ffn_hidden=0), "ffn_hidden"),
-    (dict(position="rope", n_embd=6, n_head=2), "rope"),
+    (dict(position="rope", n_embd=6, n_head=2), "position"),
+    (dict(n_kv_head=3), "n_kv_head"),
+    (dict(n_kv_head=0), "n_kv_head"),
+    (dict(rope_theta=0.0), "rope_theta"),
+    (dict(norm_eps=-1e-5), "norm_eps"),
+    (dict(norm_eps=float("nan")), "norm_eps"),
+    (dict(gelu_approximate="erf"), "gelu_approximate"),
+    (dict(attn_bias=1), "attn_bias"),
+    (dict(n_layer=True), "n_layer"),
 ])
 def test_config_errors_name_the_field(overrides: dict, field: str) -> None:
-    with pytest.raises(ValueError, match=f"GPTConfig: .*{field}"):
+    with pytest.raises(ValueError, match=f"^GPTConfig.{field}: "):
         small(**overrides)
 
 
@@ -85,8 +93,12 @@ def test_input_errors() -> None:
         model(ids(1, 3), caches=caches)
     with pytest.raises(ValueError, match=r"idx must be integer token ids of shape \(B, T\)"):
         model(np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="one KVCache per block"):
+    with pytest.raises(ValueError, match=r"one cache per block \(2\), got 1"):
         model(ids(1, 2), caches=caches[:1])
+    with pytest.raises(ValueError, match=r"token id 50 is outside the vocabulary \[0, 11\)"):
+        model(np.array([[1, 50]]))
+    with pytest.raises(ValueError, match=r"token id -1 is outside"):
+        model(np.array([[-1, 2]]))
     with pytest.raises(TypeError, match="GPTConfig"):
         GPT(dict(n_layer=2))
 
@@ -133,6 +145,48 @@ def test_kv_cache_with_hybrid_attention_and_a_prompt(attention: str) -> None:
         steps = [model(idx[:, :5], caches=caches)[0].data]
         steps += [model(idx[:, t:t + 1], caches=caches)[0].data for t in range(5, 8)]
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full.data, atol=1e-12)
+
+
+VARIANTS = [dict(), dict(n_kv_head=1), dict(n_kv_head=1, position="rope"),
+            dict(attn_bias=True, mlp_bias=False), dict(gelu_approximate="none"),
+            dict(norm_eps=1e-3, rope_theta=500.0, position="rope")] + [
+    {field: value} for field, values in (
+        ("position", ["learned", "sinusoidal", "rope", "alibi"]),
+        ("ffn", ["gelu", "relu", "glu", "swiglu"]),
+        ("norm", ["layernorm", "rmsnorm"]), ("norm_placement", ["pre", "post"]),
+        ("attention", ["content", "reweight", "hybrid"])) for value in values]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in
+                                                                      v.items()) or "default")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_variant_decodes_through_the_one_forward(variant: dict, dtype) -> None:
+    """A 3-token prompt, then one token at a time through `forward(caches=...)`: the logits
+    of the full forward at every position, for every attention, position, FFN and norm
+    kind — the cached path is the training path, not a copy of it."""
+    nima.manual_seed(5)
+    model = GPT(small(n_head=2, n_embd=8, **variant)).to(dtype).eval()
+    idx = ids(2, 8)
+    with nima.no_grad():
+        full, _ = model(idx)
+        caches = model.new_caches()
+        steps = [model(idx[:, :3], caches=caches)[0].data]
+        steps += [model(idx[:, t:t + 1], caches=caches)[0].data for t in range(3, 8)]
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full.data, atol=tol, rtol=tol)
+    assert [c.length for c in caches] == [8, 8]
+
+
+def test_grouped_query_attention_shares_keys_and_values() -> None:
+    """With one key/value head, every query head reads the same keys: the qkv layer is
+    (n_head + 2) head widths wide, and the cache holds one head."""
+    nima.manual_seed(6)
+    model = GPT(small(n_head=4, n_embd=16, n_kv_head=1))
+    assert model.blocks[0].attn.qkv.weight.shape == ((4 + 2) * 4, 16)
+    caches = model.new_caches()
+    with nima.no_grad():
+        model(ids(2, 3), caches=caches)
+    assert caches[0].k.shape[:2] == (2, 1) and caches[0].k.shape[2] == 8  # block_size
 
 
 def test_post_norm_has_no_final_norm() -> None:

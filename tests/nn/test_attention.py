@@ -371,7 +371,8 @@ def test_kv_cache_decoding_equals_full_forward(pos: str, prefill: int) -> None:
         assert cache.length == t
         steps.append(m(x[:, t:t + 1], cache=cache).data)
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-12, atol=1e-12)
-    assert cache.k.shape == cache.v.shape == (2, 2, 7, 4)
+    assert cache.length == 7 and cache.k.shape == cache.v.shape  # (B, nkv, capacity, hd)
+    assert cache.k.shape[:2] == (2, 2) and cache.k.shape[2] >= 7 and cache.k.shape[3] == 4
     cache.reset()
     assert cache.length == 0 and cache.k is None
     np.testing.assert_allclose(m(x[:, :2], cache=cache).data, full[:, :2], rtol=1e-12,
@@ -406,9 +407,33 @@ def test_cross_attention_cache_computes_context_once() -> None:
 def test_kv_cache_rejects_mismatched_shapes() -> None:
     cache = KVCache()
     cache.append(nima.zeros(2, 2, 3, 4), nima.zeros(2, 2, 3, 4))
-    with pytest.raises(ValueError, match=re.escape("KVCache: new keys (1, 2, 1, 4) do not match "
-                                                   "the cached (2, 2, 3, 4)")):
+    with pytest.raises(ValueError, match=re.escape("KVCache: new keys float32 (1, 2, 1, 4) do not "
+                                                   "match the cached float32 (2, 2, 3, 4)")):
         cache.append(nima.zeros(1, 2, 1, 4), nima.zeros(1, 2, 1, 4))
+    with pytest.raises(ValueError, match="new keys float64"):
+        cache.append(nima.zeros(2, 2, 1, 4, dtype=nima.float64),
+                     nima.zeros(2, 2, 1, 4, dtype=nima.float64))
+    full = KVCache(capacity=4)
+    full.append(nima.zeros(1, 2, 3, 4), nima.zeros(1, 2, 3, 4))
+    with pytest.raises(ValueError, match="5 positions exceed its capacity of 4"):
+        full.append(nima.zeros(1, 2, 2, 4), nima.zeros(1, 2, 2, 4))
+    with pytest.raises(ValueError, match="KVCache.capacity: must be >= 1, got 0"):
+        KVCache(capacity=0)
+
+
+def test_kv_cache_writes_in_place_and_grows() -> None:
+    cache = KVCache()
+    rng = np.random.default_rng(0)
+    ks = [rng.standard_normal((1, 2, n, 4)) for n in (3, 1, 20)]
+    with nima.no_grad():
+        for k in ks:
+            keys, values = cache.append(nima.Tensor(k), nima.Tensor(-k))
+    np.testing.assert_array_equal(keys.data, np.concatenate(ks, axis=2))  # grew past 16
+    np.testing.assert_array_equal(values.data, -np.concatenate(ks, axis=2))
+    assert np.shares_memory(keys.data, cache.k)  # a view, not a copy
+    cache.reorder(np.array([0, 0]))
+    assert cache.length == 24 and cache.k.shape[0] == 2
+    np.testing.assert_array_equal(cache.k[1, :, :24], np.concatenate(ks, axis=2)[0])
 
 
 def test_kv_cache_gradient_reaches_the_new_keys() -> None:
@@ -484,8 +509,9 @@ def test_user_attn_mask_combines_with_causal_padding_and_alibi() -> None:
     x = f64((2, 4, 8), requires_grad=False)
     pad = np.array([[False, False, False, True], [False] * 4])
     user = np.ones((4, 4), dtype=bool)
-    user[3, 1] = False
-    y, weights = m(x, key_padding_mask=pad, attn_mask=user, need_weights=True)
+    user[3, 1] = False  # True = may attend, as in scaled_dot_product_attention
+    # MultiHeadAttention's bool mask is torch.nn.MultiheadAttention's: True = blocked
+    y, weights = m(x, key_padding_mask=pad, attn_mask=~user, need_weights=True)
     keep = ~pad[:, None, None, :] & np.tri(4, 4, dtype=bool) & user
     expected = mha_reference(m, x.data, keep=keep, bias=m.alibi.bias(4, 4))
     np.testing.assert_allclose(y.data, expected, rtol=1e-12, atol=1e-12)
@@ -561,3 +587,52 @@ def test_mha_forward_errors_name_the_shapes() -> None:
     with pytest.raises(ValueError, match=re.escape(f"{name}: cross-attention needs context of "
                                                    f"shape (2, S, 8), got None")):
         cross(nima.zeros(2, 3, 8))
+
+
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
+       st.booleans())
+@settings(max_examples=15)
+def test_grouped_query_sdpa_equals_repeated_keys(kv_heads: int, group: int, t_q: int, t_k: int,
+                                                 causal: bool) -> None:
+    """Query heads h g .. h g + g - 1 reading key/value head h equal plain attention on keys
+    and values repeated g times (Hugging Face's repeat_kv); gradients by central differences."""
+    q, k, v = f64((2, kv_heads * group, t_q, 3), 0), f64((2, kv_heads, t_k, 3), 1), \
+        f64((2, kv_heads, t_k, 2), 2)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+    repeated = [nima.Tensor(np.repeat(t.data, group, axis=1)) for t in (k, v)]
+    expected = F.scaled_dot_product_attention(nima.Tensor(q.data), *repeated, is_causal=causal)
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-12, atol=1e-12)
+    assert gradcheck(lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, is_causal=causal, enable_gqa=True), [q, k, v])
+
+
+def test_gqa_needs_a_multiple_of_the_kv_heads() -> None:
+    with pytest.raises(ValueError, match="multiple of the key/value heads"):
+        F.scaled_dot_product_attention(f64((1, 3, 2, 4)), f64((1, 2, 2, 4)), f64((1, 2, 2, 4)),
+                                       enable_gqa=True)
+
+
+def test_attention_scores_gradcheck_and_scale() -> None:
+    from nima.ops.attention import attention_scores
+
+    q, k = f64((2, 3, 4), 0), f64((2, 5, 4), 1)
+    np.testing.assert_allclose(attention_scores(q, k).data,
+                               q.data @ k.data.swapaxes(-1, -2) / 2.0, rtol=1e-14)
+    np.testing.assert_allclose(attention_scores(q, k, scale=0.3).data,
+                               q.data @ k.data.swapaxes(-1, -2) * 0.3, rtol=1e-14)
+    assert gradcheck(attention_scores, [q, k])
+    assert gradcheck(lambda q, k: attention_scores(q, k, scale=0.3), [q, f64((4, 4), 2)])
+
+
+def test_forward_pre_hook_replaces_the_input_and_is_removed() -> None:
+    layer = nn.Linear(3, 2).double()
+    x = f64((1, 3), 0, requires_grad=False)
+    plain = layer(x).data
+    with layer.register_forward_pre_hook(lambda module, args: args[0] * 2):
+        np.testing.assert_allclose(layer(x).data - layer.bias.data,
+                                   2 * (plain - layer.bias.data), rtol=1e-12)
+    np.testing.assert_array_equal(layer(x).data, plain)  # removed with the block
+    handle = layer.register_forward_pre_hook(lambda module, args: None)  # None: unchanged
+    np.testing.assert_array_equal(layer(x).data, plain)
+    handle.remove()
+    assert not layer._forward_pre_hooks
