@@ -4,9 +4,9 @@ Model: `GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128,
 float32, random weights (speed does not depend on training), a one-token prompt, 200 new tokens
 sampled at temperature 1 (nanoGPT's `generate` defaults). Contestants:
 
-* `nima cached` — `nima.generation.generate(..., do_sample=True)`: the KV cache, the window
-  sliding to its last 32 tokens when full; with the NumPy kernels (generate's default) and with
-  the numba kernels;
+* `nima cached` — `nima.generation.generate(..., do_sample=True)`: the KV cache through
+  `GPT.forward` (the one forward training uses), the window sliding to its last 32 tokens when
+  full; with the numba kernels (the default backend) and with the NumPy references;
 * `nima uncached` — nanoGPT's loop written with Nima: crop to the last 64 tokens, a full
   forward, softmax, sample; every step;
 * `torch uncached` — the same loop in PyTorch (nanoGPT's `generate`), with Nima's weights,
@@ -37,6 +37,14 @@ from nima.models import GPT, GPTConfig
 CONFIG = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False)
 NEW_TOKENS = 200
 PROMPT = np.zeros((1, 1), dtype=np.int64)
+
+
+def numpy_kernels(run: Callable[[], object]) -> Callable[[], object]:
+    """`run` with the NumPy references instead of the numba kernels."""
+    def with_numpy() -> object:
+        with nima.runtime.using(backend="numpy"):
+            return run()
+    return with_numpy
 
 
 def nima_uncached(model: GPT) -> Callable[[], np.ndarray]:
@@ -104,10 +112,10 @@ def main() -> None:
     nima.manual_seed(0)
     model = GPT(CONFIG).eval()
     contestants: dict[str, Callable[[], object]] = {
-        "nima cached (numpy kernels)": lambda: generate(
-            model, PROMPT, NEW_TOKENS, do_sample=True, seed=0, stats=False),
         "nima cached (numba kernels)": lambda: generate(
-            model, PROMPT, NEW_TOKENS, do_sample=True, seed=0, stats=False, backend="numba"),
+            model, PROMPT, NEW_TOKENS, do_sample=True, seed=0, stats=False),
+        "nima cached (numpy kernels)": numpy_kernels(lambda: generate(
+            model, PROMPT, NEW_TOKENS, do_sample=True, seed=0, stats=False)),
         "nima uncached": nima_uncached(model),
     }
     torch_run = None

@@ -7,9 +7,12 @@ weight decay 0.1 on the matrices, none on embeddings/norms, as nanoGPT). Reporte
 the whole step and of each phase, in milliseconds. `--profile` also prints a cProfile top-15 by
 tottime over the timed steps.
 
-If PyTorch is importable, the same model (same weights, tanh-GELU, SDPA attention, tied head) is
-timed in the same run, in alternating rounds so load from elsewhere hits both, and the ratio is
-reported. PyTorch is optional; nothing installs it.
+The Nima contestant is the loop a user writes by hand, nanoGPT style. Beside it runs
+`nima.training.Trainer.train_step` on the same model shape (its batches drawn from a synthetic
+corpus), to show that the Trainer has no speed the hand-written loop lacks. If PyTorch is
+importable, the same model (same weights, tanh-GELU, SDPA attention, tied head) is timed in the
+same run. Contestants alternate in rounds so load from elsewhere hits them all. PyTorch is
+optional; nothing installs it.
 
 Run: `python benchmarks/bench_train_step.py [--quick] [--profile]`; writes
 `benchmarks/results/train_step.md` (via a temporary file and a rename).
@@ -24,16 +27,19 @@ import os
 import platform
 import pstats
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from timing import publish
 
 import nima
-from nima.allocator import retain_freed_memory
 from nima.models import GPT, GPTConfig
 from nima.optim import AdamW, clip_grad_norm_
 from nima.optim.adam import param_groups_for_decay
+from nima.runtime import retain_freed_memory
+from nima.training import Config, Trainer
 
 B = 12
 CONFIG = GPTConfig.preset("tiny", vocab_size=65)
@@ -68,6 +74,25 @@ class NimaStep:
         for name, a, b in (("forward", t0, t1), ("backward", t1, t2), ("clip", t2, t3),
                            ("optimizer", t3, t4), ("step", t0, t4)):
             times[name].append((b - a) * 1e3)
+
+
+def trainer_step(folder: Path):
+    """`Trainer.train_step` with the hand-written loop's model, batch and optimizer settings."""
+    fields = {f: getattr(CONFIG, f) for f in ("vocab_size", "block_size", "n_layer", "n_head",
+                                              "n_embd", "bias")}
+    config = Config.from_dict({
+        "model": fields,
+        "data": {"corpus": "synthetic", "synthetic_sections": 200, "out_dir": str(folder)},
+        "optimizer": {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1},
+        "training": {"batch_size": B, "grad_clip": 1.0, "run_dir": str(folder / "run")}})
+    trainer = Trainer(config)
+
+    def step(times: dict[str, list[float]]) -> None:
+        t0 = time.perf_counter()
+        trainer.train_step()
+        times["step"].append((time.perf_counter() - t0) * 1e3)
+
+    return step
 
 
 def torch_step(nima_model: GPT):  # pragma: no cover - only when torch is installed
@@ -141,29 +166,35 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc malloc as it is (the trainer tunes it)")
+                        help="leave glibc malloc as it is")
     args = parser.parse_args()
-    # as nima.training.Trainer does; the process-wide setting serves both contestants
+    # what the shipped config opts in to; the process-wide setting serves every contestant
     tuned = not args.default_malloc and retain_freed_memory()
     rounds = args.rounds or (2 if args.quick else 5)
     repeats = args.repeats or (5 if args.quick else 10)
 
     nstep = NimaStep()
+    folder = tempfile.TemporaryDirectory()
+    trainer = trainer_step(Path(folder.name))
     tstep = None
     try:
         tstep = torch_step(nstep.model)
     except Exception as exc:  # a torch mismatch should not hide nima's numbers
         print(f"torch comparison skipped: {exc}")
     nima_t: dict[str, list[float]] = {k: [] for k in PHASES}
+    trainer_t: dict[str, list[float]] = {"step": []}
     torch_t: dict[str, list[float]] = {k: [] for k in PHASES}
     scratch: dict[str, list[float]] = {k: [] for k in PHASES}
     for _ in range(2):  # warm-up: compile / load numba kernels, allocate optimizer state
         nstep(scratch)
+        trainer(scratch)
         if tstep is not None:
             tstep(scratch)
-    for _ in range(rounds):  # alternate so that machine load hits both
+    for _ in range(rounds):  # alternate so that machine load hits all
         for _ in range(repeats):
             nstep(nima_t)
+        for _ in range(repeats):
+            trainer(trainer_t)
         if tstep is not None:
             for _ in range(repeats):
                 tstep(torch_t)
@@ -176,7 +207,7 @@ def main() -> None:
         f"{rounds} rounds x {repeats} steps, medians in ms "
         f"(min..max of the whole step: {min(nima_t['step']):.1f}..{max(nima_t['step']):.1f}).",
         "",
-        "| phase | nima (ms) |" + (" torch (ms) | ratio |" if tstep else ""),
+        "| phase | nima, loop by hand (ms) |" + (" torch (ms) | ratio |" if tstep else ""),
         "|---|---|" + ("---|---|" if tstep else ""),
     ]
     for k in PHASES:
@@ -185,9 +216,12 @@ def main() -> None:
             tm = statistics.median(torch_t[k])
             row += f" {tm:.2f} | {med[k] / tm:.2f}x |"
         lines.append(row)
-    lines += ["", "glibc malloc: " + ("tuned by `nima.allocator.retain_freed_memory` (as the "
-                                      "trainer does), for both contestants" if tuned else
-                                      "default (`--default-malloc`)")]
+    trainer_ms = statistics.median(trainer_t["step"])
+    lines += ["", f"`Trainer.train_step` on the same model: {trainer_ms:.2f} ms, "
+              f"{trainer_ms / med['step']:.2f}x the hand-written loop."]
+    lines += ["", "glibc malloc: " + ("tuned by `nima.runtime.retain_freed_memory` (what "
+                                      "`runtime.retain_memory: true` does), for every "
+                                      "contestant" if tuned else "default (`--default-malloc`)")]
     malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     if malloc:  # glibc malloc tuning changes the numbers a lot (page faults of fresh arrays)
         lines += ["", "Environment: " + ", ".join(f"{k}={v}" for k, v in sorted(malloc.items()))]

@@ -9,18 +9,26 @@ is the interactive loop of `nima.generation.repl`.
 `python -m nima demo` builds a small graph, runs backward, checks the gradients against central
 differences, and races the fused softmax kernel against NumPy — Nima's main job in one minute.
 
-`nima params` is the parameter budget: `--preset tiny` (or `--n-layer 6 --n-embd 384 ...`)
-counts a GPT's parameters part by part; `--micro` prints the Micro-Transformer design's three
-configurations; `--explore --target 2.0M-2.5M` lists the configurations of a grid in a range.
+`nima params` is the parameter budget of `nima.models.budget`: `--preset tiny` (or
+`--n-layer 6 --n-embd 384 ...`) counts a GPT's parameters part by part; `--micro` prints the
+Micro-Transformer design's three configurations; `--explore --target 2.0M-2.5M` lists the
+configurations of a grid in a range.
+
+The flags of `nima params` are `GPTConfig`'s fields and those of `nima sample` and `nima repl`
+are `GenerationConfig`'s, made from the dataclasses themselves (`setting_flags`): one list of
+settings, with one validation, whichever way they are given.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import statistics
 import sys
 import time
+import types
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -77,44 +85,52 @@ def demo(quick: bool = False) -> None:
           f"max |difference| {err:.1e}")
 
 
-# the fields `nima params` can set, with their types (None: a choice, kept as a string)
-CONFIG_FLAGS: dict[str, type | None] = {
-    "vocab_size": int, "block_size": int, "n_layer": int, "n_head": int, "n_embd": int,
-    "ffn": None, "ffn_hidden": int, "norm": None, "norm_placement": None, "position": None,
-    "attention": None,
-}
-EXPLORE_GRID = {"n_layer": [2, 3, 4, 5, 6, 7, 8], "n_embd": [128, 160, 192, 224, 256],
-                "head_dim": [32], "ffn_hidden": [512, 640, 768, 1024]}
+def _maybe(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: `kind(text)`, or None for `none` / `null` / `off`."""
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "off") else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
 
 
-def parse_count(text: str) -> float:
-    """`"2.5M"` -> 2.5e6, `"300K"`/`"300k"` -> 3e5, `"1.2B"` -> 1.2e9, `"1e6"` -> 1e6."""
-    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9}.get(text[-1:].upper(), 1.0)
-    number = text[:-1] if scale != 1.0 else text
-    try:
-        return float(number) * scale
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a parameter count: {text!r} (try 2.5M)") from None
+def _argtype(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser that raises ValueError with its own message."""
+    def typed(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return typed
 
 
-def parse_range(text: str) -> tuple[float, float]:
-    """`"2.0M-2.5M"` -> (2e6, 2.5e6)."""
-    low, sep, high = text.partition("-")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"a range looks like 2.0M-2.5M, got {text!r}")
-    return parse_count(low), parse_count(high)
-
-
-def parse_grid_item(text: str) -> tuple[str, list[int]]:
-    """`"n_layer=2,4,6"` -> ("n_layer", [2, 4, 6])."""
-    name, sep, values = text.partition("=")
-    name = name.strip().replace("-", "_")
-    if not sep or name not in {**CONFIG_FLAGS, "head_dim": int}:
-        raise argparse.ArgumentTypeError(
-            f"--grid takes FIELD=V1,V2,... with FIELD one of {', '.join(CONFIG_FLAGS)} or "
-            f"head_dim; got {text!r}")
-    kind = int if name == "head_dim" else CONFIG_FLAGS[name] or str
-    return name, [kind(v) for v in values.split(",") if v]
+def setting_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = (),
+                  aliases: dict[str, str] | None = None) -> list[str]:
+    """A `--field-name` flag for every field of the settings dataclass `cls`, with its meaning,
+    choices and default in the help. Flags not given are absent from the namespace, so they
+    can override a config's values one by one. Returns the field names."""
+    hints = typing.get_type_hints(cls)
+    names = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        base = next(t for t in options if t is not type(None))
+        flags = ["--" + f.name.replace("_", "-")] + \
+            [a for a, name in (aliases or {}).items() if name == f.name]
+        choices = f.metadata.get("choices")
+        help_text = f.metadata.get("doc", "") + (f" ({', '.join(map(str, choices))})"
+                                                 if choices else "") + f"; default {f.default!r}"
+        common = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text.replace("%", "%%"))
+        if base is bool:
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
+        elif typing.get_origin(base) is tuple:  # stop strings: repeat the flag
+            parser.add_argument(*flags, action="append", metavar="TEXT", **common)
+        else:
+            kind = _maybe(base) if type(None) in options else base
+            parser.add_argument(*flags, type=kind, metavar=f.name.upper(), **common)
+        names.append(f.name)
+    return names
 
 
 def params(args: argparse.Namespace) -> None:
@@ -126,11 +142,7 @@ def params(args: argparse.Namespace) -> None:
               "head; biases in every Linear and LayerNorm, pre-norm, final LayerNorm):\n")
         print(budget.micro_transformer_table())
         return
-    overrides: dict[str, Any] = {k: getattr(args, k) for k in CONFIG_FLAGS
-                                 if getattr(args, k) is not None}
-    for flag in ("bias", "tie_weights"):
-        if getattr(args, flag) is not None:
-            overrides[flag] = getattr(args, flag)
+    overrides = {name: getattr(args, name) for name in args.fields if hasattr(args, name)}
     try:
         if args.preset:
             config = GPTConfig.preset(args.preset, **overrides)
@@ -141,40 +153,18 @@ def params(args: argparse.Namespace) -> None:
         raise SystemExit(f"nima params: {e}") from None
 
     if args.explore:
-        grid: dict[str, list[Any]] = dict(EXPLORE_GRID)
+        grid: dict[str, list[Any]] = dict(budget.EXPLORE_GRID)
         grid.update(dict(args.grid or []))
         if "n_head" in grid or "n_head" in overrides:
             grid.pop("head_dim", None)
         for name in overrides:  # a field set by a flag is fixed, not searched
             grid.pop(name, None)
-        low, high = args.target
-        found = budget.explore(grid, (low, high), base=config)
-        searched = ", ".join(f"{k} in {v}" for k, v in grid.items())
-        print(f"{len(found)} configurations with {low:,.0f} to {high:,.0f} parameters "
-              f"(searched {searched}; vocab {config.vocab_size}, context "
-              f"{config.block_size}):\n")
-        rows = [budget.summary_row(f"#{i + 1}", c) for i, (c, _) in enumerate(found[:args.top])]
-        print(budget.table(rows))
-        if len(found) > args.top:
-            print(f"\n... and {len(found) - args.top} more (--top N to see them)")
+        print(budget.explore_report(grid, args.target, config, args.top))
         return
-
-    parts = budget.count_parameters(config)
-    total = parts["total"]
-    L = config.n_layer
-    rows = [
-        ("token embedding", parts["embedding"]), ("positions", parts["position"]),
-        (f"attention ({L} x {parts['attention']:,})", L * parts["attention"]),
-        (f"feed-forward ({L} x {parts['ffn']:,})", L * parts["ffn"]),
-        (f"block norms ({L} x {parts['norms']:,})", L * parts["norms"]),
-        ("final norm", parts["final_norm"]), ("output head", parts["head"]),
-    ]
     print(f"{config}\n")
-    print(budget.table([{"part": name, "parameters": f"{n:,}", "share": f"{n / total:.1%}"}
-                        for name, n in rows]))
-    print(f"\ntotal: {total:,} parameters = {budget.size_mb(total, 'float32'):,.1f} MB in "
-          f"float32, {budget.size_mb(total, 'float16'):,.1f} MB in float16")
+    print(budget.breakdown(config))
     if args.instantiate:
+        total = budget.count_parameters(config)["total"]
         counted = GPT(config).num_parameters()
         verdict = "agrees" if counted == total else "DISAGREES"
         print(f"instantiated: {counted:,} parameters ({verdict} with the formula)")
@@ -183,27 +173,38 @@ def params(args: argparse.Namespace) -> None:
 
 
 def add_params_parser(commands: Any) -> None:
+    from nima.models import GPTConfig, budget
+
     p = commands.add_parser("params", help="count a GPT's parameters; explore configurations",
                             description="The parameter budget of a GPT configuration.")
-    p.add_argument("--preset", choices=["tiny", "small", "medium"],
+    p.add_argument("--preset", choices=list(GPTConfig.PRESETS),
                    help="start from a preset (default: GPT-2 small's shape; for --explore, the "
                         "Micro-Transformer's vocab 5000 and context 512)")
-    for name, kind in CONFIG_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), type=kind or str, default=None)
-    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(fields=setting_flags(p, GPTConfig))
     p.add_argument("--instantiate", action="store_true",
                    help="also build the model and count its parameters (both must agree)")
     p.add_argument("--micro", action="store_true",
                    help="the Micro-Transformer design's three configurations")
     p.add_argument("--explore", action="store_true",
                    help="search a grid for configurations inside --target")
-    p.add_argument("--target", type=parse_range, default=(2.0e6, 2.5e6),
+    p.add_argument("--target", type=_argtype(budget.parse_range), default=(2.0e6, 2.5e6),
                    help="for --explore: a range such as 2.0M-2.5M (the default)")
-    p.add_argument("--grid", type=parse_grid_item, action="append", metavar="FIELD=V1,V2",
+    p.add_argument("--grid", type=_argtype(budget.parse_grid_item), action="append",
+                   metavar="FIELD=V1,V2",
                    help=f"for --explore: values to try for a field, replacing the default "
-                        f"grid's ({', '.join(f'{k}={v}' for k, v in EXPLORE_GRID.items())})")
-    p.add_argument("--top", type=int, default=20, help="for --explore: rows to show")
+                        f"grid's ({', '.join(f'{k}={v}' for k, v in budget.EXPLORE_GRID.items())})")
+    p.add_argument("--top", type=_argtype(_positive), default=20,
+                   help="for --explore: rows to show (default 20)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 def train(args: argparse.Namespace) -> None:
@@ -252,44 +253,34 @@ def add_train_parser(commands: Any) -> None:
                    help="print a sample after training (default: yes)")
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The run's model and tokenizer, and its decoding settings with the flags given applied."""
     from nima.serialization import CheckpointError
     from nima.training import load_run
 
     try:
-        model, tokenizer, _ = load_run(args.run, which=args.checkpoint)
-    except (CheckpointError, FileNotFoundError) as e:
+        model, tokenizer, config = load_run(args.run, which=args.checkpoint)
+        changes = {name: getattr(args, name) for name in args.fields if hasattr(args, name)}
+        settings = config.sampling.generation_config().updated(**changes)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"nima {args.command}: {e}") from None
-    return model, tokenizer
-
-
-def _settings(args: argparse.Namespace) -> Any:
-    from nima.generation.repl import ReplSettings
-
-    return ReplSettings(length=args.length, temperature=args.temperature,
-                        sampling=args.sampling, top_k=args.top_k, top_p=args.top_p,
-                        entropy=args.entropy, min_temp=args.bounds[0], max_temp=args.bounds[1],
-                        num_beams=args.num_beams, seed=args.seed)
+    return model, tokenizer, settings
 
 
 def sample(args: argparse.Namespace) -> None:
-    """Print `--num-samples` continuations of `--prompt`."""
+    """Print `--num-return-sequences` continuations of `--prompt`."""
     from nima.generation import generate
 
-    model, tokenizer = _load(args)
-    ids = tokenizer.encode(args.prompt)
-    if not ids:
-        raise SystemExit("nima sample: --prompt encodes to no tokens")
-    settings = _settings(args)
+    model, tokenizer, settings = _load(args)
     try:
-        out = generate(model, np.asarray([ids]), settings.length, seed=settings.seed,
-                       num_return_sequences=args.num_samples, tokenizer=tokenizer,
-                       repetition_penalty=args.repetition_penalty,
-                       stop_strings=args.stop or None, **settings.generate_kwargs())
+        ids = tokenizer.encode(args.prompt)
+        if not ids:
+            raise ValueError("--prompt encodes to no tokens")
+        out = generate(model, np.asarray([ids]), config=settings, tokenizer=tokenizer)
     except ValueError as e:
         raise SystemExit(f"nima sample: {e}") from None
     for i, row in enumerate(out.tolist()):
-        if args.num_samples > 1:
+        if len(out.tolist()) > 1:
             print(f"--- sample {i + 1} (log-probability {out.sequence_logprobs[i]:.2f}) ---")
         print(tokenizer.decode(row))
     if args.stats and out.stats is not None:
@@ -300,10 +291,14 @@ def repl(args: argparse.Namespace) -> None:
     """The interactive loop; reads stdin line by line (with line editing on a terminal)."""
     from nima.generation.repl import Repl
 
-    model, tokenizer = _load(args)
-    loop = Repl(model, tokenizer, _settings(args))
+    model, tokenizer, settings = _load(args)
+    loop = Repl(model, tokenizer, settings)
+    if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 become U+FFFD, not a crash
+        sys.stdin.reconfigure(errors="replace")
     interactive = sys.stdin.isatty()
     if interactive:
+        with contextlib.suppress(ImportError):  # not on every platform
+            import readline  # noqa: F401  (input() gains line editing and history)
         print(f"Nima REPL: {model.num_parameters():,} parameters. Type text to continue it; "
               f"/help lists the commands, /quit leaves.")
 
@@ -311,40 +306,32 @@ def repl(args: argparse.Namespace) -> None:
         while True:
             try:
                 yield input("> ") if interactive else next(sys.stdin)
-            except (EOFError, StopIteration, KeyboardInterrupt):
+            except (EOFError, StopIteration):
+                if interactive:
+                    print()  # leave the shell's prompt on a line of its own
                 return
+            except KeyboardInterrupt:  # Ctrl-C at the prompt: a fresh prompt, as a shell does
+                print()
 
     loop.run(lines())
 
 
 def add_generation_parsers(commands: Any) -> None:
-    from nima.generation.repl import MODES, ReplSettings
+    from nima.generation import GenerationConfig
 
-    d = ReplSettings()
     for name, help_text in (("sample", "print generated text from a trained run"),
                             ("repl", "an interactive generation loop over a trained run")):
-        p = commands.add_parser(name, help=help_text, description=help_text)
+        p = commands.add_parser(name, help=help_text, description=f"{help_text}. Decoding "
+                                "settings start from the run's `sampling` section; each flag "
+                                "given overrides one.")
         p.add_argument("run", help="a run directory (runs/shakespeare_char) or a checkpoint")
         p.add_argument("--checkpoint", choices=["best", "latest"], default="best",
                        help="which checkpoint of a run directory (default: best)")
-        p.add_argument("--length", "--max-new-tokens", type=int, default=d.length,
-                       help=f"tokens to generate (default {d.length})")
-        p.add_argument("--temperature", type=float, default=d.temperature)
-        p.add_argument("--sampling", choices=MODES, default=d.sampling)
-        p.add_argument("--top-k", type=int, default=d.top_k)
-        p.add_argument("--top-p", type=float, default=d.top_p)
-        p.add_argument("--entropy", type=float, default=d.entropy,
-                       help="target entropy in bits for --sampling entropy")
-        p.add_argument("--bounds", type=float, nargs=2, default=(d.min_temp, d.max_temp),
-                       metavar=("MIN", "MAX"), help="temperature range of entropy sampling")
-        p.add_argument("--num-beams", type=int, default=d.num_beams)
-        p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples")
+        p.set_defaults(fields=setting_flags(
+            p, GenerationConfig, aliases={"--length": "max_new_tokens", "--stop": "stop_strings",
+                                          "--num-samples": "num_return_sequences"}))
         if name == "sample":
             p.add_argument("--prompt", default="\n", help="the text to continue")
-            p.add_argument("--num-samples", type=int, default=1)
-            p.add_argument("--repetition-penalty", type=float, default=None)
-            p.add_argument("--stop", action="append", default=[],
-                           help="stop a sample once it contains this text (repeatable)")
             p.add_argument("--stats", action="store_true",
                            help="print the generation statistics table")
 

@@ -12,7 +12,7 @@ def tiny_config(tmp_path: Path, **sections: dict) -> Config:
     """A 1-layer, 16-wide GPT on 40 sections of the synthetic corpus, 40 steps; `sections`
     override keys section by section (`training={"max_iters": 10}`)."""
     raw = {
-        "model": {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16},
+        "model": {"block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16, "bias": False},
         "data": {"corpus": "synthetic", "synthetic_sections": 40,
                  "out_dir": str(tmp_path / "data")},
         "optimizer": {"lr": 3e-3, "betas": [0.9, 0.99]},
@@ -20,7 +20,7 @@ def tiny_config(tmp_path: Path, **sections: dict) -> Config:
         "training": {"batch_size": 8, "max_iters": 40, "eval_interval": 10, "eval_iters": 3,
                      "log_interval": 5, "checkpoint_interval": 10, "keep_last": 2,
                      "run_dir": str(tmp_path / "run")},
-        "sampling": {"max_new_tokens": 20},
+        "sampling": {"strategy": "sample", "max_new_tokens": 20},
     }
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}

@@ -156,7 +156,7 @@ if not QUICK:
 
 # %%
 for temperature in (1.0, 0.5):
-    trainer.config.sampling.temperature = temperature
-    text = trainer.sample("ROMEO:", max_new_tokens=100 if QUICK else 300, seed=0)
+    text = trainer.sample("ROMEO:", max_new_tokens=100 if QUICK else 300, seed=0,
+                          temperature=temperature)
     print(f"--- temperature {temperature} ---\n{text}\n")
     assert text.startswith("ROMEO:") and len(text) > len("ROMEO:")

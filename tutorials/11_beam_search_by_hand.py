@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import nima
-from nima.generation import beam_search, generate
+from nima.generation import GenerationConfig, beam_search, generate
 from nima.models import GPT, GPTConfig
 
 # %% [markdown]
@@ -340,10 +340,11 @@ def gpt_logprobs(seqs: np.ndarray) -> np.ndarray:
 
 prompts = np.array([[3, 5, 7], [11, 2, 2]])  # (2, 3): a batch of two prompts
 K, NEW, ALPHA = 3, 10, 1.0
-out = beam_search(gpt, prompts, NEW, num_beams=K, length_penalty=ALPHA, eos_token_id=END,
-                  num_return_sequences=K)
-via_generate = generate(gpt, prompts, NEW, num_beams=K, length_penalty=ALPHA,
-                        eos_token_id=END, num_return_sequences=K)
+config = GenerationConfig(max_new_tokens=NEW, num_beams=K, length_penalty=ALPHA,
+                          eos_token_id=END, num_return_sequences=K)
+with nima.no_grad():
+    out = beam_search(gpt.eval(), prompts, config)
+via_generate = generate(gpt, prompts, config=config)
 assert np.array_equal(via_generate.sequences, out.sequences)
 
 for b, p in enumerate(prompts.tolist()):

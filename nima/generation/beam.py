@@ -15,9 +15,11 @@ follow: row $i$ of the next step's caches is a copy of the row its beam came fro
 
 A prompt is done when it holds $K$ hypotheses and — with `early_stopping` — at once, or —
 without — once no running beam can beat the worst of them any more (Hugging Face's heuristic:
-the best running sum divided by the current length$^\alpha$). At the end, running beams of
-prompts not done join the hypotheses, and the best `num_return_sequences` are returned with
-their summed log-probabilities and scores.
+the best running sum divided by the current length$^\alpha$). Whenever a prompt is done, and
+for every prompt after the last step, its $K$ running beams join the hypotheses too, scored
+the same way over the tokens they have — so the best sequence returned never scores worse than
+a beam the search held. The best `num_return_sequences` are returned with their summed
+log-probabilities and scores.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from nima.generation.config import GenerationConfig
 from nima.generation.output import GenerationOutput
 from nima.generation.processors import LogitsProcessor, softmax
 from nima.generation.stats import GenerationStats
@@ -63,27 +66,20 @@ class BeamHypotheses:
         return self.hyps[-1][0] >= best_running / length ** self.alpha
 
 
-def beam_search(model: Any, idx: Any, max_new_tokens: int, *, num_beams: int,
-                length_penalty: float = 1.0, early_stopping: bool = False,
-                num_return_sequences: int = 1, eos_token_id: int | None = None,
-                pad_token_id: int = 0, logits_processor: LogitsProcessor | None = None,
-                window_keep: int | None = None, stats: bool = True) -> GenerationOutput:
-    r"""Beam search from prompts `idx` `(B, T0)`; see the module docstring.
+def beam_search(model: Any, idx: Any, config: GenerationConfig, *,
+                logits_processor: LogitsProcessor | None = None,
+                stats: bool = True) -> GenerationOutput:
+    r"""Beam search from prompts `idx` `(B, T0)` with the beam settings of `config`
+    (`num_beams` $K$, `length_penalty` $\alpha$, `early_stopping`, `num_return_sequences`
+    $\le K$, `eos_token_id`, `pad_token_id`, `window_keep`); see the module docstring.
 
     Call it through `generate(..., num_beams=K)`, which also sets eval mode and `no_grad`.
 
     Args:
         model: as for `generate`.
         idx: `(B, T0)` prompts.
-        max_new_tokens: at most this many tokens per sequence.
-        num_beams: $K$, beams per prompt.
-        length_penalty: $\alpha$.
-        early_stopping: stop a prompt as soon as it has $K$ finished hypotheses.
-        num_return_sequences: how many of the best to return per prompt, $\le K$.
-        eos_token_id: the token that finishes a hypothesis.
-        pad_token_id: fills the rows of shorter results.
+        config: the decoding settings.
         logits_processor: applied to each beam's logits before the log-softmax.
-        window_keep: see `ContextWindow`.
         stats: record the entropy and confidence of every running beam's distribution.
 
     Returns:
@@ -91,20 +87,17 @@ def beam_search(model: Any, idx: Any, max_new_tokens: int, *, num_beams: int,
         `sequence_logprobs` the summed log-probabilities, `scores` the length-penalised ones.
     """
     prompts = as_prompts("beam_search", idx)
-    K = num_beams
-    if isinstance(K, bool) or not isinstance(K, int | np.integer) or K < 1:
-        raise ValueError(f"beam_search: num_beams must be an int >= 1, got {K!r}")
-    if not 1 <= num_return_sequences <= K:
-        raise ValueError(f"beam_search: num_return_sequences must be in [1, num_beams={K}], "
-                         f"got {num_return_sequences!r}")
+    K, eos_token_id, pad_token_id = config.num_beams, config.eos_token_id, config.pad_id
+    max_new_tokens = config.max_new_tokens
     B, T0 = prompts.shape
     seq = np.empty((B * K, T0 + max_new_tokens), dtype=np.int64)
     seq[:, :T0] = np.repeat(prompts, K, axis=0)  # (B K, T0): K copies of each prompt
     beam_scores = np.zeros((B, K))
     beam_scores[:, 1:] = -np.inf  # all beams start equal: let only the first propose
-    hyps = [BeamHypotheses(K, length_penalty, early_stopping) for _ in range(B)]
+    hyps = [BeamHypotheses(K, config.length_penalty, config.early_stopping) for _ in range(B)]
     done = np.zeros(B, dtype=bool)
-    window = ContextWindow(model, window_keep)
+    retired = np.zeros(B, dtype=bool)  # done, and its running beams already offered
+    window = ContextWindow(model, config.window_keep)
     record = GenerationStats() if stats else None
     n = T0
     for _ in range(max_new_tokens):
@@ -150,12 +143,22 @@ def beam_search(model: Any, idx: Any, max_new_tokens: int, *, num_beams: int,
         seq[:, n] = tokens
         n += 1
         window.reorder(rows)
+        for b in np.flatnonzero(done & ~retired):  # done now: its running beams compete too
+            _retire(hyps[b], seq[b * K:(b + 1) * K, T0:n], beam_scores[b])
+        retired |= done
         if done.all():
             break
-    for b in np.flatnonzero(~done):  # running beams compete with the finished ones
-        for k in range(K):
-            hyps[b].add(seq[b * K + k, T0:n].copy(), float(beam_scores[b, k]))
-    return _collect(hyps, prompts, num_return_sequences, pad_token_id, record)
+    for b in np.flatnonzero(~retired):  # after the last step, every running beam competes
+        _retire(hyps[b], seq[b * K:(b + 1) * K, T0:n], beam_scores[b])
+    return _collect(hyps, prompts, config.num_return_sequences, pad_token_id, record)
+
+
+def _retire(hyps: BeamHypotheses, beams: np.ndarray, scores: np.ndarray) -> None:
+    """Offer a prompt's running beams `(K, L)` with summed log-probabilities `scores` `(K,)`
+    to its hypotheses, which keep the best."""
+    for tokens, score in zip(beams, scores, strict=True):
+        if np.isfinite(score):
+            hyps.add(tokens.copy(), float(score))
 
 
 def _collect(hyps: list[BeamHypotheses], prompts: np.ndarray, n_ret: int, pad: int,

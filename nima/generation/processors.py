@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from nima import kernels
+from nima.settings import check_int
 
 __all__ = [
     "LogitsProcessor",
@@ -100,9 +101,7 @@ class TopK:
     """
 
     def __init__(self, top_k: int) -> None:
-        if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
-            raise ValueError(f"TopK: top_k must be an int >= 1, got {top_k!r}")
-        self.top_k = int(top_k)
+        self.top_k = check_int("TopK.top_k", top_k, ge=1)
 
     def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
         _check_logits("TopK", input_ids, logits)

@@ -1,23 +1,13 @@
-"""An interactive read-generate-print loop over a trained model (knock.knock's REPL).
+"""An interactive read-generate-print loop over a trained model.
 
 Type text and the model continues it, streaming token by token; lines starting with `/` change
-the settings:
+the decoding settings — a `GenerationConfig`, so every value is checked exactly as `generate`
+checks it, and a bad one prints one line saying what is wrong while the loop carries on.
+Ctrl-C during a generation stops that generation only. The commands are listed in `COMMANDS`
+(and by `/help`).
 
-| command | effect |
-|---|---|
-| `/len N` | generate N tokens per prompt |
-| `/temp X` | sampling temperature X > 0 |
-| `/sampling MODE` | `basic` (temperature only), `top_k`, `top_p`, `entropy` or `beam` |
-| `/topk K` | keep the K likeliest tokens (mode `top_k`) |
-| `/topp P` | keep the smallest set of mass ≥ P (mode `top_p`) |
-| `/entropy T` | target entropy in bits (mode `entropy`) |
-| `/bounds MIN MAX` | the temperature range entropy-aware sampling may use |
-| `/stats` | the statistics of the last generation (entropy, confidence, temperature) |
-| `/config` | the current settings |
-| `/help` | this list |
-| `/quit` | leave (so do Ctrl-D and Ctrl-C) |
-
-A bad command or value prints one line saying what is wrong, and the loop carries on.
+The loop is the one of knock.knock, a small interactive text-generation program whose REPL
+this follows command for command.
 
 Example:
     >>> repl = Repl(model, tokenizer, out=sys.stdout)     # doctest: +SKIP
@@ -26,72 +16,52 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import fields
 from typing import Any, TextIO
 
 import numpy as np
 
+from nima.generation.config import STRATEGIES, GenerationConfig
 from nima.generation.decoding import generate
 from nima.generation.output import GenerationOutput
 
-__all__ = ["MODES", "Repl", "ReplSettings"]
+__all__ = ["COMMANDS", "REPL_DEFAULTS", "Repl"]
 
-MODES = ("basic", "top_k", "top_p", "entropy", "beam")
+# --8<-- [start:commands]
+COMMANDS = {
+    "/len N": "generate N tokens per prompt",
+    "/temp X": "sampling temperature X > 0",
+    "/sampling MODE": f"the strategy: {', '.join(STRATEGIES)}",
+    "/topk K|off": "sample from the K likeliest tokens only",
+    "/topp P|off": "sample from the smallest set of mass >= P",
+    "/penalty R|off": "repetition penalty R on tokens already in the text",
+    "/entropy BITS": "the target entropy of the entropy strategy",
+    "/bounds MIN MAX": "the temperatures entropy-aware sampling may use",
+    "/beams N": "beams of the beam strategy",
+    "/seed N|off": "a seed for reproducible samples",
+    "/stats [on|off]": "the statistics of the last generation; on: after every one",
+    "/config": "the current settings",
+    "/help": "this list",
+    "/quit": "leave (so does Ctrl-D)",
+}
+# --8<-- [end:commands]
 
-
-def _help_text(doc: str) -> str:
-    """The command table of this module's docstring, as aligned plain text."""
-    rows = [line.strip().strip("|").split("|") for line in doc.splitlines()
-            if line.startswith("| `/")]
-    return "\n".join(f"  {cmd.strip().strip('`'):<18} {effect.strip().replace('`', '')}"
-                     for cmd, effect in rows)
-
-
-HELP = _help_text(__doc__)
-
-
-@dataclass
-class ReplSettings:
-    """What the next generation uses; the `/` commands change it."""
-
-    length: int = 200
-    temperature: float = 0.8
-    sampling: str = "top_k"
-    top_k: int = 40
-    top_p: float = 0.9
-    entropy: float = 2.0
-    min_temp: float = 0.3
-    max_temp: float = 1.5
-    num_beams: int = 4
-    seed: int | None = None
-
-    def generate_kwargs(self) -> dict[str, Any]:
-        """The `generate` arguments of these settings."""
-        if self.sampling == "beam":
-            return {"strategy": "beam", "num_beams": self.num_beams}
-        if self.sampling == "entropy":
-            return {"strategy": "entropy", "target_entropy": self.entropy,
-                    "min_temp": self.min_temp, "max_temp": self.max_temp}
-        kwargs: dict[str, Any] = {"strategy": "sample", "temperature": self.temperature}
-        if self.sampling == "top_k":
-            kwargs["top_k"] = self.top_k
-        elif self.sampling == "top_p":
-            kwargs["top_p"] = self.top_p
-        return kwargs
+# what the loop starts from when no config is given: sampling, not greedy
+REPL_DEFAULTS = GenerationConfig(max_new_tokens=200, strategy="sample", temperature=0.8,
+                                 top_k=40, target_entropy=2.0, min_temp=0.3, max_temp=1.5)
 
 
-def _number(kind: Callable[[str], Any], text: str, name: str, check: Callable[[Any], bool],
-            rule: str) -> Any:
+def _parse(kind: Callable[[str], Any], text: str, off: bool = False) -> Any:
+    """`text` as a `kind` (int or float), or None for `off` where that is allowed."""
+    if off and text.lower() == "off":
+        return None
     try:
-        value = kind(text)
+        return kind(text)
     except ValueError:
-        raise ValueError(f"{name}: expected {rule}, got {text!r}") from None
-    if not check(value):
-        raise ValueError(f"{name}: expected {rule}, got {text!r}")
-    return value
+        name = "an integer" if kind is int else "a number"
+        raise ValueError(f"expected {name}{' or off' if off else ''}, got {text!r}") from None
 
 
 class Repl:
@@ -100,16 +70,18 @@ class Repl:
     Args:
         model: a language model for `nima.generation.generate` (e.g. `nima.models.GPT`).
         tokenizer: `encode(str) -> list[int]` and `decode(list[int]) -> str`.
-        settings: the starting settings.
+        config: the starting settings (default `REPL_DEFAULTS`).
         out: where text goes (default `sys.stdout`).
     """
 
-    def __init__(self, model: Any, tokenizer: Any, settings: ReplSettings | None = None,
+    def __init__(self, model: Any, tokenizer: Any, config: GenerationConfig | None = None,
                  out: TextIO | None = None) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.settings = settings or ReplSettings()
+        self.config = config or REPL_DEFAULTS
+        self.beams = max(self.config.num_beams, 4)  # used whenever the strategy is beam
         self.out = out if out is not None else sys.stdout
         self.last: GenerationOutput | None = None
+        self.show_stats = False
 
     def say(self, text: str = "", end: str = "\n") -> None:
         self.out.write(text + end)
@@ -135,24 +107,26 @@ class Repl:
             self.say(f"error: unknown command /{name}; /help lists them")
             return True
         try:
-            inspect.signature(command).bind(*args)
-        except TypeError:  # only the arity: a TypeError inside a command is a bug, not input
-            self.say(f"error: /{name}: wrong number of arguments")
-            return True
-        try:
             command(*args)
-        except ValueError as e:
+        except TypeError as e:  # the wrong number of arguments
+            if e.__traceback__.tb_next is not None:  # raised inside the command: a bug
+                raise
+            self.say(f"error: /{name}: wrong number of arguments; /help lists them")
+        except ValueError as e:  # a bad value: SettingsError, or a parse error
             self.say(f"error: /{name}: {e}")
         return True
 
     # --8<-- [start:continue_text]
     def continue_text(self, prompt: str) -> None:
         """Generate after `prompt`, printing each new piece of text as it comes."""
-        ids = self.tokenizer.encode(prompt)
+        try:
+            ids = self.tokenizer.encode(prompt)
+        except ValueError as e:  # a character outside the vocabulary, named by the tokenizer
+            self.say(f"error: {e}")
+            return
         if not ids:
             self.say("error: the prompt encodes to no tokens")
             return
-        s = self.settings
         shown = prompt
         self.say(prompt, end="")
         tokens: list[int] = list(ids)
@@ -165,51 +139,79 @@ class Repl:
                 self.say(text[len(shown):], end="")
                 shown = text
 
-        self.last = generate(self.model, np.asarray([ids]), s.length, seed=s.seed,
-                             on_token=stream, tokenizer=self.tokenizer,
-                             **s.generate_kwargs())
-        if s.sampling == "beam":  # beam search picks its sequence at the end: no streaming
+        try:
+            self.last = generate(self.model, np.asarray([ids]), config=self.config,
+                                 on_token=stream, tokenizer=self.tokenizer)
+        except KeyboardInterrupt:  # Ctrl-C stops this generation, not the loop
+            self.say("\n[stopped]")
+            return
+        if self.config.resolved_strategy == "beam":  # chosen at the end: no streaming
             self.say(self.tokenizer.decode(self.last.tolist()[0])[len(prompt):], end="")
         self.say()
+        if not np.isfinite(self.last.sequence_logprobs).all():
+            self.say("warning: the model's probabilities are not finite (NaN weights?)")
+        if self.show_stats and self.last.stats is not None:
+            self.say(self.last.stats.table())
     # --8<-- [end:continue_text]
 
+    def _set(self, **changes: Any) -> None:
+        """Apply `changes` to the config (checked by `GenerationConfig`) and confirm them."""
+        self.config = self.config.updated(**changes)
+        self.say(", ".join(f"{key} = {value}" for key, value in changes.items()))
+
     def cmd_len(self, n: str) -> None:
-        self.settings.length = _number(int, n, "length", lambda v: v >= 1, "an integer >= 1")
+        self._set(max_new_tokens=_parse(int, n))
 
     def cmd_temp(self, x: str) -> None:
-        self.settings.temperature = _number(float, x, "temperature", lambda v: v > 0,
-                                            "a number > 0")
+        self._set(temperature=_parse(float, x))
 
     def cmd_sampling(self, mode: str) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.settings.sampling = mode
+        if mode not in STRATEGIES:
+            raise ValueError(f"the strategy must be one of {', '.join(STRATEGIES)}, got {mode!r}")
+        self._set(strategy=mode, num_beams=self.beams if mode == "beam" else 1)
 
     def cmd_topk(self, k: str) -> None:
-        self.settings.top_k = _number(int, k, "top-k", lambda v: v >= 1, "an integer >= 1")
+        self._set(top_k=_parse(int, k, off=True))
 
     def cmd_topp(self, p: str) -> None:
-        self.settings.top_p = _number(float, p, "top-p", lambda v: 0 < v <= 1,
-                                      "a number in (0, 1]")
+        self._set(top_p=_parse(float, p, off=True))
 
-    def cmd_entropy(self, t: str) -> None:
-        self.settings.entropy = _number(float, t, "entropy", lambda v: v >= 0,
-                                        "a number of bits >= 0")
+    def cmd_penalty(self, r: str) -> None:
+        self._set(repetition_penalty=_parse(float, r, off=True))
+
+    def cmd_entropy(self, bits: str) -> None:
+        self._set(target_entropy=_parse(float, bits))
 
     def cmd_bounds(self, low: str, high: str) -> None:
-        lo = _number(float, low, "min", lambda v: v > 0, "a temperature > 0")
-        hi = _number(float, high, "max", lambda v: v >= lo, f"a temperature >= min ({lo})")
-        self.settings.min_temp, self.settings.max_temp = lo, hi
+        self._set(min_temp=_parse(float, low), max_temp=_parse(float, high))
 
-    def cmd_stats(self) -> None:
-        if self.last is None or self.last.stats is None:
+    def cmd_beams(self, n: str) -> None:
+        beams = _parse(int, n)
+        if self.config.resolved_strategy == "beam":
+            self._set(num_beams=beams)
+        else:
+            GenerationConfig(strategy="beam", num_beams=beams)  # checks the value
+            self.say(f"beams = {beams} (for /sampling beam)")
+        self.beams = beams
+
+    def cmd_seed(self, n: str) -> None:
+        self._set(seed=_parse(int, n, off=True))
+
+    def cmd_stats(self, switch: str | None = None) -> None:
+        if switch is not None:
+            if switch not in ("on", "off"):
+                raise ValueError(f"expected on or off, got {switch!r}")
+            self.show_stats = switch == "on"
+            self.say(f"stats after every generation: {switch}")
+        elif self.last is None or self.last.stats is None:
             self.say("no generation yet")
         else:
             self.say(self.last.stats.table())
 
     def cmd_config(self) -> None:
-        for key, value in asdict(self.settings).items():
-            self.say(f"  {key:<12} {value}")
+        for f in fields(self.config):
+            self.say(f"  {f.name:<22} {getattr(self.config, f.name)}")
 
     def cmd_help(self) -> None:
-        self.say(HELP)
+        for command, effect in COMMANDS.items():
+            self.say(f"  {command:<18} {effect}")

@@ -1,9 +1,12 @@
 r"""The training configuration: a typed YAML schema, validated with errors that name the key.
 
-A run is described by one YAML file with six sections — `model`, `data`, `optimizer`,
-`schedule`, `training` and `sampling` — each a dataclass below. Every field has a type, a
-default, an allowed range and a one-line meaning (its `metadata`); `docs/configuration.md` lists
-them all, and a test keeps that page in step with this file.
+A run is described by one YAML file with seven sections — `model`, `data`, `optimizer`,
+`schedule`, `training`, `sampling` and `runtime` — each a dataclass below. `model` is
+`GPTConfig` itself (with `vocab_size` allowed to be null: the tokenizer's), and `sampling` is
+`GenerationConfig` plus the prompt, so a field and its default are written once, where the model
+or the decoder defines it. Every field has a type, a default, an allowed range and a one-line
+meaning (a `nima.settings.setting`); `docs/configuration.md` lists them all, and a test keeps
+that page in step with this file.
 
 `load_config` reads the file, applies `--set section.key=value` overrides (the value is parsed
 with YAML's scalar rules, so `10` is an int, `0.1` a float, `true` a bool and `null` None; a
@@ -27,18 +30,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import re
-import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
-from nima.models.gpt import CHOICES as MODEL_CHOICES
+from nima.generation.config import GenerationConfig
+from nima.kernels.backend import BACKENDS
 from nima.models.gpt import GPTConfig
+from nima.settings import SettingsError, check_known, check_value, setting
 
 __all__ = [
     "Config",
@@ -46,6 +48,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "OptimizerConfig",
+    "RuntimeConfig",
     "SamplingConfig",
     "ScheduleConfig",
     "TrainingConfig",
@@ -54,42 +57,25 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingsError):
     """A configuration value is unknown, of the wrong type or out of range; the message starts
     with the dotted key (`optimizer.lr: must be > 0, got -1.0`)."""
 
 
-def _field(default: Any, doc: str, *, gt: float | None = None, ge: float | None = None,
-           lt: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field carrying its meaning and allowed range in `metadata`."""
-    return field(default=default, metadata=dict(doc=doc, gt=gt, ge=ge, lt=lt, choices=choices))
+_field = setting  # the sections below declare their fields the one way every config does
 
 
 @dataclass
-class ModelConfig:
-    """The `GPTConfig` fields; `vocab_size` null means "from the prepared data's tokenizer"."""
+class ModelConfig(GPTConfig):
+    """`GPTConfig`, field for field and default for default; only `vocab_size` may be null,
+    meaning "the prepared data's tokenizer's size"."""
 
-    vocab_size: int | None = _field(None, "token ids; null takes the tokenizer's size", ge=1)
-    block_size: int = _field(64, "context length (also the training sequence length)", ge=1)
-    n_layer: int = _field(4, "transformer blocks", ge=1)
-    n_head: int = _field(4, "attention heads per block; must divide `n_embd`", ge=1)
-    n_embd: int = _field(128, "width of the residual stream", ge=1)
-    ffn: str = _field("gelu", "feed-forward kind", choices=MODEL_CHOICES["ffn"])
-    ffn_hidden: int | None = _field(None, "FFN inner width; null is 4·n_embd", ge=1)
-    norm: str = _field("layernorm", "normalization", choices=MODEL_CHOICES["norm"])
-    norm_placement: str = _field("pre", "norm before (pre) or after (post) each branch",
-                                 choices=MODEL_CHOICES["norm_placement"])
-    position: str = _field("learned", "position encoding", choices=MODEL_CHOICES["position"])
-    bias: bool = _field(False, "biases in every Linear and LayerNorm")
-    dropout: float = _field(0.0, "dropout on embeddings, attention and residuals", ge=0.0,
-                            lt=1.0)
-    tie_weights: bool = _field(True, "output head shares the token embedding")
-    attention: str = _field("content", "attention kind", choices=MODEL_CHOICES["attention"])
-    gradient_checkpointing: bool = _field(False, "recompute each block in the backward")
+    owner: ClassVar[str] = "model"
+    vocab_size: int | None = setting(None, "token ids; null takes the tokenizer's size", ge=1)
 
     def to_gpt_config(self, vocab_size: int | None = None) -> GPTConfig:
         """The model's `GPTConfig`; `vocab_size` fills in a null `model.vocab_size`."""
-        values = dataclasses.asdict(self)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(GPTConfig)}
         values["vocab_size"] = self.vocab_size if self.vocab_size is not None else vocab_size
         if values["vocab_size"] is None:
             raise ConfigError("model.vocab_size: null needs the tokenizer's vocabulary size")
@@ -156,14 +142,30 @@ class TrainingConfig:
     checkpoint_interval: int = _field(250, "steps between checkpoints", ge=1)
 
 
-@dataclass
-class SamplingConfig:
-    """The sample printed after training."""
+@dataclass(frozen=True)
+class SamplingConfig(GenerationConfig):
+    """`GenerationConfig` — how `nima train` samples after training and how `nima sample` and
+    `nima repl` decode by default — plus the text the sample starts from."""
 
-    max_new_tokens: int = _field(500, "tokens to generate", ge=0)
-    temperature: float = _field(1.0, "divides the logits; lower is more conservative", gt=0.0)
-    top_k: int | None = _field(None, "keep only the k likeliest tokens; null keeps all", ge=1)
-    prompt: str = _field("\n", "text the sample starts from")
+    owner: ClassVar[str] = "sampling"
+    prompt: str = setting("\n", "text the sample starts from")
+
+    def generation_config(self) -> GenerationConfig:
+        """These settings as a plain `GenerationConfig` (without the prompt)."""
+        return GenerationConfig(**{f.name: getattr(self, f.name)
+                                   for f in dataclasses.fields(GenerationConfig)})
+
+
+@dataclass
+class RuntimeConfig:
+    """Machine settings the trainer applies with `nima.runtime.using` while it runs (null
+    leaves a setting as the process has it)."""
+
+    backend: str | None = _field(None, "kernel backend for training", choices=BACKENDS)
+    numba_threads: int | None = _field(None, "numba threads for large kernels", ge=1)
+    blas_threads: int | None = _field(None, "OpenBLAS threads while training", ge=1)
+    retain_memory: bool = _field(False, "keep freed memory in glibc's heap for the next step "
+                                        "(process-wide, for the rest of the process)")
 
 
 @dataclass
@@ -176,6 +178,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dicts of YAML/JSON types (tuples become lists); `from_dict` inverts it."""
@@ -191,13 +194,22 @@ class Config:
             ConfigError: an unknown key, a wrong type, an out-of-range value or an inconsistent
                 pair of values, named by its dotted key.
         """
+        try:
+            return cls._from_dict(raw)
+        except ConfigError:
+            raise
+        except SettingsError as e:  # named by its dotted key already
+            raise ConfigError(str(e)) from None
+
+    @classmethod
+    def _from_dict(cls, raw: Any) -> Config:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"<root>: expected a mapping of sections, got {_kind(raw)}")
         sections = {}
         for name, values in raw.items():
-            _check_known(str(name), name, SECTIONS)
+            check_known(str(name), name, SECTIONS)
             if values is None:
                 values = {}
             if not isinstance(values, dict):
@@ -207,9 +219,9 @@ class Config:
             kwargs = {}
             for key, value in values.items():
                 dotted = f"{name}.{key}"
-                _check_known(dotted, key, known)
-                kwargs[key] = _check_value(dotted, value, _HINTS[name][key], known[key].metadata)
-            sections[name] = section_cls(**kwargs)
+                check_known(dotted, key, known)
+                kwargs[key] = check_value(dotted, value, _HINTS[name][key], known[key].metadata)
+            sections[name] = section_cls(**kwargs)  # rules between two values checked here
         config = cls(**sections)
         _check_cross_fields(config)
         return config
@@ -219,61 +231,13 @@ SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fiel
 _HINTS = {name: typing.get_type_hints(cls) for name, cls in SECTIONS.items()}
 
 
-_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
 def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _check_known(dotted: str, key: Any, known: dict[str, Any]) -> None:
-    if key in known:
-        return
-    close = difflib.get_close_matches(str(key), list(known), n=1)
-    hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(known)}"
-    raise ConfigError(f"{dotted}: unknown key; {hint}")
-
-
-def _check_value(dotted: str, value: Any, hint: Any, meta: Any) -> Any:
-    """Check `value` against the type `hint` and the range in `meta`; return it normalized."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None:
-        if type(None) in options:
-            return None
-        raise ConfigError(f"{dotted}: must not be null")
-    base = next(t for t in options if t is not type(None))
-    if typing.get_origin(base) is tuple:  # betas: a pair of floats
-        n = len(typing.get_args(base))
-        if not isinstance(value, list | tuple) or len(value) != n:
-            raise ConfigError(f"{dotted}: expected a list of {n} numbers, got {_kind(value)}")
-        return tuple(_check_value(f"{dotted}[{i}]", v, float, meta) for i, v in enumerate(value))
-    if base is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-        value = float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string; mean the number
-    is_bool = isinstance(value, bool)  # bool subclasses int, but `true` is not a number
-    if base is float and isinstance(value, int) and not is_bool:
-        value = float(value)
-    if not isinstance(value, base) or (is_bool and base is not bool):
-        raise ConfigError(f"{dotted}: expected {base.__name__}, got {_kind(value)}")
-    if meta["choices"] is not None and value not in meta["choices"]:
-        raise ConfigError(f"{dotted}: must be one of {', '.join(map(repr, meta['choices']))}, "
-                          f"got {value!r}")
-    for op, bound, bad in (("> ", meta["gt"], lambda v, b: v <= b),
-                           (">= ", meta["ge"], lambda v, b: v < b),
-                           ("< ", meta["lt"], lambda v, b: v >= b)):
-        if bound is not None and bad(value, bound):
-            raise ConfigError(f"{dotted}: must be {op}{bound:g}, got {value!r}")
-    return value
-
-
 def _check_cross_fields(c: Config) -> None:
     """The rules that relate two values; each error names the key to change."""
-    m, s = c.model, c.schedule
-    if m.n_embd % m.n_head:
-        raise ConfigError(f"model.n_embd: must be divisible by model.n_head={m.n_head}, "
-                          f"got {m.n_embd}")
-    if m.position == "rope" and (m.n_embd // m.n_head) % 2:
-        raise ConfigError(f"model.position: 'rope' needs an even head size, got "
-                          f"n_embd // n_head = {m.n_embd // m.n_head}")
+    s = c.schedule
     if c.data.tokenizer == "bpe" and c.data.vocab_size is None:
         raise ConfigError("data.vocab_size: tokenizer 'bpe' needs a target vocabulary size")
     if c.optimizer.nesterov and (c.optimizer.name != "sgd" or c.optimizer.momentum == 0):
@@ -299,7 +263,10 @@ def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, dict[str, Any]
         if not sep or not dot or not section or not name or "." in name:
             raise ConfigError(f"{key.strip() or item}: an override is section.key=value, "
                               f"got {item!r}")
-        _check_known(section, section, SECTIONS)
+        try:
+            check_known(section, section, SECTIONS)
+        except SettingsError as e:
+            raise ConfigError(str(e)) from None
         if _HINTS[section].get(name) is str:  # a prompt like `ROMEO:` is text, not a mapping
             result.setdefault(section, {})[name] = text
             continue

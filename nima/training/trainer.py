@@ -49,13 +49,14 @@ from typing import Any, TextIO
 import numpy as np
 import yaml
 
-import nima
 from nima import random as nima_random
-from nima.allocator import retain_freed_memory
+from nima import runtime
+from nima.amp import autocast
 from nima.autograd import no_grad
 from nima.data.dataset import TOKENIZER_FILE, TokenDataset, prepare, text_digest
 from nima.data.synthetic import generate_corpus
 from nima.data.tokenizers import load_tokenizer
+from nima.generation import GenerationConfig, generate
 from nima.models.gpt import GPT
 from nima.optim import SGD, Adam, AdamW, GradScaler, clip_grad_norm_
 from nima.optim.adam import param_groups_for_decay
@@ -185,7 +186,8 @@ class Trainer:
     def __init__(self, config: Config, *, resume: bool = False, overwrite: bool = False,
                  stream: TextIO | None = None) -> None:
         t = config.training
-        retain_freed_memory()  # reuse last step's pages instead of faulting in fresh ones
+        if config.runtime.retain_memory:  # the config's explicit, process-wide choice
+            runtime.retain_freed_memory()
         self.run_dir = Path(t.run_dir)
         existing = list_checkpoints(self.run_dir) if self.run_dir.is_dir() else []
         if existing and not resume and not overwrite:
@@ -209,7 +211,7 @@ class Trainer:
                               f"the tokenizer's {self.meta['vocab_size']} tokens")
         self.config = resolved
         self.stream = stream
-        nima.manual_seed(t.seed)  # weights, then dropout draw from Nima's generator
+        nima_random.manual_seed(t.seed)  # weights, then dropout draw from Nima's generator
         self.model = GPT(resolved.model.to_gpt_config())
         self.optimizer = build_optimizer(resolved, self.model)
         self.scheduler = build_scheduler(resolved, self.optimizer)
@@ -273,7 +275,7 @@ class Trainer:
         total = 0.0
         for _ in range(t.grad_accum):
             x, y = self.train_data.get_batch(t.batch_size, m.block_size, self.data_rng)
-            with nima.autocast(enabled=t.mixed_precision):
+            with autocast(enabled=t.mixed_precision):
                 _, loss = self.model(x, y)
             if t.grad_accum > 1:
                 loss = loss / t.grad_accum  # the mean over micro-batches, summed by backward
@@ -307,7 +309,7 @@ class Trainer:
             losses = []
             for _ in range(t.eval_iters):
                 x, y = data.get_batch(t.batch_size, m.block_size, rng)
-                with nima.autocast(enabled=t.mixed_precision):
+                with autocast(enabled=t.mixed_precision):
                     losses.append(self.model(x, y)[1].item())
             result[f"{split}_loss"] = float(np.mean(losses))
         self.model.train()
@@ -329,10 +331,6 @@ class Trainer:
         plot_curves(self.metrics.records, self.run_dir / PLOT,
                     title=f"{self.run_dir.name}: {self.model.num_parameters():,} parameters")
 
-    def request_stop(self) -> None:
-        """Ask `fit` to save and return after the step in flight (what Ctrl-C does)."""
-        self._stop = True
-
     # --8<-- [start:fit]
     def fit(self) -> FitResult:
         """Train from the current step to `training.max_iters`."""
@@ -342,7 +340,9 @@ class Trainer:
                   f" ({tokens_per_step:,} tokens each) into {self.run_dir}")
         self.bar = ProgressBar(t.max_iters, self.step, self.stream)
         saved: Path | None = None
-        with self._ctrl_c_saves():
+        r = self.config.runtime
+        with self._ctrl_c_saves(), runtime.using(backend=r.backend, numba_threads=r.numba_threads,
+                                                 blas_threads=r.blas_threads):
             if self.step == 0:
                 self.evaluate()
             interval_time, interval_steps = 0.0, 0
@@ -392,15 +392,16 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
 
-    def sample(self, prompt: str | None = None, max_new_tokens: int | None = None,
-               seed: int | None = None) -> str:
-        """Text generated from `prompt` with the `sampling` settings of the config."""
+    def sample(self, prompt: str | None = None, **settings: Any) -> str:
+        """Text generated from `prompt` (default the config's) with the `sampling` settings of
+        the config, any of them overridden by `settings` (`max_new_tokens=50`); the seed is
+        the training seed unless the config or `settings` give one."""
         s = self.config.sampling
+        config = s.generation_config().updated(**{"seed": self.config.training.seed,
+                                                  **({} if s.seed is None else {"seed": s.seed}),
+                                                  **settings})
         tokenizer = load_tokenizer(self.tokenizer_path)
-        return sample_text(self.model, tokenizer, s.prompt if prompt is None else prompt,
-                           s.max_new_tokens if max_new_tokens is None else max_new_tokens,
-                           temperature=s.temperature, top_k=s.top_k,
-                           seed=self.config.training.seed if seed is None else seed)
+        return sample_text(self.model, tokenizer, s.prompt if prompt is None else prompt, config)
 
     def _log(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -412,14 +413,12 @@ class Trainer:
             print(text, file=self.stream or sys.stderr, flush=True)
 
 
-def sample_text(model: GPT, tokenizer: Any, prompt: str, max_new_tokens: int, *,
-                temperature: float = 1.0, top_k: int | None = None, seed: int = 0) -> str:
-    """Sample `max_new_tokens` tokens after `prompt` (seeded); return the prompt and the text."""
+def sample_text(model: GPT, tokenizer: Any, prompt: str, config: GenerationConfig) -> str:
+    """The prompt and the text `generate` continues it with under `config`."""
     ids = tokenizer.encode(prompt)
     if not ids:
         raise ValueError("sample: the prompt must hold at least one token, got an empty one")
-    out = model.generate(np.asarray([ids]), max_new_tokens, do_sample=True,
-                         temperature=temperature, top_k=top_k, seed=seed, stats=False)
+    out = generate(model, np.asarray([ids]), config=config, stats=False)
     return tokenizer.decode(out.tolist()[0])
 
 

@@ -5,7 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from nima.generation import BeamHypotheses, beam_search, generate, softmax
+import nima
+from nima.generation import BeamHypotheses, generate, softmax
+from nima.models import GPTConfig
 
 
 def summed_logprob(logits_of, model, row: np.ndarray, T0: int) -> float:
@@ -84,10 +86,60 @@ def test_hypotheses_keep_the_best_and_know_when_done() -> None:
 
 def test_errors(make_gpt) -> None:
     model = make_gpt()
-    with pytest.raises(ValueError, match=r"num_return_sequences must be in \[1, num_beams=2\]"):
-        beam_search(model, np.array([[1]]), 3, num_beams=2, num_return_sequences=3)
-    with pytest.raises(ValueError, match="stop_strings are not supported with beam search"):
+    with pytest.raises(ValueError, match=r"num_return_sequences: at most num_beams=2"):
+        generate(model, np.array([[1]]), 3, num_beams=2, num_return_sequences=3)
+    with pytest.raises(ValueError, match="stop_strings: not supported with beam search"):
         generate(model, np.array([[1]]), 3, num_beams=2, stop_strings="a", tokenizer=str)
+
+
+class Bigram:
+    """A language model whose next-token distribution depends on the last token only: row
+    `table[t]` of probabilities. Enough of the protocol `generate` needs, with a trivial
+    cache (only its length matters)."""
+
+    class Cache:
+        def __init__(self) -> None:
+            self.length = 0
+
+        def reorder(self, rows: np.ndarray) -> None:
+            pass
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table, self.training = table, False
+        self.config = GPTConfig(vocab_size=len(table), block_size=8, n_layer=1, n_head=1,
+                                n_embd=2)
+
+    def eval(self) -> None:
+        pass
+
+    def train(self, mode: bool = True) -> None:
+        pass
+
+    def new_caches(self) -> list:
+        return [Bigram.Cache()]
+
+    def forward(self, idx: np.ndarray, caches: list) -> tuple[nima.Tensor, None]:
+        caches[0].length += idx.shape[1]
+        with np.errstate(divide="ignore"):
+            return nima.Tensor(np.log(self.table[idx])), None  # (B, T, V)
+
+
+def test_early_stopping_keeps_a_better_running_beam() -> None:
+    # tokens: 0 = BOS, 1 = a, 2 = b, 3 = EOS. After BOS: a .5, b .2, EOS .3; after a: a .9;
+    # after b: EOS .9 (the rest of each row spread over the other tokens)
+    table = np.full((4, 4), 1e-9)
+    table[0, 1:] = [0.5, 0.2, 0.3]
+    table[1, 1], table[1, 2] = 0.9, 0.1 - 2e-9
+    table[2, 3], table[2, 1] = 0.9, 0.1 - 2e-9
+    table[3, 3] = 1.0 - 3e-9
+    out = generate(Bigram(table), np.array([[0]]), 2, num_beams=2, early_stopping=True,
+                   eos_token_id=3, num_return_sequences=2)
+    # [a, a] scores log(.5 * .9) / 2 = -0.399: better than both finished hypotheses,
+    # [b, EOS] (-0.857) and [EOS] (-1.204), so it must be returned first
+    assert out.sequences[0, 1:].tolist() == [1, 1]
+    np.testing.assert_allclose(out.scores[0], np.log(0.5 * 0.9) / 2, rtol=1e-6)
+    assert out.sequences[1, 1:].tolist() == [2, 3]
+    assert out.scores[0] >= out.scores[1]
 
 
 def test_kv_cache_reorder() -> None:

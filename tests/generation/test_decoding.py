@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 import nima
-from nima.generation import RepetitionPenalty, Temperature, TopK, TopP, generate, sample_tokens
+from nima.generation import (
+    GenerationConfig,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
+    generate,
+    sample_tokens,
+)
 from nima.generation import softmax as softmax_rows
 
 
@@ -148,34 +156,52 @@ def test_greedy_stats_against_the_full_forward(make_gpt, logits_of) -> None:
     np.testing.assert_allclose(out.sequence_logprobs[0], np.log(p.max(-1)).sum(), rtol=1e-6)
 
 
-def test_mode_and_kernel_backend_are_restored(make_gpt) -> None:
+def test_mode_is_restored_and_backends_agree(make_gpt) -> None:
     model = make_gpt()
     backend = nima.kernels.current()
-    np.testing.assert_array_equal(generate(model, prompts(2, 3, 11), 5, backend="numba").sequences,
-                                  generate(model, prompts(2, 3, 11), 5).sequences)
+    with nima.kernels.backend("numpy"):
+        reference = generate(model, prompts(2, 3, 11), 5).sequences
+    np.testing.assert_array_equal(generate(model, prompts(2, 3, 11), 5).sequences, reference)
     assert nima.kernels.current() == backend
     for mode in (True, False):
         model.train(mode)
-        model.generate(prompts(1, 2, 11), 3)
+        generate(model, prompts(1, 2, 11), 3)
         assert model.training is mode
-        model.generate(prompts(1, 2, 11), 3, num_beams=2)
+        generate(model, prompts(1, 2, 11), 3, num_beams=2)
         assert model.training is mode
+
+
+def test_config_and_keywords_combine(make_gpt) -> None:
+    model = make_gpt()
+    config = GenerationConfig(max_new_tokens=4, do_sample=True, top_k=3, seed=1)
+    by_config = generate(model, prompts(2, 3, 11), config=config)
+    by_keywords = generate(model, prompts(2, 3, 11), 4, do_sample=True, top_k=3, seed=1)
+    np.testing.assert_array_equal(by_config.sequences, by_keywords.sequences)
+    assert by_config.sequences.shape == (2, 7)
+    longer = generate(model, prompts(2, 3, 11), 6, config=config)  # keywords override it
+    assert longer.sequences.shape == (2, 9)
+    with pytest.raises(ValueError, match=r"GenerationConfig\.top_kk: unknown key; did you mean "
+                                         r"'top_k'"):
+        generate(model, prompts(1, 2, 11), 3, top_kk=3)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     (dict(idx=np.array([1, 2])), r"generate: idx must be a batch of prompts \(B, T\)"),
-    (dict(max_new_tokens=-1), "generate: max_new_tokens must be an int >= 0, got -1"),
-    (dict(strategy="nucleus"), "generate: strategy must be one of greedy, sample"),
-    (dict(strategy="sample", num_beams=3), "num_beams=3 needs strategy='beam'"),
-    (dict(strategy="entropy"), "strategy='entropy' needs target_entropy"),
+    (dict(max_new_tokens=-1), "GenerationConfig.max_new_tokens: must be >= 0, got -1"),
+    (dict(max_new_tokens=10**12), "GenerationConfig.max_new_tokens: must be <= 1000000"),
+    (dict(strategy="nucleus"), "GenerationConfig.strategy: must be one of 'greedy', 'sample'"),
+    (dict(strategy="sample", num_beams=3), "num_beams: 3 beams need strategy 'beam'"),
+    (dict(strategy="entropy"), "GenerationConfig.target_entropy: strategy 'entropy' needs"),
     (dict(stop_strings="x"), "stop_strings need a tokenizer"),
     (dict(num_return_sequences=2), "greedy decoding gives one sequence per prompt"),
-    (dict(temperature=0.0), "Temperature: temperature must be a finite number > 0"),
-    (dict(do_sample=True, top_p=2.0), r"TopP: top_p must be in \(0, 1\]"),
-    (dict(window_keep=17), r"keep must be an int in \[1, block_size=16\], got 17"),
-    (dict(target_entropy=2.0, min_temp=1.0, max_temp=0.5), "need 0 < min_temp <= max_temp"),
-    (dict(do_sample=True, top_k=0), "TopK: top_k must be an int >= 1, got 0"),
-    (dict(repetition_penalty=0.0), "RepetitionPenalty: penalty must be a finite number > 0"),
+    (dict(temperature=0.0), "GenerationConfig.temperature: must be > 0, got 0.0"),
+    (dict(temperature=float("inf")), "GenerationConfig.temperature: must be a finite number"),
+    (dict(do_sample=True, top_p=2.0), "GenerationConfig.top_p: must be <= 1, got 2.0"),
+    (dict(window_keep=17), "ContextWindow.keep: must be <= block_size=16, got 17"),
+    (dict(target_entropy=2.0, min_temp=1.0, max_temp=0.5), "min_temp: must be <= max_temp"),
+    (dict(do_sample=True, top_k=0), "GenerationConfig.top_k: must be >= 1, got 0"),
+    (dict(repetition_penalty=0.0), "GenerationConfig.repetition_penalty: must be > 0"),
+    (dict(num_beams=True), "GenerationConfig.num_beams: expected int, got bool"),
 ])
 def test_errors(make_gpt, kwargs, match) -> None:
     model = make_gpt()

@@ -109,8 +109,8 @@ def test_chain_applies_in_order() -> None:
 
 
 @pytest.mark.parametrize(("make", "match"), [
-    (lambda: TopK(0), "TopK: top_k must be an int >= 1, got 0"),
-    (lambda: TopK(2.5), "TopK: top_k"),
+    (lambda: TopK(0), "TopK.top_k: must be >= 1, got 0"),
+    (lambda: TopK(2.5), "TopK.top_k: expected int"),
     (lambda: TopP(0.0), r"TopP: top_p must be in \(0, 1\], got 0.0"),
     (lambda: TopP(1.5), "TopP: top_p"),
     (lambda: RepetitionPenalty(0.0), "RepetitionPenalty: penalty must be a finite number > 0"),
