@@ -83,7 +83,8 @@ class MemoryAttention(MultiHeadAttention):
     Parameter `(n_head,)`, zeros at first ($g = 1/2$).
 
     Args:
-        d_model, n_head: as `MultiHeadAttention`.
+        d_model: model width $d$.
+        n_head: number of heads.
         block_size: the longest segment; decoding moves the local window to the bank every
             `block_size` tokens.
         capacity: entries per stream and head the bank keeps.
@@ -91,7 +92,8 @@ class MemoryAttention(MultiHeadAttention):
         top_k: read only the $k$ best-scoring entries per query; None reads them all.
         contrastive: compute the InfoNCE `aux_loss` in training.
         temperature: $\tau$ of that loss.
-        bias, dropout: as `MultiHeadAttention` (dropout on local and memory weights).
+        bias: biases in `qkv` and `proj`.
+        dropout: dropout on the local and the memory attention weights in training.
 
     `write_memory` (True): whether a forward without a cache writes its keys and values to the
     bank; set it False to evaluate without changing the memory (e.g. in a gradient check).

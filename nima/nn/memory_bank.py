@@ -26,7 +26,8 @@ class MemoryBank(Module):
 
     Args:
         capacity: the most entries kept per stream and head.
-        n_head, head_dim: the shape of one entry, `(n_head, head_dim)`.
+        n_head: heads; one entry is `(n_head, head_dim)`.
+        head_dim: the width of a head's key and value.
         batch_size: the number of streams $B$ (each row its own memory).
         dtype: of the stored keys and values.
     """

@@ -55,7 +55,8 @@ def tree_levels(block_size: int, chunk_size: int, levels: int | None = None,
                 owner: str = "TreeAttention") -> int:
     r"""The number of levels $L$ above the tokens for which the tree covers `block_size`:
     $b^L < \text{block\_size} \le b^{L+1}$ (the whole past is reachable, and the top level is
-    used). Derived when `levels` is None; otherwise checked, with an error naming the values.
+    used), and at least 1. Derived when `levels` is None; otherwise checked, with an error
+    naming the values.
 
     Example: `tree_levels(512, 16)` is 2 ($16^2 = 256 < 512 \le 4096$).
     """
