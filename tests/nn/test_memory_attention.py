@@ -177,6 +177,17 @@ def test_cache_bank_is_bounded_reorders_and_resets() -> None:
     assert cache.length == 0 and cache.bank is None and isinstance(cache, MemoryCache)
 
 
+def test_a_checkpoint_holds_the_memory(tmp_path) -> None:
+    m = make(capacity=6)
+    x = inputs(T=12)
+    m(x[:, :4]), m(x[:, 4:8])
+    nima.save(m.state_dict(), tmp_path / "memory.safetensors")
+    assert {"memory.keys", "memory.values", "memory.count"} <= set(m.state_dict())
+    resumed = make(capacity=6, seed=3)
+    resumed.load_state_dict(nima.load(tmp_path / "memory.safetensors"))
+    np.testing.assert_array_equal(resumed(x[:, 8:]).data, m(x[:, 8:]).data)
+
+
 def test_contrastive_loss_only_in_training() -> None:
     m = make(contrastive=True)
     fill(m, 3)
