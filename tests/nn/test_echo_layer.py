@@ -93,18 +93,22 @@ def test_backward_after_every_segment_with_tbptt_1() -> None:
 
 
 def test_the_state_buffer_is_never_part_of_a_graph() -> None:
-    m = make(tbptt=3)
-    x1, x2 = segments(2)
-    m.reset()
-    m(x1)
-    held = m.state.data.copy()
-    y2 = m(x2)  # reads the carried (graph) state, not the buffer
-    m.state.data[...] = 123.0  # a checkpoint load would write here in place
-    y2.sum().backward()  # ... without corrupting the pending backward
-    fresh = make(tbptt=3)
-    fresh.reset()
-    fresh(x1)
-    np.testing.assert_array_equal(fresh.state.data, held)
+    """A checkpoint load writes into the `state` buffer in place; between a forward and its
+    backward that must not change the gradients."""
+    grads = []
+    for overwrite in (False, True):
+        m = make(tbptt=3)
+        x1, x2 = (x.requires_grad_() for x in segments(2))
+        m.reset()
+        m(x1)
+        y2 = m(x2)  # reads the carried state, whose graph reaches x1
+        if overwrite:
+            m.state.data[...] = 123.0
+        y2.sum().backward()
+        grads.append((x1.grad, m.initial.grad))
+    for with_overwrite, reference in zip(grads[1], grads[0], strict=True):
+        np.testing.assert_array_equal(with_overwrite, reference)
+    assert np.abs(grads[0][0]).sum() > 0  # the gradient did cross the segment boundary
 
 
 @given(T=st.integers(2, SEG), data=st.data())
