@@ -14,13 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 
 import nima
 from nima.nn import Parameter
 from nima.nn.positional import ALiBi, RotaryEmbedding, sinusoidal_table
+from nima.nn.tree_attention import tree_pattern
 from nima.optim import SGD, Constant, Linear, Noam, WarmupCosine
 
 
@@ -103,14 +106,101 @@ def shakespeare(fig: Figure) -> None:
     right.legend(fontsize=7)
 
 
+LEVEL_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+
+
+def tree_attention_pattern(fig: Figure) -> None:
+    """Left: `tree_pattern` — the level through which each query reads each key. Right: how many
+    keys a query reads, tree vs dense, at T = 1024 with b = 16."""
+    left, right = fig.subplots(1, 2, width_ratios=[1, 1.3])
+    pattern = tree_pattern(64, 4, 2)  # (T, T), -1 above the diagonal
+    image = left.imshow(np.where(pattern >= 0, pattern, np.nan), origin="upper",
+                        cmap=ListedColormap(LEVEL_COLOURS[:3]), vmin=-0.5, vmax=2.5)
+    bar = fig.colorbar(image, ax=left, ticks=[0, 1, 2], shrink=0.8)
+    bar.ax.set_yticklabels(["token", "level-1\nsummary", "level-2\nsummary"])
+    left.set(title="b = 4, L = 2: where query t reads key s", xlabel="key s", ylabel="query t")
+    T, b, levels = 1024, 16, 2
+    pattern = tree_pattern(T, b, levels)
+    keys = (pattern == 0).sum(1).astype(float)  # tokens of the own leaf chunk
+    for level in range(1, levels + 1):
+        keys += (pattern == level).sum(1) / b ** level  # one key per whole chunk
+    right.plot(np.arange(T), np.arange(1, T + 1), color="k", label="dense: t + 1 keys")
+    right.plot(np.arange(T), keys, color=LEVEL_COLOURS[0], lw=0.8,
+               label=f"tree, b = {b}, L = {levels}: at most {b + levels * (b - 1)}")
+    right.set(yscale="log", title="keys per query, T = 1024", xlabel="query t", ylabel="keys")
+    right.legend(loc="lower right")
+
+
+def pooling_pyramid(fig: Figure) -> None:
+    """The pyramid of a 16-token sequence with b = 2, L = 3: every completed chunk's summary,
+    and — coloured — the pieces query t = 13 reads in tree attention."""
+    b, levels, T, t = 2, 3, 16, 13
+    row = tree_pattern(T, b, levels)[t]
+    ax = fig.subplots()
+    for level in range(levels + 1):
+        span = b ** level
+        for j in range(T // span):
+            cells = row[j * span:(j + 1) * span]
+            read = (cells == level).all()
+            inside = j * span <= t < (j + 1) * span  # the chunk holding t: never its summary
+            future = j * span > t
+            colour = LEVEL_COLOURS[level] if read else ("white" if inside or future else
+                                                         "#e4e4e4")
+            ax.add_patch(Rectangle((j * span + 0.05, level + 0.05), span - 0.1, 0.8,
+                                   facecolor=colour, edgecolor="#999999" if future else "k",
+                                   ls=":" if future else "-",
+                                   hatch="//" if inside and level else None, lw=0.8))
+            label = f"$x_{{{j}}}$" if level == 0 else f"$S_{level}[{j}]$"
+            ax.text(j * span + span / 2, level + 0.45, label, ha="center", va="center",
+                    fontsize=7 if level == 0 else 8, color="w" if read else "k")
+    ax.annotate(f"query t = {t}", (t + 0.5, -0.05), (t + 0.5, -0.6), ha="center",
+                arrowprops={"arrowstyle": "->"})
+    ax.set(xlim=(0, T), ylim=(-0.8, levels + 1), xlabel="position",
+           yticks=[l + 0.45 for l in range(levels + 1)],
+           title=f"pooling pyramid, b = {b}, L = {levels}, and what query t = {t} reads")
+    ax.set_yticklabels(["tokens"] + [f"level {l}" for l in range(1, levels + 1)])
+
+
+def tree_attention_cost(fig: Figure) -> None:
+    """Time and peak memory of a forward + backward, tree vs dense attention, from the committed
+    results of `benchmarks/bench_tree_attention.py`."""
+    results = json.loads(TREE_RESULTS.read_text(encoding="utf-8"))
+    left, right = fig.subplots(1, 2)
+    styles = {"default": "-", "1": "--"}
+    for threads, rows in results["rows"].items():
+        T = [r["T"] for r in rows]
+        name = "2 threads" if threads == "default" else "1 thread"
+        for layer, colour in (("tree", LEVEL_COLOURS[0]), ("dense", "k")):
+            left.plot(T, [r[layer]["ms"] for r in rows], styles[threads], marker="o", ms=3,
+                      color=colour, label=f"{layer}, {name}")
+    rows = results["rows"]["default"]
+    T = np.array([r["T"] for r in rows], dtype=float)
+    for layer, colour in (("tree", LEVEL_COLOURS[0]), ("dense", "k")):
+        right.plot(T, [r[layer]["mb"] for r in rows], marker="o", ms=3, color=colour,
+                   label=layer)
+    base = rows[-1]["tree"]["mb"] / (T[-1] * np.log2(T[-1]))
+    right.plot(T, base * T * np.log2(T), ":", color=LEVEL_COLOURS[0], label="T log T")
+    right.plot(T, rows[-1]["dense"]["mb"] * (T / T[-1]) ** 2, ":", color="k", label="T²")
+    left.set(xscale="log", yscale="log", xlabel="T", ylabel="ms", title="forward + backward time")
+    right.set(xscale="log", yscale="log", xlabel="T", ylabel="MiB",
+              title="peak memory of a forward + backward")
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+
+
 FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "positions_sinusoidal": (sinusoidal, (10, 4)),
     "positions_rope": (rope, (7, 4)),
     "positions_alibi": (alibi, (12, 3.4)),
     "optim_schedules": (schedules, (11, 4)),
     "shakespeare_loss": (shakespeare, (12, 4.2)),
+    "tree_attention_pattern": (tree_attention_pattern, (12, 4.6)),
+    "pooling_pyramid": (pooling_pyramid, (11, 3.4)),
+    "tree_attention_cost": (tree_attention_cost, (11, 4)),
 }
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "shakespeare.json"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+SHAKESPEARE = RESULTS / "shakespeare.json"
+TREE_RESULTS = RESULTS / "tree_attention.json"
 _out = Path(tempfile.mkdtemp(prefix="nima-docs-figures-"))
 
 
