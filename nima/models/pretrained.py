@@ -372,14 +372,35 @@ def load_pretrained(path: str | os.PathLike[str], *, dtype: Any = np.float32) ->
 
 
 # ------------------------------------------------------------------------------ writing
-def _the(model: GPT, kind: type | tuple[type, ...], what: str) -> Any:
-    """The one value `what` shared by every module of `kind` in `model` (e.g. every norm's
-    eps), read off the modules themselves: what the model computes."""
+def _the(model: GPT, kind: type, what: str) -> Any:
+    """The one value of attribute `what` shared by every module of `kind` in `model` (None
+    when there is none)."""
     values = {getattr(m, what) for m in model.modules() if isinstance(m, kind)}
-    if len(values) != 1:
-        raise PretrainedError(f"save_pretrained: the model's {kind} modules have "
-                              f"{what} = {sorted(values)}; a config.json holds one")
-    return values.pop()
+    if len(values) > 1:
+        raise PretrainedError(f"the model's {kind.__name__} modules differ in {what} "
+                              f"({sorted(values)}); a config holds one value")
+    return values.pop() if values else None
+
+
+# --8<-- [start:model_settings]
+def model_settings(model: GPT) -> dict[str, Any]:
+    """What a file must record, beyond `GPTConfig`'s shapes, to rebuild what `model` computes,
+    read off its modules: `norm_eps`, `gelu_approximate`, `rope_theta` (None without RoPE or
+    GELU), `n_kv_head`, `head_dim`, the FFN width `ffn_hidden`, and whether the attention and
+    FFN layers have biases (`attn_bias`, `mlp_bias`)."""
+    c = model.config
+    block = model.blocks[0]
+    head_dim = c.n_embd // c.n_head
+    qkv_rows = block.attn.qkv.weight.shape[0]  # (n_head + 2 n_kv_head) head_dim
+    return {"norm_eps": _the(model, LayerNorm if c.norm == "layernorm" else RMSNorm, "eps"),
+            "gelu_approximate": _the(model, FeedForward, "approximate") if c.ffn == "gelu"
+            else None,
+            "rope_theta": _the(model, RotaryEmbedding, "base"),
+            "n_kv_head": (qkv_rows // head_dim - c.n_head) // 2, "head_dim": head_dim,
+            "ffn_hidden": block.ffn.proj.weight.shape[1],
+            "attn_bias": block.attn.qkv.bias is not None,
+            "mlp_bias": block.ffn.fc.bias is not None}
+# --8<-- [end:model_settings]
 
 
 # --8<-- [start:hf_config]
@@ -390,11 +411,7 @@ def hf_config(model: GPT) -> dict[str, Any]:
         PretrainedError: the model is neither (the message names the `GPTConfig` field that
             has no equivalent).
     """
-    c = model.config
-    block = model.blocks[0]
-    head_dim = c.n_embd // c.n_head
-    n_kv_head = (block.attn.qkv.weight.shape[0] // head_dim - c.n_head) // 2
-    ffn_hidden = block.ffn.proj.weight.shape[1]
+    c, s = model.config, model_settings(model)
     common = {"vocab_size": c.vocab_size, "tie_word_embeddings": c.tie_weights,
               "torch_dtype": str(model.wte.weight.dtype)}
     if c.attention != "content" or c.norm_placement != "pre":
@@ -402,31 +419,30 @@ def hf_config(model: GPT) -> dict[str, Any]:
         raise PretrainedError(f"save_pretrained: {field}={getattr(c, field)!r} has no GPT-2 or "
                               f"LLaMA equivalent")
     if (c.position, c.norm) == ("learned", "layernorm"):
-        if c.ffn not in ("gelu", "relu") or not c.bias or n_kv_head != c.n_head:
+        if c.ffn not in ("gelu", "relu") or not c.bias or s["n_kv_head"] != c.n_head:
             field, value = (("ffn", c.ffn) if c.ffn not in ("gelu", "relu") else
-                            ("bias", c.bias) if not c.bias else ("n_kv_head", n_kv_head))
+                            ("bias", c.bias) if not c.bias else ("n_kv_head", s["n_kv_head"]))
             raise PretrainedError(f"save_pretrained: a GPT-2 model (learned positions, "
                                   f"layernorm) has gelu/relu, biases and n_kv_head = n_head; "
                                   f"this one has {field}={value!r}")
         act = "relu" if c.ffn == "relu" else \
-            {"tanh": "gelu_new", "none": "gelu"}[_the(model, FeedForward, "approximate")]
+            {"tanh": "gelu_new", "none": "gelu"}[s["gelu_approximate"]]
         return {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], **common,
                 "n_positions": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer,
                 "n_head": c.n_head, "n_inner": c.ffn_hidden, "activation_function": act,
-                "layer_norm_epsilon": _the(model, LayerNorm, "eps"),
+                "layer_norm_epsilon": s["norm_eps"],
                 "resid_pdrop": c.dropout, "embd_pdrop": c.dropout, "attn_pdrop": c.dropout}
     if (c.position, c.norm, c.ffn) == ("rope", "rmsnorm", "swiglu"):
-        theta = _the(model, RotaryEmbedding, "base")
+        theta = s["rope_theta"]
         return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], **common,
                 "max_position_embeddings": c.block_size, "hidden_size": c.n_embd,
-                "intermediate_size": ffn_hidden, "num_hidden_layers": c.n_layer,
-                "num_attention_heads": c.n_head, "num_key_value_heads": n_kv_head,
-                "head_dim": head_dim, "hidden_act": "silu",
-                "rms_norm_eps": _the(model, RMSNorm, "eps"),
+                "intermediate_size": s["ffn_hidden"], "num_hidden_layers": c.n_layer,
+                "num_attention_heads": c.n_head, "num_key_value_heads": s["n_kv_head"],
+                "head_dim": s["head_dim"], "hidden_act": "silu", "rms_norm_eps": s["norm_eps"],
                 "rope_theta": theta, "rope_parameters": {"rope_type": "default",
                                                           "rope_theta": theta},
-                "attention_bias": block.attn.qkv.bias is not None,
-                "mlp_bias": block.ffn.fc.bias is not None, "attention_dropout": c.dropout}
+                "attention_bias": s["attn_bias"], "mlp_bias": s["mlp_bias"],
+                "attention_dropout": c.dropout}
     raise PretrainedError(f"save_pretrained: position={c.position!r}, norm={c.norm!r}, "
                           f"ffn={c.ffn!r} is neither GPT-2 (learned, layernorm, gelu/relu) nor "
                           f"LLaMA (rope, rmsnorm, swiglu)")
@@ -498,4 +514,5 @@ def save_pretrained(model: GPT, path: str | os.PathLike[str], *,
 
 
 __all__ = ["CheckpointError", "PretrainedError", "config_from_hf", "hf_config",
-           "hf_state_dict", "load_pretrained", "read_weights", "save_pretrained"]
+           "hf_state_dict", "load_pretrained", "model_settings", "read_weights",
+           "save_pretrained"]
