@@ -16,7 +16,9 @@ x \leftarrow x + \operatorname{FFN}(\operatorname{N}_2(x))$$
 (a bias on the scores), the FFN kinds `gelu` (tanh or exact), `relu`, `glu`, `swiglu`, the norms
 `layernorm` and `rmsnorm`, and grouped-query attention. Position tables are stored in the file,
 computed by Nima, so nothing here needs to agree with Nima's formulas for them. Each step runs
-the whole context again (no KV cache): simple, and fast enough for a small model.
+the whole context again (no KV cache): simple, and fast enough for a small model. For a small
+model on a busy machine, start it with `OPENBLAS_NUM_THREADS=1`: its matrix products are too
+small to gain from a second BLAS thread, which then mostly waits.
 
 The `.npz` holds `config.json` and `tokenizer.json` as UTF-8 bytes (uint8 arrays), the weights as
 `weights/<name>` (Nima's parameter names) and the position tables as `tables/<name>`.
@@ -101,6 +103,7 @@ def norm(x: np.ndarray, w: dict[str, np.ndarray], name: str, c: dict) -> np.ndar
     return rms_norm(x, w[f"{name}.weight"], c["norm_eps"])
 
 
+# --8<-- [start:attention]
 def attention(x: np.ndarray, w: dict[str, np.ndarray], t: dict[str, np.ndarray], name: str,
               c: dict) -> np.ndarray:
     """Causal multi-head attention, with `n_kv_head` key/value heads shared by groups of
@@ -124,6 +127,7 @@ def attention(x: np.ndarray, w: dict[str, np.ndarray], t: dict[str, np.ndarray],
     y = softmax(scores) @ v  # (B, nh, T, hd)
     y = y.transpose(0, 2, 1, 3).reshape(B, T, C)
     return linear(y, w, f"{name}.proj")
+# --8<-- [end:attention]
 
 
 def feed_forward(x: np.ndarray, w: dict[str, np.ndarray], name: str, c: dict) -> np.ndarray:
@@ -139,6 +143,7 @@ def feed_forward(x: np.ndarray, w: dict[str, np.ndarray], name: str, c: dict) ->
     return linear(a, w, f"{name}.proj")
 
 
+# --8<-- [start:forward]
 def forward(config: dict, arrays: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
     """Logits `(B, T, vocab_size)` for token ids `idx` `(B, T)`, T at most `block_size`."""
     c = config["model"]
@@ -162,6 +167,7 @@ def forward(config: dict, arrays: dict[str, np.ndarray], idx: np.ndarray) -> np.
         x = norm(x, w, "ln_f", c)
     head = w["wte.weight"] if c["tie_weights"] else w["lm_head.weight"]
     return x @ head.T  # (B, T, V)
+# --8<-- [end:forward]
 
 
 def sample(config: dict, arrays: dict[str, np.ndarray], ids: list[int], max_new_tokens: int,
