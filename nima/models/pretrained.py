@@ -419,9 +419,10 @@ def hf_config(model: GPT) -> dict[str, Any]:
         raise PretrainedError(f"save_pretrained: {field}={getattr(c, field)!r} has no GPT-2 or "
                               f"LLaMA equivalent")
     if (c.position, c.norm) == ("learned", "layernorm"):
-        if c.ffn not in ("gelu", "relu") or not c.bias or s["n_kv_head"] != c.n_head:
+        biases = c.bias and s["attn_bias"] and s["mlp_bias"]  # GPT-2 has them everywhere
+        if c.ffn not in ("gelu", "relu") or not biases or s["n_kv_head"] != c.n_head:
             field, value = (("ffn", c.ffn) if c.ffn not in ("gelu", "relu") else
-                            ("bias", c.bias) if not c.bias else ("n_kv_head", s["n_kv_head"]))
+                            ("bias", False) if not biases else ("n_kv_head", s["n_kv_head"]))
             raise PretrainedError(f"save_pretrained: a GPT-2 model (learned positions, "
                                   f"layernorm) has gelu/relu, biases and n_kv_head = n_head; "
                                   f"this one has {field}={value!r}")

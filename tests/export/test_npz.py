@@ -38,6 +38,10 @@ CONFIGS = {
     "post-norm": dict(norm_placement="post"),
     "post-norm, rope, rmsnorm": dict(norm_placement="post", position="rope", norm="rmsnorm"),
     "alibi, 3 heads": dict(position="alibi", n_head=3, n_embd=12),
+    "grouped-query": pytest.param(
+        dict(position="rope", n_head=4, n_kv_head=2, norm="rmsnorm"),
+        marks=pytest.mark.xfail(reason="needs GPTConfig.n_kv_head (not in this GPTConfig yet)",
+                                raises=TypeError, strict=False)),
 }
 
 
@@ -59,7 +63,7 @@ def ids(T: int = 10, V: int = 23) -> np.ndarray:
     return np.random.default_rng(3).integers(0, V, (3, T))
 
 
-@pytest.mark.parametrize("overrides", CONFIGS.values(), ids=CONFIGS.keys())
+@pytest.mark.parametrize("overrides", CONFIGS.values(), ids=list(CONFIGS))
 def test_logits_equal_nima_in_float64(tmp_path, overrides) -> None:
     model = random_gpt(**overrides).double()
     export_npz(model, tmp_path / "m.npz")
