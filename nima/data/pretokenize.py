@@ -61,12 +61,19 @@ def _class_ranges(codepoints: list[int]) -> str:
     )
 
 
+@functools.cache
+def _other_numbers() -> tuple[int, ...]:
+    """The code points of Unicode categories `Nl` and `No` (a scan of `unicodedata`)."""
+    category = unicodedata.category
+    return tuple(c for c in range(sys.maxunicode + 1) if category(chr(c)) in ("Nl", "No"))
+
+
 # --8<-- [start:gpt2_pattern]
 @functools.cache
 def gpt2_split_pattern(bmp_only: bool = False) -> str:
     """GPT-2's split pattern for `re`: the same chunks as `GPT2_REGEX_PATTERN` under `regex`.
 
-    Built on first use (a scan of `unicodedata`, about 0.3 s) and cached. `bmp_only=True`
+    Built on first use (a scan of `unicodedata`, about 0.3 s, once) and cached. `bmp_only=True`
     leaves the code points above U+FFFF out of the number list: the chunks are then the same
     only for text without such characters (emoji are among them), and `re` finds them about
     twice as fast, because each class compiles to one lookup table instead of a table plus a
@@ -76,10 +83,8 @@ def gpt2_split_pattern(bmp_only: bool = False) -> str:
         >>> re.findall(gpt2_split_pattern(), "Hello world's  42 ½!!")
         ['Hello', ' world', "'s", ' ', ' 42', ' ½', '!!']
     """
-    category = unicodedata.category
-    top = 0xFFFF if bmp_only else sys.maxunicode
     other_numbers = _class_ranges(  # N_lo: Nl and No, the numbers \d leaves out
-        [c for c in range(top + 1) if category(chr(c)) in ("Nl", "No")])
+        [c for c in _other_numbers() if not bmp_only or c <= 0xFFFF])
     letter = rf"[^\W\d_{other_numbers}]"  # \p{L}
     number = rf"[\d{other_numbers}]"  # \p{N}
     other = r"(?:[^\s\w]|[_\x1c-\x1f])"  # [^\s\p{L}\p{N}]
