@@ -42,6 +42,9 @@ DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype("?"),
 }
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
+# Read, never written: bfloat16, which NumPy has no dtype for, is widened to float32 on load —
+# exactly, since a bfloat16 is the upper 16 bits of the float32 of the same value.
+_WIDENED: dict[str, np.dtype] = {"BF16": np.dtype("<u2")}
 
 # First bytes of the files Nima refuses outright: pickle (protocol 2+) and zip (`torch.save`).
 _PICKLE_MAGIC, _ZIP_MAGIC = b"\x80", b"PK\x03\x04"
@@ -156,7 +159,8 @@ def save(tensors: Mapping[str, np.ndarray | Tensor], path: PathLike,
 
 # --8<-- [start:load]
 def load(path: PathLike) -> dict[str, np.ndarray]:
-    """Read every tensor of a safetensors file, as fresh writable NumPy arrays.
+    """Read every tensor of a safetensors file, as fresh writable NumPy arrays (bfloat16 ones,
+    `BF16`, widened exactly to float32).
 
     Every field is checked before any data is used, and a stored sha256 is verified.
 
@@ -212,8 +216,10 @@ def _read(path: PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             raise fail(f"tensor {name!r}: expected an object with exactly dtype, shape and "
                        f"data_offsets, got {info!r}")
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if code not in DTYPES:
-            raise fail(f"tensor {name!r}: unknown dtype {code!r} (known: {', '.join(DTYPES)})")
+        stored = DTYPES.get(code, _WIDENED.get(code))
+        if stored is None:
+            raise fail(f"tensor {name!r}: unknown dtype {code!r} (known: "
+                       f"{', '.join([*DTYPES, *_WIDENED])})")
         if not (isinstance(shape, list) and all(_is_count(d) for d in shape)):
             raise fail(f"tensor {name!r}: shape must be a list of non-negative integers, "
                        f"got {shape!r}")
@@ -221,7 +227,7 @@ def _read(path: PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                 and offsets[0] <= offsets[1]):
             raise fail(f"tensor {name!r}: data_offsets must be [begin, end] with "
                        f"0 <= begin <= end, got {offsets!r}")
-        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[code].itemsize
+        expected = int(np.prod(shape, dtype=np.int64)) * stored.itemsize
         if offsets[1] - offsets[0] != expected:
             raise fail(f"tensor {name!r}: shape {shape} of {code} needs {expected} bytes, "
                        f"data_offsets {offsets} span {offsets[1] - offsets[0]}")
@@ -245,11 +251,17 @@ def _read(path: PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         raise fail("sha256 of the data does not match the header: the file was modified or "
                    "corrupted")
 
-    tensors = {
-        name: np.frombuffer(data[begin:end], dtype=DTYPES[code]).reshape(shape).copy()
-        for begin, end, name, code, shape in entries
-    }
+    tensors = {name: _array(data[begin:end], code, shape)
+               for begin, end, name, code, shape in entries}
     return tensors, meta
+
+
+def _array(data: memoryview, code: str, shape: list[int]) -> np.ndarray:
+    """A fresh array of the bytes `data` holding a tensor of safetensors dtype `code`."""
+    if code == "BF16":  # the bits of a bfloat16 are the top half of a float32's
+        bits = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
+        return bits.view(np.float32).reshape(shape)
+    return np.frombuffer(data, dtype=DTYPES[code]).reshape(shape).copy()
 # --8<-- [end:load]
 
 

@@ -7,7 +7,8 @@ Two tokenizers, both with the same small API (`train`, `encode`, `decode`, `save
   never saw.
 - `ByteBPETokenizer` — byte-level byte-pair encoding, as GPT-2 and minbpe: start from the 256
   byte values, so *any* UTF-8 text encodes, then learn merges of frequent adjacent pairs until
-  the vocabulary reaches `vocab_size`.
+  the vocabulary reaches `vocab_size`. It also reads and writes GPT-2's own tokenizer files
+  (`from_files` / `save_files`: `vocab.json` and `merges.txt`).
 
 Both save to a plain-text file (a header line, then numbers); loading parses it and never
 executes or unpickles anything. See docs/tokenizers.md for the algorithm step by step.
@@ -15,30 +16,23 @@ executes or unpickles anything. See docs/tokenizers.md for the algorithm step by
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from nima.data.pretokenize import gpt2_split_pattern, has_astral
 from nima.serialization import atomic_write_text
 
 FORMAT_MAGIC = "nima-tokenizer"
 FORMAT_VERSION = 1
 
-# --8<-- [start:gpt2_pattern]
-# GPT-2's split pattern is written with the `regex` module's Unicode classes:
-#   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-# Python's `re` has no \p{...}, so the classes are rebuilt from \w, \d and \s:
-#   letters  \p{L}               ->  [^\W\d_]     (word characters minus digits and underscore)
-#   numbers  \p{N}               ->  \d           (Unicode decimal digits)
-#   other    [^\s\p{L}\p{N}]     ->  (?:_|[^\s\w]) (neither space nor word character, or "_")
-GPT2_SPLIT_PATTERN = (
-    r"""'s|'t|'re|'ve|'m|'ll|'d"""  # common English contractions
-    r"""| ?[^\W\d_]+| ?\d+| ?(?:_|[^\s\w])+"""  # letters, digits, other (optional leading space)
-    r"""|\s+(?!\S)|\s+"""  # runs of whitespace (the last space goes with the next word)
-)
-# --8<-- [end:gpt2_pattern]
-SPLIT_PATTERNS: dict[str, str] = {"gpt2": GPT2_SPLIT_PATTERN}
+# The pre-split patterns by name, each built on first use (see nima.data.pretokenize); called
+# with bmp_only=True, the faster variant for text without code points above U+FFFF.
+SPLIT_PATTERNS: dict[str, Callable[[bool], str]] = {"gpt2": gpt2_split_pattern}
+GPT2_SPECIAL = "<|endoftext|>"  # GPT-2's one special token: document separator and padding
 
 
 class TokenizerFileError(ValueError):
@@ -218,10 +212,113 @@ class CharTokenizer:
             raise TokenizerFileError(f"{path}: invalid character list ({e})") from e
 
 
-class ByteBPETokenizer:
-    """Byte-level BPE: ids 0–255 are the bytes, id `256 + k` is the `k`-th learned merge.
+# --8<-- [start:bytes_to_unicode]
+@functools.cache
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's table from the 256 byte values to 256 printable characters.
 
-    Special tokens (e.g. `<|endoftext|>`) get ids of their own above the merges; they are found
+    The 188 bytes that are printable Latin-1 characters stand for themselves; the other 68
+    (control codes, space, DEL, the non-breaking space, the soft hyphen) are given the
+    characters U+0100, U+0101, ... in byte order. So a token of any bytes is a printable
+    string without spaces — space (0x20) is `Ġ` (U+0120), newline `Ċ` — which is how
+    `vocab.json` and `merges.txt` store tokens as text.
+
+    Example:
+        >>> table = bytes_to_unicode()
+        >>> table[ord("a")], table[ord(" ")], table[ord("\\n")], table[0]
+        ('a', 'Ġ', 'Ċ', 'Ā')
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    table = {b: chr(b) for b in printable}
+    table.update({b: chr(256 + n) for n, b in enumerate(others)})
+    return dict(sorted(table.items()))
+# --8<-- [end:bytes_to_unicode]
+
+
+def _read_gpt2_files(
+    vocab_path: str | os.PathLike[str], merges_path: str | os.PathLike[str]
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Parse `vocab.json` (token string → id) and `merges.txt` (pairs, highest priority first),
+    checking the format only; `from_files` checks that they fit together."""
+    try:
+        with open(vocab_path, encoding="utf-8") as f:
+            vocab = json.load(f)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise TokenizerFileError(f"{vocab_path}: not a JSON vocabulary file ({e})") from None
+    if not isinstance(vocab, dict) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in vocab.values()
+    ):
+        raise TokenizerFileError(
+            f"{vocab_path}: expected a JSON object mapping token strings to non-negative int ids"
+        )
+    if len(set(vocab.values())) != len(vocab):
+        seen: dict[int, str] = {}
+        for token, i in vocab.items():
+            if i in seen:
+                raise TokenizerFileError(
+                    f"{vocab_path}: id {i} is given to both {seen[i]!r} and {token!r}"
+                )
+            seen[i] = token
+    try:
+        with open(merges_path, encoding="utf-8", newline="\n") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(f"{merges_path}: not a UTF-8 merges file ({e})") from None
+    first = 1 if lines[0].startswith("#version") else 0
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    merges: list[tuple[str, str]] = []
+    for number, line in enumerate(lines[first:], start=first + 1):
+        parts = line.split(" ")
+        if len(parts) != 2 or not all(parts):
+            raise TokenizerFileError(
+                f"{merges_path}: line {number} should be two tokens separated by one space, "
+                f"got {line!r}"
+            )
+        merges.append((parts[0], parts[1]))
+    return vocab, merges
+
+
+# --8<-- [start:bpe_merge_loop]
+def bpe_merge_loop(ids: list[int], ranks: dict[tuple[int, int], int],
+                   merged: list[int]) -> list[int]:
+    """Apply merges to `ids` by priority: merge every occurrence of the pair of lowest rank,
+    repeat until no adjacent pair has a merge.
+
+    `ranks` maps a pair of ids to its merge's rank (0 merges first) and `merged[r]` is the id
+    merge `r` makes. One round is a few calls that loop in C — pair the ids up (`pairwise`),
+    look every pair's rank up with one `map` over the rank dict, `min` — instead of a Python
+    loop over the pairs; the pair usually occurs once, and is then spliced in place.
+
+    Example:
+        >>> bpe_merge_loop([97, 97, 97, 98], {(97, 97): 0, (97, 98): 1}, [256, 257])
+        [256, 257]
+    """
+    missing = len(merged)  # a rank above every merge's
+    while len(ids) >= 2:
+        pair_ranks = list(map(ranks.get, itertools.pairwise(ids), itertools.repeat(missing)))
+        best = min(pair_ranks)
+        if best == missing:
+            break  # no pair of the chunk has a merge
+        i = pair_ranks.index(best)
+        if pair_ranks.count(best) == 1:
+            ids[i : i + 2] = [merged[best]]  # the usual case: one occurrence, spliced in place
+        else:
+            ids = merge(ids, (ids[i], ids[i + 1]), merged[best])  # all, left to right
+    return ids
+# --8<-- [end:bpe_merge_loop]
+
+
+class ByteBPETokenizer:
+    """Byte-level BPE: every byte value has an id, and each merge makes one id from two.
+
+    Trained here, ids 0–255 are the bytes and id `256 + k` is the `k`-th learned merge; read
+    from GPT-2's files (`from_files`), ids are the files' own (GPT-2 numbers its bytes in a
+    different order). `merges` maps a pair of ids to the merged id, in priority order.
+
+    Special tokens (e.g. `<|endoftext|>`) get ids of their own outside `vocab`; they are found
     in the text before anything else and are never split or merged.
 
     Example:
@@ -245,9 +342,14 @@ class ByteBPETokenizer:
                 f"{sorted(SPLIT_PATTERNS)}"
             )
         self.pattern = pattern
-        self._split = re.compile(SPLIT_PATTERNS[pattern]) if pattern else None
-        self.merges: dict[tuple[int, int], int] = {}
-        self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}
+        self._split, self._split_bmp = (
+            (re.compile(SPLIT_PATTERNS[pattern](False)), re.compile(SPLIT_PATTERNS[pattern](True)))
+            if pattern else (None, None))
+        self.byte_ids: list[int] = list(range(256))  # byte value -> its id
+        self.vocab: dict[int, bytes] = {i: bytes([i]) for i in range(256)}  # id -> its bytes
+        self.merges: dict[tuple[int, int], int] = {}  # (id, id) -> merged id, by priority
+        self._ranks: dict[tuple[int, int], int] = {}  # (id, id) -> its position in `merges`
+        self._merged: list[int] = []  # merged id, by rank (`merges`' values, as a list)
         for pair, new_id in (merges or {}).items():
             self._add_merge(pair, new_id)
         self.special_tokens: dict[str, int] = {}
@@ -260,13 +362,17 @@ class ByteBPETokenizer:
                 f"ByteBPETokenizer: merge {pair} -> {new_id} out of order (expected id "
                 f"{256 + len(self.merges)} made of smaller ids)"
             )
+        self._ranks[pair] = len(self.merges)
+        self._merged.append(new_id)
         self.merges[pair] = new_id
         self.vocab[new_id] = self.vocab[pair[0]] + self.vocab[pair[1]]
 
     @property
     def vocab_size(self) -> int:
-        """Number of ids: 256 bytes + merges + special tokens."""
-        return len(self.vocab) + len(self.special_tokens)
+        """One more than the largest id (bytes, merges, special tokens): the size of a model's
+        embedding table. With ids numbered without gaps, as here and in GPT-2, the number of
+        ids."""
+        return max([*self.vocab, *self.special_tokens.values()]) + 1
 
     # --8<-- [start:train]
     @classmethod
@@ -307,7 +413,8 @@ class ByteBPETokenizer:
     # --8<-- [end:train]
 
     def register_special_tokens(self, special_tokens: dict[str, int]) -> None:
-        """Add special tokens, each a string mapped to an id above the merges.
+        """Add special tokens, each a string mapped to an id of its own (not a byte's or a
+        merge's).
 
         Example:
             >>> tok = ByteBPETokenizer()
@@ -318,12 +425,12 @@ class ByteBPETokenizer:
         merged = {**self.special_tokens, **special_tokens}
         ids = list(merged.values())
         for token, i in merged.items():
-            if not token or "\n" in token or "\r" in token:
+            if not isinstance(token, str) or not token or "\n" in token or "\r" in token:
                 raise ValueError(f"special token {token!r}: must be non-empty, without newlines")
-            if not isinstance(i, int) or i < len(self.vocab):
+            if not isinstance(i, int) or i < 0 or i in self.vocab:
                 raise ValueError(
-                    f"special token {token!r}: id {i!r} collides with the {len(self.vocab)} "
-                    f"byte/merge ids (use an int >= {len(self.vocab)})"
+                    f"special token {token!r}: id {i!r} collides with the byte/merge ids "
+                    f"(use an int >= {max(self.vocab) + 1})"
                 )
             if ids.count(i) > 1:
                 raise ValueError(f"special token {token!r}: id {i} is used twice")
@@ -338,20 +445,14 @@ class ByteBPETokenizer:
         """Split ordinary text (no special tokens) into the chunks merges stay inside."""
         if self._split is None:
             return [text] if text else []
-        return self._split.findall(text)
+        split = self._split if has_astral(text) else self._split_bmp  # same chunks, faster
+        return split.findall(text)
 
     # --8<-- [start:encode_chunk]
     def _encode_chunk(self, chunk: str) -> list[int]:
-        """Encode one chunk: apply the learned merges in the order they were learned."""
-        ids = list(chunk.encode("utf-8"))
-        while len(ids) >= 2:
-            stats = get_stats(ids)
-            # the pair merged earliest in training (lowest new id) goes first
-            pair = min(stats, key=lambda p: self.merges.get(p, float("inf")))
-            if pair not in self.merges:
-                break  # nothing left to merge
-            ids = merge(ids, pair, self.merges[pair])
-        return ids
+        """Encode one chunk: its bytes' ids, then the merges by priority (`bpe_merge_loop`)."""
+        ids = list(map(self.byte_ids.__getitem__, chunk.encode("utf-8")))
+        return bpe_merge_loop(ids, self._ranks, self._merged)
 
     # --8<-- [end:encode_chunk]
 
@@ -399,7 +500,18 @@ class ByteBPETokenizer:
             special 1
             258 <|endoftext|>
             end
+
+        Only Nima's numbering fits this format (bytes 0–255, merge `k` making `256 + k`); a
+        tokenizer read from GPT-2's files is saved with `save_files`.
         """
+        native = self.byte_ids == list(range(256)) and all(
+            new_id == 256 + k for k, new_id in enumerate(self.merges.values()))
+        if not native or len(self.vocab) != 256 + len(self.merges):
+            raise ValueError(
+                "ByteBPETokenizer.save: this tokenizer's ids are not Nima's numbering (bytes "
+                "0-255, then the merges in order), as for one read from GPT-2's files: save it "
+                "with save_files(vocab_path, merges_path)"
+            )
         lines = [
             f"{FORMAT_MAGIC} kind=bpe version={FORMAT_VERSION} pattern={self.pattern or 'none'}",
             f"merges {len(self.merges)}",
@@ -439,6 +551,110 @@ class ByteBPETokenizer:
         except ValueError as e:
             raise TokenizerFileError(f"{path}: inconsistent contents ({e})") from e
         return tok
+
+    # --8<-- [start:from_files]
+    @classmethod
+    def from_files(
+        cls,
+        vocab_path: str | os.PathLike[str],
+        merges_path: str | os.PathLike[str],
+        special_tokens: Iterable[str] | None = None,
+    ) -> ByteBPETokenizer:
+        """GPT-2's tokenizer from its `vocab.json` and `merges.txt` (RoBERTa's pair too), with
+        GPT-2's pre-split (`pattern="gpt2"`).
+
+        Every token string becomes bytes through `bytes_to_unicode`; line `k` of `merges.txt`
+        (after the `#version` line) is the merge of rank `k`, and the merged id is the one
+        `vocab.json` gives the two strings joined. `special_tokens` name vocabulary entries
+        that are matched whole in the text; by default `<|endoftext|>` when the vocabulary has
+        it (as `transformers`' `GPT2Tokenizer`).
+
+        Raises:
+            TokenizerFileError: a malformed file; a byte without a token; a merge whose parts
+                or result are not in the vocabulary; a token not made of byte characters.
+        """
+        vocab, merge_pairs = _read_gpt2_files(vocab_path, merges_path)
+        if special_tokens is None:
+            special_tokens = [GPT2_SPECIAL] if GPT2_SPECIAL in vocab else []
+        special: dict[str, int] = {}
+        for token in special_tokens:
+            if token not in vocab:
+                raise TokenizerFileError(
+                    f"{vocab_path}: special token {token!r} is not in the vocabulary"
+                )
+            special[token] = vocab[token]
+        table = bytes_to_unicode()
+        byte_of = {char: b for b, char in table.items()}
+        tok = cls(pattern="gpt2")
+        tok.vocab = {}
+        for token, i in vocab.items():
+            if token in special:
+                continue
+            unknown = [char for char in token if char not in byte_of]
+            if unknown or not token:
+                raise TokenizerFileError(
+                    f"{vocab_path}: token {token!r} (id {i}) is not made of GPT-2's 256 byte "
+                    f"characters (e.g. {unknown[:1]}); a special token must be named in "
+                    f"special_tokens"
+                )
+            tok.vocab[i] = bytes(byte_of[char] for char in token)
+        missing = [b for b in range(256) if table[b] not in vocab or table[b] in special]
+        if missing:
+            raise TokenizerFileError(
+                f"{vocab_path}: no token for byte {missing[0]:#04x} ({table[missing[0]]!r}); "
+                f"a byte-level vocabulary has one for each of the 256 bytes"
+            )
+        tok.byte_ids = [vocab[table[b]] for b in range(256)]
+        for rank, (a, b) in enumerate(merge_pairs):
+            for part in (a, b, a + b):
+                if part not in vocab or part in special:
+                    raise TokenizerFileError(
+                        f"{merges_path}: merge {rank} '{a} {b}': {part!r} is not a token of "
+                        f"{vocab_path}"
+                    )
+            pair = (vocab[a], vocab[b])
+            if pair in tok._ranks:
+                raise TokenizerFileError(f"{merges_path}: merge '{a} {b}' appears twice")
+            tok._ranks[pair] = rank
+            tok._merged.append(vocab[a + b])
+            tok.merges[pair] = vocab[a + b]
+        tok.register_special_tokens(special)
+        return tok
+
+    # --8<-- [end:from_files]
+
+    def save_files(
+        self, vocab_path: str | os.PathLike[str], merges_path: str | os.PathLike[str]
+    ) -> None:
+        """Write `vocab.json` and `merges.txt` in GPT-2's format (each atomically), readable by
+        `from_files` and by Hugging Face's tokenizers.
+
+        Raises:
+            ValueError: the tokenizer has no GPT-2 pre-split (the files imply it), or two ids
+                stand for the same bytes (a file maps each token string to one id).
+        """
+        if self.pattern != "gpt2":
+            raise ValueError(
+                f"ByteBPETokenizer.save_files: GPT-2's files imply its pre-split, this "
+                f"tokenizer has pattern={self.pattern!r}; train it with pattern='gpt2'"
+            )
+        table = bytes_to_unicode()
+
+        def text(i: int) -> str:
+            return "".join(table[b] for b in self.vocab[i])
+
+        vocab: dict[str, int] = {}
+        for token, i in [*((text(i), i) for i in self.vocab), *self.special_tokens.items()]:
+            if token in vocab:
+                raise ValueError(
+                    f"ByteBPETokenizer.save_files: ids {vocab[token]} and {i} are both the "
+                    f"token {token!r}; vocab.json can map it to one id only"
+                )
+            vocab[token] = i
+        vocab = dict(sorted(vocab.items(), key=lambda item: item[1]))
+        merges = [f"{text(a)} {text(b)}" for a, b in self.merges]
+        atomic_write_text(vocab_path, json.dumps(vocab, ensure_ascii=False) + "\n")
+        atomic_write_text(merges_path, "\n".join(["#version: 0.2", *merges, ""]))
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> CharTokenizer | ByteBPETokenizer:

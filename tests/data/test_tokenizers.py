@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nima.data import ByteBPETokenizer, CharTokenizer, TokenizerFileError, load_tokenizer
-from nima.data.tokenizers import GPT2_SPLIT_PATTERN, get_stats, merge
+from nima.data.pretokenize import gpt2_split_pattern
+from nima.data.tokenizers import get_stats, merge
 
 SAMPLE = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
@@ -144,7 +145,7 @@ def test_bpe_decode_invalid_utf8_is_replaced():
 
 
 def test_gpt2_pattern_chunks():
-    chunks = re.findall(GPT2_SPLIT_PATTERN, "Hello world's  42 ünïcode!!_x")
+    chunks = re.findall(gpt2_split_pattern(), "Hello world's  42 ünïcode!!_x")
     assert chunks == ["Hello", " world", "'s", " ", " 42", " ünïcode", "!!_", "x"]
 
 
@@ -154,7 +155,7 @@ def test_merges_never_cross_chunks():
     for token_bytes in tok.vocab.values():
         piece = token_bytes.decode("utf-8", errors="replace")
         # every learned token lies inside one chunk of the pattern
-        assert len(re.findall(GPT2_SPLIT_PATTERN, piece)) <= 1, piece
+        assert len(re.findall(gpt2_split_pattern(), piece)) <= 1, piece
     # without the pre-split, merges do cross word boundaries
     plain = ByteBPETokenizer.train(text, vocab_size=300)
     assert any(b"b a" in t for t in plain.vocab.values())

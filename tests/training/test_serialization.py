@@ -62,6 +62,21 @@ def test_bit_exact_special_floats_and_many_tensors(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out["tensor"], tensors["tensor"].data)
 
 
+
+def test_bfloat16_is_read_widened_to_float32(tmp_path: Path) -> None:
+    # bfloat16 keeps a float32's top 16 bits: values whose low 16 bits are zero are exact
+    values = np.array([[1.0, -2.5], [np.inf, 3.140625]], dtype=np.float32)
+    bf16 = (values.view(np.uint32) >> 16).astype("<u2")
+    header = {"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]}}
+    out = load(raw_file(tmp_path / "bf16.safetensors", header, bf16.tobytes()))["w"]
+    assert out.dtype == np.float32 and out.tobytes() == values.tobytes()
+    torch = pytest.importorskip("torch")
+    x = torch.randn(3, 5).to(torch.bfloat16)
+    raw = x.view(torch.int16).numpy().astype("<i2").tobytes()
+    header = {"x": {"dtype": "BF16", "shape": [3, 5], "data_offsets": [0, 30]}}
+    out = load(raw_file(tmp_path / "torch.safetensors", header, raw))["x"]
+    np.testing.assert_array_equal(out, x.float().numpy())
+
 def test_layout_is_the_safetensors_format(tmp_path: Path) -> None:
     path = tmp_path / "t.safetensors"
     save({"a": np.array([1, 2], dtype=np.int32), "b": np.array(0.5)}, path, {"note": "hi"},
