@@ -22,6 +22,7 @@ LAYER = {
     "generation": "generation",
     "distributed": "distributed",
     "training": "training",
+    "export": "export",
     "cli": "cli", "__main__": "cli", "": "cli",  # "" is the package facade, nima/__init__.py
 }
 BELOW = {
@@ -37,6 +38,8 @@ BELOW = {
     "distributed": {"models", "nn", "ops", "optim", "core", "kernels"},
     "training": {"generation", "distributed", "models", "nn", "ops", "optim", "data",
                  "runtime", "core", "kernels"},
+    "export": {"training", "generation", "models", "nn", "ops", "optim", "data", "runtime",
+               "core", "kernels"},
     "cli": set(LAYER.values()),
 }
 # Tensor's operators (`x + y`, `x.sum()`) are the ops themselves: `nima._tensor` binds them at

@@ -359,6 +359,21 @@ class GPT(Module):
             loss = F.cross_entropy(logits, targets)  # mean over (B, T) of $-\log p(\text{target})$
         return logits, loss
 
+    @classmethod
+    def from_pretrained(cls, path: Any, *, dtype: Any = np.float32) -> GPT:
+        """A GPT-2 or LLaMA-style model from a Hugging Face folder (`config.json` and
+        `model.safetensors`, sharded or not): `nima.models.pretrained.load_pretrained`."""
+        from nima.models.pretrained import load_pretrained  # it maps this module's names
+
+        return load_pretrained(path, dtype=dtype)
+
+    def save_pretrained(self, path: Any, **options: Any) -> None:
+        """Write this model as a Hugging Face folder that `transformers` loads:
+        `nima.models.pretrained.save_pretrained`."""
+        from nima.models.pretrained import save_pretrained
+
+        save_pretrained(self, path, **options)
+
     def new_caches(self) -> list[Any]:
         """Empty decoding caches, one per block, each holding up to `block_size` positions, for
         incremental decoding with `forward(caches=...)`."""

@@ -48,8 +48,8 @@ def test_updated_checks_and_suggests() -> None:
                                                                             temperature=0.5)
     assert config.updated(stop_strings="\n\n").stop_strings == ("\n\n",)
     assert config.updated(stop_strings=["a", "b"]).stop_strings == ("a", "b")
-    with pytest.raises(SettingsError, match="GenerationConfig.temprature: unknown key; did you "
-                                            "mean 'temperature'"):
+    with pytest.raises(SettingsError, match=r"GenerationConfig\.temprature: unknown key; did "
+                                            r"you mean 'temperature'"):
         config.updated(temprature=0.5)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.top_k = 3  # a value, not a bag of settings to mutate

@@ -417,7 +417,7 @@ def test_kv_cache_rejects_mismatched_shapes() -> None:
     full.append(nima.zeros(1, 2, 3, 4), nima.zeros(1, 2, 3, 4))
     with pytest.raises(ValueError, match="5 positions exceed its capacity of 4"):
         full.append(nima.zeros(1, 2, 2, 4), nima.zeros(1, 2, 2, 4))
-    with pytest.raises(ValueError, match="KVCache.capacity: must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"KVCache\.capacity: must be >= 1, got 0"):
         KVCache(capacity=0)
 
 
