@@ -102,13 +102,6 @@ class GenerationStats:
     def mean_temperature(self) -> float:
         return self._summary(self.temperature, np.mean)
 
-    def as_dict(self) -> dict[str, float]:
-        """The summaries, by name (JSON-friendly)."""
-        return {"tokens": self.num_tokens, "mean_entropy": self.mean_entropy,
-                "min_entropy": self.min_entropy, "max_entropy": self.max_entropy,
-                "std_entropy": self.std_entropy, "mean_confidence": self.mean_confidence,
-                "mean_temperature": self.mean_temperature}
-
     # --8<-- [start:table]
     def table(self) -> str:
         """The summaries as a small table drawn with box-drawing characters."""
