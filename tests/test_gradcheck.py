@@ -159,6 +159,7 @@ def test_central_differences_known_derivatives() -> None:
 
 
 # ----------------------------------------------------------------------------- mutations
+# --8<-- [start:mutate]
 def mutate(monkeypatch: pytest.MonkeyPatch, function: type[Function], index: int,
            factor: float = 1.001) -> None:
     """Make `function`'s backward return input `index`'s gradient times `factor`: a backward
@@ -173,6 +174,7 @@ def mutate(monkeypatch: pytest.MonkeyPatch, function: type[Function], index: int
                      for i, g in enumerate(grads))
 
     monkeypatch.setattr(function, "backward", staticmethod(backward))
+# --8<-- [end:mutate]
 
 
 def _binary(op):
@@ -217,6 +219,7 @@ MUTATIONS = {  # name: (Function, input index, strategy of (fn, inputs))
 }
 
 
+# --8<-- [start:mutation_test]
 @pytest.mark.parametrize("name", MUTATIONS)
 @settings(max_examples=20)
 @given(data=st.data())
@@ -234,3 +237,4 @@ def test_a_backward_wrong_by_a_tenth_of_a_percent_is_caught(
         assert nima.gradcheck(fn, inputs, rtol=1e-3, atol=1e-5)  # the old tolerance: passes
         with pytest.raises(nima.GradcheckError, match=rf"input {index} "):
             nima.gradcheck(fn, inputs)
+# --8<-- [end:mutation_test]

@@ -74,6 +74,7 @@ def _max_ignoring_nan_jit(a, b):
 
 
 # --8<-- [start:row_helpers_numba]
+# --8<-- [start:row_max]
 @njit(cache=True)
 def row_max(r: np.ndarray) -> float:
     r"""The shift for a row's exponentials: $\max_j r_j$ over its non-NaN entries.
@@ -93,6 +94,7 @@ def row_max(r: np.ndarray) -> float:
             if np.isnan(r[j]):
                 return r[j]
     return m
+# --8<-- [end:row_max]
 
 
 @njit(cache=True, fastmath=ROW_FASTMATH)
