@@ -144,23 +144,21 @@ def save(tensors: Mapping[str, np.ndarray | Tensor], path: PathLike,
         tensors: arrays of dtype float64/32/16, int64/32, uint16/8 or bool, any shape (0-d and
             empty included).
         path: the file to write; its directory must exist.
-        metadata: string → string pairs stored in the header's `"__metadata__"` (the key
-            `"digest"` is Nima's own).
+        metadata: string → string pairs stored in the header's `"__metadata__"`. The key
+            `"digest"` is Nima's own: a value passed for it (say, metadata read from another
+            file) is replaced by this file's digest, or dropped when `checksum` is False.
         checksum: also store the content digest as `__metadata__["digest"]` (see
             `content_digest`); `load` verifies it, so a flipped bit anywhere is caught.
 
     Raises:
         TypeError: a name or metadata value that is not a string, or an unsupported dtype.
-        ValueError: metadata that sets `"digest"` itself.
     """
     meta = dict(metadata or {})
     for key, value in meta.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError(f"save: metadata must map str to str, got {key!r}: "
                             f"{type(value).__name__}")
-    if DIGEST in meta:
-        raise ValueError(f"save: the metadata key {DIGEST!r} is the digest save computes; "
-                         f"pass checksum=False and no {DIGEST!r} to write a file without one")
+    meta.pop(DIGEST, None)  # another file's digest would not match this one
     arrays: dict[str, np.ndarray] = {}
     for name, value in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":

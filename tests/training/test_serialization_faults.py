@@ -113,9 +113,14 @@ def test_a_file_without_a_digest_loads_as_plain_safetensors(tmp_path: Path) -> N
     np.testing.assert_array_equal(load(path)["w"], TENSORS["w"])
 
 
-def test_metadata_may_not_forge_the_digest(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="'digest' is the digest save computes"):
-        save(TENSORS, tmp_path / "t.safetensors", {DIGEST: "sha256:" + "0" * 64})
+def test_metadata_copied_from_another_file_gets_this_files_digest(tmp_path: Path) -> None:
+    source = saved(tmp_path)
+    copy = tmp_path / "copy.safetensors"
+    save({"other": np.zeros(2)}, copy, load_metadata(source))  # the source's digest, replaced
+    assert load_metadata(copy)[DIGEST] != load_metadata(source)[DIGEST]
+    np.testing.assert_array_equal(load(copy)["other"], np.zeros(2))
+    save({"other": np.zeros(2)}, copy, load_metadata(source), checksum=False)
+    assert DIGEST not in load_metadata(copy) and load(copy).keys() == {"other"}
 
 
 def test_content_digest_is_independent_of_tensor_order() -> None:
