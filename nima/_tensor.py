@@ -17,6 +17,16 @@ import numpy as np
 
 Axis = int | tuple[int, ...] | None
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+NUMERIC_KINDS = "biuf"  # the NumPy dtype kinds a tensor may hold: bool, int, uint, float
+
+
+def numeric(array: np.ndarray, data: Any) -> np.ndarray:
+    """`array` (made from `data`) if it holds numbers; strings, None and other objects are
+    refused with a TypeError naming what `data` was."""
+    if array.dtype.kind not in NUMERIC_KINDS:
+        raise TypeError(f"tensor: expected numbers (bool, integer or floating point), got "
+                        f"{type(data).__name__} data (NumPy dtype {array.dtype})")
+    return array
 
 
 class Tensor:
@@ -27,7 +37,7 @@ class Tensor:
     __array_priority__ = 1000  # so `ndarray + Tensor` defers to Tensor.__radd__
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
-        self.data: np.ndarray = np.asarray(data)
+        self.data: np.ndarray = numeric(np.asarray(data), data)
         self.grad: np.ndarray | None = None
         self._ctx: Any = None
         self._retains_grad = False
