@@ -11,7 +11,8 @@ from nima.kernels.gemm import _aliases, matmul_numba, matmul_numpy
 
 # Sizes around the tile (8 rows x 4 k-steps), the 64-row tasks and the panels of B (768 float32
 # or 384 float64 columns; wider B is cut into equal panels, a multiple of 16 wide). Rows of C
-# 512 float32 or 256 float64 wide alias at 4 KiB and take the buffered path.
+# 512 float32 or 256 float64 wide alias at 4 KiB and take the buffered path. K past 256 (the
+# blocks of k) is in test_two_dimensional.
 sides = st.sampled_from([1, 2, 3, 4, 5, 7, 8, 9, 13, 17, 33, 65, 72])
 widths = st.sampled_from([1, 3, 4, 5, 64, 65, 256, 257, 300, 384, 385, 512, 768, 769, 800, 1030])
 
@@ -56,7 +57,7 @@ def test_batched_against_oracle(
 @pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (1, 7, 300), (300, 7, 1), (9, 300, 5),
                                             (17, 33, 257), (64, 32, 64), (70, 130, 290),
                                             (70, 130, 512), (9, 40, 768), (9, 40, 800),
-                                            (9, 40, 1030)])
+                                            (9, 40, 1030), (17, 517, 65), (72, 600, 800)])
 def test_two_dimensional(m: int, k: int, n: int, dtype: type) -> None:
     a = random_array(m, (m, k), dtype, 1.0)
     b = random_array(n, (k, n), dtype, 1.0)
