@@ -18,20 +18,22 @@ $A$ may have any strides: the weight gradient's $X^\top$ goes in as a view.
 **Blocking around it** (`_matmul_kernel`), from measurements on an AMD EPYC Zen 4 (AVX-512,
 32 KiB L1d and 1 MiB L2 per core), one thread, float32:
 
-* *panels of B*: $N$ is cut into panels of at most `_PANEL_BYTES` per row (768 float32), so the
-  eight rows of $C$ the tile sweeps stay in L1 (24 KiB). A panel is a contiguous copy of those
-  columns of $B$ (zero-padded to the panel width), made once per call; when $B$ is C-contiguous
-  and one panel wide it is used as it is. Panel widths from 768 to 1536 ran within the noise
-  (±5%) at (2048, 384) @ (384, 1152 or 1536) and 1024³, so the L1 argument decides;
+* *panels of B*: $N$ is cut into panels of at most `_PANEL_BYTES` per row (1536 float32). A
+  panel is a contiguous copy of those columns of $B$, zero-padded to a whole number of vectors,
+  made once per call; a C-contiguous $B$ one panel wide is used as it is. The copy is what
+  decides the width: at (2048, 384) @ (384, 1152) one 1152-wide panel ran 1.12x PyTorch where
+  two copied 576-wide ones ran 0.99x, although eight rows of $C$ (36 KiB) then spill from L1 to
+  L2 on every sweep. Panels whose rows would be a multiple of 4 KiB apart are cut narrower:
+  1024³ ran 0.84x PyTorch as one panel and 1.05x as two of 512;
 * *4 KiB aliasing*: rows of $C$ whose stride is a multiple of 4 KiB over one to three rows
-  (N = 512 or 1024 float32) make the core stall loads on stores to another row at the same
+  (N = 512 or 1536 float32) make the core stall loads on stores to another row at the same
   4 KiB offset: (768, 128) @ (128, 512) ran at 64 GFLOP/s in place and at 105 with N = 528.
   Such tiles, and every tile of a multi-panel product, go through a buffer whose row stride
   avoids it, then are copied into $C$;
 * *blocks of k*: a task sweeps `_K_BLOCK` = 256 rows of a panel at a time with all its tiles,
-  so that block (768 KiB) is read from L2 rather than L3: 0.86 -> 0.88x PyTorch at
-  (384, 2048) @ (2048, 1536) and 0.91 -> 1.02x at (2048, 1536) @ (1536, 384); 128 and 512
-  rows did as well.
+  so that block (768 KiB of a 768-wide panel) is read from L2 rather than once per tile from
+  L3: with 768-wide panels, 0.86 -> 0.88x PyTorch at (384, 2048) @ (2048, 1536) and
+  0.91 -> 1.02x at (2048, 1536) @ (1536, 384); 128 and 512 rows did as well.
 
 One `prange` runs over (batch, panel, block of `_TASK_ROWS` rows), so a batch of small matrices
 such as $(48, 64, 32) \times (48, 32, 64)$ spreads over the cores as one large product does.
@@ -43,10 +45,10 @@ from numba import njit, prange
 from nima.kernels.threads import GEMM_GRAIN, threads_for
 
 _FASTMATH = {"reassoc", "contract"}  # vectorised sums and FMA; no assumption about inf/NaN
-_PANEL_BYTES = 3072  # widest row of a panel of B: 768 float32; 8 rows of C are 24 KiB of L1
+_PANEL_BYTES = 6144  # widest row of a panel of B: 1536 float32 (see above)
 _TASK_ROWS = 64  # rows of C per parallel task: 12 tasks for the baby GPT's 768 rows
 _ALIAS_ROWS = 3  # rows this close at a multiple of 4 KiB apart stall the tile (see above)
-_K_BLOCK = 256  # rows of a panel of B swept by all tiles of a task: 768 KiB of the 1 MiB L2
+_K_BLOCK = 256  # rows of a panel of B swept by all tiles of a task before the next block
 
 
 # --8<-- [start:matmul_numpy]
@@ -178,6 +180,12 @@ def _matmul_kernel(a: np.ndarray, panels: np.ndarray, c: np.ndarray) -> None:
 # --8<-- [end:matmul_blocks]
 
 
+def _panel_width(n: int, count: int) -> int:
+    """Columns per panel when N is cut into `count` panels: N itself, or equal whole vectors."""
+    width = -(-n // count)
+    return n if count == 1 else width + -width % 16
+
+
 # --8<-- [start:matmul_numba]
 def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(B, M, K) @ (B, K, N) -> (B, M, N), or 2-D (numba kernel).
@@ -197,11 +205,12 @@ def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     # NumPy's copy is the fast way to make a transposed view (dY @ W^T) contiguous
     b = np.ascontiguousarray(b)
     count = -(-n * b.itemsize // _PANEL_BYTES)
+    while _panel_width(n, count) * b.itemsize % 4096 == 0:
+        count += 1  # rows of a panel a multiple of 4 KiB apart share L1 sets: 1024^3 ran 20% slower
     if count == 1:
         panels = b[:, None]  # (B, 1, K, N), a view
     else:
-        width = -(-n // count)
-        width += -width % 16  # whole vectors
+        width = _panel_width(n, count)
         panels = np.empty((nb, -(-n // width), kdim, width), dtype=b.dtype)
         _pack_panels(b, panels)
     _matmul_kernel(a, panels, c)

@@ -9,12 +9,12 @@ from kernel_arrays import dtypes, layouts, random_array, seeds, tolerance
 from nima import kernels
 from nima.kernels.gemm import _aliases, matmul_numba, matmul_numpy
 
-# Sizes around the tile (8 rows x 4 k-steps), the 64-row tasks and the panels of B (768 float32
-# or 384 float64 columns; wider B is cut into equal panels, a multiple of 16 wide). Rows of C
-# 512 float32 or 256 float64 wide alias at 4 KiB and take the buffered path. K past 256 (the
-# blocks of k) is in test_two_dimensional.
+# Sizes around the tile (8 rows x 4 k-steps), the 64-row tasks and the panels of B (1536 float32
+# or 768 float64 columns; wider B, or B whose rows are a multiple of 4 KiB, is cut into equal
+# panels a multiple of 16 wide). Rows of C 512 float32 or 256 float64 wide alias at 4 KiB and
+# take the buffered path. K past 256 (the blocks of k) is in test_two_dimensional.
 sides = st.sampled_from([1, 2, 3, 4, 5, 7, 8, 9, 13, 17, 33, 65, 72])
-widths = st.sampled_from([1, 3, 4, 5, 64, 65, 256, 257, 300, 384, 385, 512, 768, 769, 800, 1030])
+widths = st.sampled_from([1, 3, 4, 5, 64, 65, 256, 257, 300, 512, 768, 769, 1024, 1030, 1600])
 
 
 def oracle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -57,7 +57,8 @@ def test_batched_against_oracle(
 @pytest.mark.parametrize(("m", "k", "n"), [(1, 1, 1), (1, 7, 300), (300, 7, 1), (9, 300, 5),
                                             (17, 33, 257), (64, 32, 64), (70, 130, 290),
                                             (70, 130, 512), (9, 40, 768), (9, 40, 800),
-                                            (9, 40, 1030), (17, 517, 65), (72, 600, 800)])
+                                            (9, 40, 1030), (9, 40, 1600), (20, 300, 1024),
+                                            (17, 517, 65), (72, 600, 800)])
 def test_two_dimensional(m: int, k: int, n: int, dtype: type) -> None:
     a = random_array(m, (m, k), dtype, 1.0)
     b = random_array(n, (k, n), dtype, 1.0)
@@ -106,7 +107,7 @@ def test_errors_name_the_op_and_shapes() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [7, 512, 800])  # one panel in place, aliasing rows, several panels
+@pytest.mark.parametrize("n", [7, 512, 1600])  # in place, aliasing rows, several panels
 def test_nan_and_inf_reach_exactly_what_numpy_reaches(n: int, dtype: type) -> None:
     a = random_array(0, (2, 13, 6), dtype)  # 13 rows: a full tile and a zero-padded one
     b = random_array(1, (2, 6, n), dtype)
