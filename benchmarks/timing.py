@@ -21,6 +21,7 @@ def race(
     budget_s: float,
     rounds: int,
     context: Callable[[str], AbstractContextManager] = lambda name: nullcontext(),
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median seconds per call of each contestant.
 
@@ -28,6 +29,9 @@ def race(
     wake the thread pool), then timed repeats until the block's share of `budget_s` is spent —
     and the blocks alternate over `rounds`, so a burst of load from elsewhere hits every
     contestant. `context(name)` wraps a contestant's block (e.g. a BLAS thread limit).
+    `clock` times one call: wall time by default; `time.thread_time` counts only the CPU time
+    of the calling thread, which load from other processes does not inflate, and is right only
+    for contestants that run on the calling thread alone.
     """
     samples: dict[str, list[float]] = {name: [] for name in contestants}
     for _ in range(rounds):
@@ -38,9 +42,9 @@ def race(
                 block = samples[name]
                 start = len(block)
                 while len(block) - start < 3 or time.perf_counter() < deadline:
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     fn()
-                    block.append(time.perf_counter() - t0)
+                    block.append(clock() - t0)
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
