@@ -122,41 +122,32 @@ def _row_block(A: np.ndarray, B: np.ndarray, C: np.ndarray, i0: int, i1: int, j0
     kdim = A.shape[1]
     width = B.shape[1]
     rows = i1 - i0
-    if in_place and rows % 8 == 0:
-        D = C[i0:i1]
-    else:
+    buffered = not in_place or rows % 8 != 0
+    if buffered:
         stride = width + 16
         while _aliases(stride * C.itemsize):
             stride += 16
         D = np.empty((rows + -rows % 8, stride), C.dtype)
+    else:
+        D = C[i0:i1]
     D[:] = 0
     if rows % 8:
         Ap = np.zeros((D.shape[0], kdim), A.dtype)
-        Ap[:rows] = A[i0:i1]
+        for r in range(rows):
+            for k in range(kdim):
+                Ap[r, k] = A[i0 + r, k]
     else:
         Ap = A[i0:i1]
     for k0 in range(0, kdim, _K_BLOCK):
         Bk = B[k0 : k0 + _K_BLOCK]  # stays in L2 while all the tiles sweep it
         for i in range(0, D.shape[0], 8):
             _tile(Ap[i : i + 8, k0 : k0 + _K_BLOCK], Bk, D[i : i + 8])
-    if D.shape[1] != C.shape[1] or rows % 8:
+    if buffered:
         w = min(width, C.shape[1] - j0)  # columns of C this panel covers
-        C[i0:i1, j0 : j0 + w] = D[:rows, :w]
-
-
-@njit(parallel=True, cache=True)
-def _pack_panels(b: np.ndarray, panels: np.ndarray) -> None:
-    """panels[:, p] = b[:, :, p*w:(p+1)*w] for panels (B, P, K, w), zero past column N."""
-    nb, kdim, n = b.shape
-    count, width = panels.shape[1], panels.shape[3]
-    for task in prange(nb * count):
-        bi, p = task // count, task % count
-        j0 = p * width
-        w = min(width, n - j0)
-        panel = panels[bi, p]
-        for k in range(kdim):
-            panel[k, :w] = b[bi, k, j0 : j0 + w]
-            panel[k, w:] = 0
+        for r in range(rows):
+            row, d = C[i0 + r, j0 : j0 + w], D[r]
+            for j in range(w):
+                row[j] = d[j]
 
 
 @njit(parallel=True, cache=True)
@@ -209,10 +200,12 @@ def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         count += 1  # rows of a panel a multiple of 4 KiB apart share L1 sets: 1024^3 ran 20% slower
     if count == 1:
         panels = b[:, None]  # (B, 1, K, N), a view
-    else:
+    else:  # panels[:, p] = b[:, :, p*width:(p+1)*width], zero past column N
         width = _panel_width(n, count)
-        panels = np.empty((nb, -(-n // width), kdim, width), dtype=b.dtype)
-        _pack_panels(b, panels)
+        panels = np.zeros((nb, -(-n // width), kdim, width), dtype=b.dtype)
+        for p in range(panels.shape[1]):
+            cols = b[:, :, p * width : (p + 1) * width]
+            panels[:, p, :, : cols.shape[2]] = cols
     _matmul_kernel(a, panels, c)
     return c
 # --8<-- [end:matmul_numba]
