@@ -181,8 +181,9 @@ def _panel_width(n: int, count: int) -> int:
 def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(B, M, K) @ (B, K, N) -> (B, M, N), or 2-D (numba kernel).
 
-    B goes in as one panel when it is C-contiguous and at most `_PANEL_BYTES` wide per row;
-    otherwise it is copied into panels of equal width (a multiple of 16 columns).
+    B is one panel when its rows are at most `_PANEL_BYTES` and not a multiple of 4 KiB long
+    (copied by NumPy if it is not C-contiguous); otherwise it is copied into panels of equal
+    width, a multiple of 16 columns.
     """
     if a.ndim == 2:
         return matmul_numba(a[None], b[None])[0]
@@ -193,13 +194,12 @@ def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if c.size == 0 or kdim == 0:
         c[...] = 0
         return c
-    # NumPy's copy is the fast way to make a transposed view (dY @ W^T) contiguous
-    b = np.ascontiguousarray(b)
     count = -(-n * b.itemsize // _PANEL_BYTES)
     while _panel_width(n, count) * b.itemsize % 4096 == 0:
         count += 1  # rows of a panel a multiple of 4 KiB apart share L1 sets: 1024^3 ran 20% slower
     if count == 1:
-        panels = b[:, None]  # (B, 1, K, N), a view
+        # NumPy's copy is the fast way to make a transposed view (dY @ W^T) contiguous
+        panels = np.ascontiguousarray(b)[:, None]  # (B, 1, K, N)
     else:  # panels[:, p] = b[:, :, p*width:(p+1)*width], zero past column N
         width = _panel_width(n, count)
         panels = np.zeros((nb, -(-n // width), kdim, width), dtype=b.dtype)
