@@ -1,5 +1,6 @@
-"""What the benchmarks share: the timing loop (medians of contestants run in alternating blocks)
-and `publish`, which prints a result table and writes it to `benchmarks/results/`."""
+"""What the benchmarks share: the timing loop (contestants run in alternating blocks; `race` gives
+their medians, `race_samples` every call) and `publish`, which prints a result table and writes
+it to `benchmarks/results/`."""
 
 from __future__ import annotations
 
@@ -16,18 +17,22 @@ from nima.serialization import atomic_write_text
 RESULTS = Path(__file__).parent / "results"
 
 
-def race(
+def race_samples(
     contestants: dict[str, Callable[[], object]],
     budget_s: float,
     rounds: int,
     context: Callable[[str], AbstractContextManager] = lambda name: nullcontext(),
-) -> dict[str, float]:
-    """Median seconds per call of each contestant.
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """Seconds per call of each contestant, every timed call.
 
     Contestants run in blocks — one untimed call (compile or load numba's cache, fault in pages,
     wake the thread pool), then timed repeats until the block's share of `budget_s` is spent —
     and the blocks alternate over `rounds`, so a burst of load from elsewhere hits every
     contestant. `context(name)` wraps a contestant's block (e.g. a BLAS thread limit).
+    `clock` times one call: wall time by default; `time.thread_time` counts only the CPU time
+    of the calling thread, which load from other processes does not inflate, and is right only
+    for contestants that run on the calling thread alone.
     """
     samples: dict[str, list[float]] = {name: [] for name in contestants}
     for _ in range(rounds):
@@ -38,9 +43,21 @@ def race(
                 block = samples[name]
                 start = len(block)
                 while len(block) - start < 3 or time.perf_counter() < deadline:
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     fn()
-                    block.append(time.perf_counter() - t0)
+                    block.append(clock() - t0)
+    return samples
+
+
+def race(
+    contestants: dict[str, Callable[[], object]],
+    budget_s: float,
+    rounds: int,
+    context: Callable[[str], AbstractContextManager] = lambda name: nullcontext(),
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median seconds per call of each contestant (see `race_samples`)."""
+    samples = race_samples(contestants, budget_s, rounds, context, clock)
     return {name: statistics.median(s) for name, s in samples.items()}
 
 

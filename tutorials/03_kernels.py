@@ -250,16 +250,16 @@ assert (x_t.grad[:4] == 0).all()
 # ## Matrix multiplication
 #
 # `kernels.matmul` multiplies stacks of matrices, $(B, M, K) @ (B, K, N)$. The numba kernel is
-# register-tiled (see `nima/kernels/gemm.py`): it keeps a small block of one operand in
-# scalar variables and lets LLVM vectorise the innermost loop — an outer-product tile when rows
-# of the result are short ($N \le 256$), an inner-product tile beyond. The NumPy reference is
+# register-tiled (see `nima/kernels/gemm.py`): it keeps an $8 \times 4$ block of $A$ in
+# scalar variables and lets LLVM vectorise the innermost loop, which sweeps along eight rows of
+# the result; wide $B$ is cut into contiguous panels. The NumPy reference is
 # `np.matmul`, which calls OpenBLAS, whose kernels are hand-written assembly; do not expect to
 # beat it everywhere. The numba kernel is there so that, with the numba backend, all the heavy
 # work runs in one thread pool — the next section is about why that matters.
 
 # %%
 a = rng.standard_normal((6, 33, 20), dtype=np.float32)
-b = rng.standard_normal((6, 20, 300), dtype=np.float32)  # N > 256: the inner-product kernel
+b = rng.standard_normal((6, 20, 1600), dtype=np.float32)  # N > 1536: two panels of B
 for left, right in [(a, b), (a, b[..., :40]), (a[0].T, a[1])]:  # last: a transposed view
     ours, ref = matmul_numba(left, right), matmul_numpy(left, right)
     print(f"{left.shape} @ {right.shape}: max |numba - numpy| = {np.abs(ours - ref).max():.1e}")
