@@ -7,11 +7,12 @@
 # and sampling freely babbles.
 #
 # This tutorial runs every strategy of `nima.generation` on the Shakespeare character model of
-# [tutorial 7](07_training_a_char_gpt.md): greedy decoding, temperature sampling, top-k, top-p,
-# the repetition penalty, knock.knock's entropy-aware sampling and beam search. For each it
-# prints a sample and the generation statistics (`GenerationStats.table()`). It ends with two
-# plots of how uncertain the model was: the entropy of every step, and the entropy of one
-# distribution as the temperature changes.
+# [tutorial 7](07_training_a_char_gpt.md): greedy decoding, temperature sampling, top-k, top-p, the
+# repetition penalty, entropy-aware sampling (from the knock.knock design of a small interactive
+# text model, see [where the ideas come from](../index.md#where-the-ideas-come-from)) and beam
+# search. For each it prints a sample and the generation statistics (`GenerationStats.table()`). It
+# ends with two plots of how uncertain the model was: the entropy of every step, and the entropy of
+# one distribution as the temperature changes.
 #
 # The reference pages are [Decoding](../generation.md) (each processor's code beside its
 # formula) and [Beam search](../beam_search.md). With `NIMA_TUTORIAL_QUICK=1` (as the tests
@@ -248,11 +249,11 @@ print(f"distinct 4-grams: greedy {distinct_4grams(greedy.generated(0)):.2f}, "
       f"with the penalty {distinct_4grams(out.generated(0)):.2f}")
 
 # %% [markdown]
-# ## 7. Entropy-aware sampling (knock.knock)
+# ## 7. Entropy-aware sampling
 #
 # A fixed temperature is too hot where the model is unsure and too cold where it is sure.
-# knock.knock fixes how *uncertain* each step should be instead: a target entropy $H^\star$
-# bits. With $\beta = 1/T$ and $p = \operatorname{softmax}(\beta z)$,
+# knock.knock's entropy-aware sampling fixes how *uncertain* each step should be instead: a
+# target entropy $H^\star$ bits. With $\beta = 1/T$ and $p = \operatorname{softmax}(\beta z)$,
 #
 # $$H(\beta) = -\sum_i p_i \log_2 p_i, \qquad
 # \frac{dH}{d\beta} = -\frac{\beta}{\ln 2}\operatorname{Var}_p(z) \le 0,$$

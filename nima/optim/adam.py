@@ -97,7 +97,7 @@ def param_groups_for_decay(model: Module, weight_decay: float) -> list[dict[str,
     and output head) is not decayed if any of its owners is in `NO_DECAY_MODULES`.
 
     nanoGPT splits by `dim() >= 2` alone, so it does decay its (tied) token embedding; Nima
-    follows the issue's rule of no decay on embeddings. Parameters that do not require grad are
+    never decays embeddings. Parameters that do not require grad are
     left out.
     """
     exempt: set[int] = set()
