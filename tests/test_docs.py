@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _public_members() -> list[str]:
     members = [name for name, _ in inspect.getmembers(nima.Tensor) if not name.startswith("_")]
-    return members + ["data", "grad", "requires_grad"]  # instance attributes, set in __init__
+    return [*members, "data", "grad", "requires_grad"]  # instance attributes, set in __init__
 
 
 def test_every_public_tensor_member_has_a_docstring() -> None:
