@@ -13,7 +13,7 @@ sampled at temperature 1 (nanoGPT's `generate` defaults). Contestants:
   when `import torch` works (it is optional; nothing installs it);
 * `nima beam x4` — beam search with 4 beams, 200 tokens: its time and tokens/s.
 
-The issue's target: cached generation in at most 0.5x the time of PyTorch's uncached loop.
+The target: cached generation in at most 0.5x the time of PyTorch's uncached loop.
 Contestants alternate in blocks (`timing.race`), so load from elsewhere hits all of them.
 
 Run: `python benchmarks/bench_generate.py [--quick]`; writes `benchmarks/results/generate.md`
@@ -148,8 +148,8 @@ def main() -> None:
     lines += ["", "Beam search tokens/s counts the tokens of one sequence (each step extends 4 "
               "beams)."]
     if torch_run is None:
-        lines += ["", "PyTorch not importable: no torch row in this run (the issue quotes "
-                  "~610 ms for nanoGPT's uncached generate on this machine)."]
+        lines += ["", "PyTorch not importable: no torch row in this run (nanoGPT's uncached "
+                  "generate took ~610 ms on the machine the target was set on)."]
     publish("generate", lines, {"new_tokens": NEW_TOKENS, "quick": args.quick,
                                 "reference": ref_name,
                                 "ms": {k: v * 1e3 for k, v in seconds.items()}})

@@ -1,11 +1,14 @@
 """What the benchmarks share: the timing loop (contestants run in alternating blocks; `race` gives
-their medians, `race_samples` every call) and `publish`, which prints a result table and writes
-it to `benchmarks/results/`."""
+their medians, `race_samples` every call), `machine`, the line that says where a result was
+measured, and `publish`, which prints a result table and writes it to `benchmarks/results/`."""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -59,6 +62,17 @@ def race(
     """Median seconds per call of each contestant (see `race_samples`)."""
     samples = race_samples(contestants, budget_s, rounds, context, clock)
     return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def machine() -> str:
+    """The CPU (from `lscpu`), its core count, and the load average now: a result's context."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        cpu = next(line.split(":", 1)[1].strip() for line in lines.splitlines()
+                   if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
 
 
 def publish(name: str, lines: list[str], data: Any = None) -> str:

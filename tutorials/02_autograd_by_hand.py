@@ -19,7 +19,7 @@ from nima.autograd import Context, Function
 nima.manual_seed(0)
 
 # %% [markdown]
-# ## 1. A scalar graph: $f(x, y) = \tanh(xy + y^2)$
+# ## 1. A scalar graph: f(x, y) = tanh(xy + y²)
 #
 # Name every intermediate result; that is the graph autograd records:
 #

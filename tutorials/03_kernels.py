@@ -103,7 +103,7 @@ print("rows sum to 1:", np.allclose(y_fast.sum(axis=-1), 1, atol=1e-5))
 assert np.allclose(y_fast, y_ref, rtol=1e-5, atol=1e-8) and np.allclose(y_plain, y_ref)
 
 # %% [markdown]
-# ### A polynomial $e^x$
+# ### A polynomial eˣ
 #
 # The softmax kernel spends most of its time in `exp`. Without a vector math library for LLVM to
 # call (Intel's SVML; Nima does not assume one), `np.exp` inside a numba loop is a call to the C
@@ -147,7 +147,7 @@ assert fast_error < 2e-7
 assert special[0] == 0 and special[1] == 0 and special[2] == 1 and np.isnan(special[3])
 
 # %% [markdown]
-# ### $-\infty$ and fully masked rows
+# ### −∞ and fully masked rows
 #
 # Attention masks a position by setting its score to $-\infty$: $e^{-\infty - m} = 0$, so it gets
 # probability exactly $0$. But a row that is *entirely* $-\infty$ (a padded query that may attend

@@ -188,6 +188,26 @@ def tree_attention_cost(fig: Figure) -> None:
     right.legend(fontsize=7)
 
 
+def attention_memory(fig: Figure) -> None:
+    """Peak memory and time of causal attention against T, from the committed results of
+    `benchmarks/bench_attention_memory.py`, with a T^2 line through the last point of each."""
+    rows = json.loads(ATTENTION_MEMORY.read_text(encoding="utf-8"))["rows"]
+    t = np.array([r["T"] for r in rows], dtype=float)
+    memory = np.array([r["peak_bytes"] for r in rows]) / 2**20
+    score = np.array([r["score_bytes"] for r in rows]) / 2**20
+    ms = np.array([r["ms"] for r in rows])
+    left, right = fig.subplots(1, 2)
+    left.loglog(t, memory, "o-", label="peak, forward + backward")
+    left.loglog(t, score, "s--", label="one T x T matrix per head")
+    left.set(title="memory", xlabel="sequence length T", ylabel="MiB")
+    right.loglog(t, ms, "o-", color="C2", label="forward + backward")
+    right.set(title="time", xlabel="sequence length T", ylabel="ms")
+    for ax, y in ((left, memory), (right, ms)):
+        ax.loglog(t, y[-1] * (t / t[-1]) ** 2, ":", color="k", lw=1, label=r"$\propto T^2$")
+        ax.set_xticks(t, [f"{int(v)}" for v in t])
+        ax.legend()
+
+
 FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "positions_sinusoidal": (sinusoidal, (10, 4)),
     "positions_rope": (rope, (7, 4)),
@@ -197,10 +217,12 @@ FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "tree_attention_pattern": (tree_attention_pattern, (12, 4.6)),
     "pooling_pyramid": (pooling_pyramid, (11, 3.4)),
     "tree_attention_cost": (tree_attention_cost, (11, 4)),
+    "attention_memory": (attention_memory, (11, 4)),
 }
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 SHAKESPEARE = RESULTS / "shakespeare.json"
 TREE_RESULTS = RESULTS / "tree_attention.json"
+ATTENTION_MEMORY = RESULTS / "attention_memory.json"
 _out = Path(tempfile.mkdtemp(prefix="nima-docs-figures-"))
 
 
