@@ -146,10 +146,6 @@ RENDERER = Path(__file__).with_name("katex_render.js")
 # arithmatex's generic output: \( \) inline in a span, \[ \] (or a bare environment) in a div
 MATH = re.compile(r'<(span|div) class="arithmatex">(.*?)</\1>', re.DOTALL)
 DELIMITERS = re.compile(r"^\\[(\[]|\\[)\]]$")
-# TeX KaTeX rejects in a source file that is being rewritten elsewhere: on that page only, it
-# is typeset with the subscript braced until the source is fixed (the build then asks for the
-# entry to be removed). From nima/generation/entropy.py's docstrings.
-PENDING = {"api/generation.md": {r"T_\max": r"T_{\max}", r"T_\min": r"T_{\min}"}}
 _state: dict = {}
 
 
@@ -159,7 +155,7 @@ def on_config(config: MkDocsConfig) -> None:
 
 
 def on_pre_build(config: MkDocsConfig) -> None:
-    _state.update(katex=_Katex(_cache_dir() / "katex.min.js"), errors=[], pending=set())
+    _state.update(katex=_Katex(_cache_dir() / "katex.min.js"), errors=[])
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -186,10 +182,6 @@ def on_page_content(html: str, page, config: MkDocsConfig, files: Files) -> str:
     formulas = []
     for match in found:
         tex = DELIMITERS.sub("", unescape(match[2]).strip())
-        for bad, good in PENDING.get(where, {}).items():
-            if bad in tex:
-                _state["pending"].add((where, bad))
-                tex = tex.replace(bad, good)
         formulas.append((tex, match[1] == "div"))
     answers = _state["katex"].render(formulas) if formulas else []
     pieces, end = [], 0
@@ -204,11 +196,5 @@ def on_page_content(html: str, page, config: MkDocsConfig, files: Files) -> str:
 def on_post_build(config: MkDocsConfig) -> None:
     _state.pop("katex").close()
     errors = _state["errors"]
-    pending = {(page, bad) for page, fixes in PENDING.items() for bad in fixes}
-    for page, bad in sorted(_state["pending"]):
-        log.info("%s: typeset %r as %r until its source is fixed (PENDING in %s)", page, bad,
-                 PENDING[page][bad], Path(__file__).name)
-    for page, bad in sorted(pending - _state["pending"]):
-        errors.append(f"{page} no longer writes {bad!r}: remove it from PENDING in {__file__}")
     if errors:
         raise PluginError(f"{len(errors)} math error(s):\n" + "\n".join(errors))

@@ -1,4 +1,4 @@
-r"""Generation statistics (knock.knock): how uncertain each step was, for any strategy.
+r"""Generation statistics: how uncertain each step was, for any strategy.
 
 Every step records, for each row still generating, the distribution the token was chosen from:
 its entropy $H = -\sum_i p_i \log_2 p_i$ in bits, its confidence $\max_i p_i$, and the
