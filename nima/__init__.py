@@ -75,4 +75,4 @@ bool_ = np.dtype(np.bool_)
 __version__ = "0.1.0"
 
 # The layers built on the core, so that `import nima` reaches `nima.nn.Linear`, `nima.models.GPT`.
-from nima import data, functional, kernels, models, nn, optim  # noqa: E402
+from nima import data, distributed, functional, kernels, models, nn, optim  # noqa: E402

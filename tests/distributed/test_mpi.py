@@ -1,0 +1,44 @@
+"""The distributed pieces in real MPI jobs of 2 and 3 processes, each checked on every rank
+against the single-process computation (see `mpi_checks.py`), and jobs that must fail fast."""
+
+import subprocess
+
+import pytest
+from mpi_job import needs_mpi, report, run_checks
+
+pytestmark = needs_mpi
+
+
+@pytest.mark.parametrize("nproc, names", [
+    (2, ["comm_basics", "ring"]),
+    (3, ["comm_basics", "ring", "pipeline"]),  # uneven chunks; a middle pipeline stage
+], ids=["2-ranks", "3-ranks"])
+def test_messages_ring_allreduce(nproc: int, names: list[str]) -> None:
+    result = run_checks(nproc, *names)
+    assert result.returncode == 0, report(result)
+    assert result.stdout.split() == [w for name in names for w in ("ok", name)], report(result)
+
+
+@pytest.mark.parametrize("name", ["data_parallel", "pipeline", "tensor_parallel"])
+def test_parallelism_matches_one_process(name: str) -> None:
+    result = run_checks(2, name)
+    assert result.returncode == 0, report(result)
+    assert f"ok {name}" in result.stdout, report(result)
+
+
+BOUND_S = 30  # a job that hangs would run until the timeout; these end in about 2 s
+
+
+@pytest.mark.parametrize("name, message", [
+    ("rank_raises", "RuntimeError: rank 1 fails on purpose; aborting all 2 processes"),
+    ("rank_exits", "exited with code 3; aborting all 2 processes"),
+    ("rank_killed", "signal 9"),
+], ids=["raises", "exits", "killed"])
+def test_a_failing_rank_ends_the_job(name: str, message: str) -> None:
+    try:
+        result = run_checks(2, name, timeout=BOUND_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{name}: the job still ran after {BOUND_S} s (a rank hangs in a collective)")
+    assert result.returncode != 0, report(result)
+    assert message in result.stdout + result.stderr, report(result)
+    assert "ok" not in result.stdout.split()
