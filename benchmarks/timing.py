@@ -4,7 +4,10 @@ and `publish`, which prints a result table and writes it to `benchmarks/results/
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -54,3 +57,24 @@ def publish(name: str, lines: list[str], data: Any = None) -> str:
     if data is not None:
         atomic_write_text(RESULTS / f"{name}.json", json.dumps(data, indent=2) + "\n")
     return text
+
+
+def machine() -> dict[str, Any]:
+    """The CPU (the first 15 lines of `lscpu`, or the platform when there is no `lscpu`) and
+    the 1-minute load average right now: what a results file records about where it ran."""
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10,
+                               env={**os.environ, "LC_ALL": "C"}).stdout.splitlines()[:15]
+    except (OSError, subprocess.SubprocessError):
+        lscpu = [f"{platform.machine()}, {os.cpu_count()} CPUs"]
+    return {"lscpu": lscpu, "load_average": os.getloadavg()[0], "cpus": os.cpu_count()}
+
+
+def machine_lines(info: dict[str, Any], load_after: float | None = None) -> list[str]:
+    """`machine()` as markdown: the load average (at start, and at the end if given) and
+    `lscpu` in a collapsed block."""
+    load = f"{info['load_average']:.2f} at start" + (
+        f", {load_after:.2f} at the end" if load_after is not None else "")
+    return [f"Load average (1 min, {info['cpus']} CPUs): {load}.", "",
+            '??? note "CPU (lscpu)"', "    ```text",
+            *(f"    {line}" for line in info["lscpu"]), "    ```"]

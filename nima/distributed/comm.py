@@ -2,16 +2,9 @@ r"""`Communicator`: what a process needs to know and do to work with the others.
 
 A job of $N$ processes ("ranks" $0 \dots N-1$) started by `mpiexec -n N` shares no memory; the
 processes cooperate only by messages. Everything `nima.distributed` builds — data, pipeline and
-tensor parallelism, the ring allreduce — uses this small set of them:
-
-| call | what every rank has afterwards |
-|---|---|
-| `allreduce(x, "sum")` | $\sum_{r=0}^{N-1} x_r$ (or the max / min), in `x` itself |
-| `bcast(x, root)` | rank `root`'s `x` |
-| `send(x, dest)` / `recv(x, source)` | one array moved from one rank to another |
-| `sendrecv(x, dest, y, source)` | a send and a receive at once (no deadlock in a ring) |
-| `barrier()` | nothing new: every rank has reached this line |
-| `abort(message)` | the whole job ends, with `message` on stderr |
+tensor parallelism, the ring allreduce — uses this small set of them: `allreduce` (every rank
+gets $\sum_r x_r$, or the max or min), `bcast` (every rank gets one rank's array), `send` /
+`recv` / `sendrecv` (arrays between two ranks), `barrier`, and `abort` (end the whole job).
 
 Two implementations: `MPICommunicator` wraps `mpi4py` (the optional extra
 `pip install "nima[mpi]"`), and `SingleProcess` is the same interface for a job of one process,
@@ -55,6 +48,7 @@ class DistributedError(RuntimeError):
     """MPI is missing, or the ranks disagree (different models, uneven batches)."""
 
 
+# --8<-- [start:check_buffer]
 def check_buffer(op: str, buf: Any, writable: bool) -> np.ndarray:
     """`buf` if it is a contiguous NumPy array of a dtype MPI can carry, else a one-line error."""
     if not isinstance(buf, np.ndarray):
@@ -69,6 +63,7 @@ def check_buffer(op: str, buf: Any, writable: bool) -> np.ndarray:
         raise ValueError(f"{op}: the array of shape {buf.shape} is read-only; results are "
                          f"written into it")
     return buf
+# --8<-- [end:check_buffer]
 
 
 class Communicator:
@@ -128,6 +123,7 @@ class Communicator:
               flush=True)
         self._abort(code)
 
+    # --8<-- [start:check_same]
     def check_same(self, what: str, value: str) -> None:
         """Raise `DistributedError` on every rank unless `value` is the same string on all of
         them (compared by a 63-bit hash, with one small allreduce: max and min agree)."""
@@ -138,6 +134,7 @@ class Communicator:
             raise DistributedError(f"{what} differs between the {self.size} ranks (rank "
                                    f"{self.rank} has {value[:200]!r}); every rank must build "
                                    f"the same thing")
+    # --8<-- [end:check_same]
 
     def _check_rank(self, op: str, name: str, rank: int) -> None:
         if isinstance(rank, bool) or not isinstance(rank, int | np.integer) \

@@ -39,12 +39,14 @@ MAX_NDIM = 8
 HEADER = 2 + MAX_NDIM  # dtype code, ndim, shape (padded with zeros)
 
 
+# --8<-- [start:bubble_fraction]
 def bubble_fraction(stages: int, micro_batches: int) -> float:
     r"""GPipe's idle fraction $(P - 1) / (m + P - 1)$ for $P$ stages and $m$ micro-batches."""
     if stages < 1 or micro_batches < 1:
         raise ValueError(f"bubble_fraction: stages and micro_batches must be >= 1, got "
                          f"{stages}, {micro_batches}")
     return (stages - 1) / (micro_batches + stages - 1)
+# --8<-- [end:bubble_fraction]
 
 
 # --8<-- [start:send_recv_array]

@@ -31,6 +31,7 @@ from nima.distributed.comm import Communicator, check_buffer
 __all__ = ["chunk_bounds", "ring_allreduce"]
 
 
+# --8<-- [start:chunk_bounds]
 def chunk_bounds(n: int, parts: int) -> np.ndarray:
     """`parts + 1` offsets cutting `n` elements into `parts` chunks whose sizes differ by at
     most one: chunk `c` is `[bounds[c], bounds[c + 1])`.
@@ -38,6 +39,7 @@ def chunk_bounds(n: int, parts: int) -> np.ndarray:
     Example: `chunk_bounds(10, 3)` is `[0, 3, 6, 10]`.
     """
     return np.arange(parts + 1) * n // parts
+# --8<-- [end:chunk_bounds]
 
 
 # --8<-- [start:ring_allreduce]

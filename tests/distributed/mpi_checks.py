@@ -156,7 +156,10 @@ def data_parallel(comm: Communicator) -> None:
         np.testing.assert_allclose(norms, ref_norms, rtol=1e-5)
         ref = reference.state_dict()
         for name, value in model.state_dict().items():
-            np.testing.assert_allclose(value, ref[name], rtol=1e-4, atol=2e-6, err_msg=name)
+            # Adam divides by each gradient's size, which magnifies rounding where a gradient
+            # nearly cancels: allow a thousandth of one step (lr 1e-2); a wrong row, scale or
+            # order of operations moves weights by a whole step
+            np.testing.assert_allclose(value, ref[name], rtol=1e-4, atol=1e-5, err_msg=name)
             assert same_on_all_ranks(comm, value), f"{name} differs between ranks"
     rows = DataParallel(comm).rank_rows(4 * comm.size)
     assert (rows.start, rows.stop) == (4 * comm.rank, 4 * comm.rank + 4)
