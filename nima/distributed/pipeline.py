@@ -117,6 +117,8 @@ class Pipeline:
         every rank. `inputs` are needed on the first stage, `targets` on the last; other
         ranks may pass None."""
         m, rank, comm = micro_batches, self.comm.rank, self.comm
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValueError(f"Pipeline.step: micro_batches must be a positive int, got {m!r}")
         xs = self._split("inputs", inputs, m) if self.first else None
         ys = self._split("targets", targets, m) if self.last else None
         self.spans = []

@@ -70,6 +70,9 @@ def test_step_needs_batches_that_split_into_micro_batches() -> None:
         pipe.step(x, x, 2)
     with pytest.raises(ValueError, match=r"needs targets .* got None"):
         pipe.step(x, None, 1)
+    for bad in (0, 2.0):
+        with pytest.raises(ValueError, match=f"micro_batches must be a positive int, got {bad}"):
+            pipe.step(x, x, bad)
 
 
 def test_bubble_fraction() -> None:
