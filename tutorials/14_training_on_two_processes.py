@@ -36,7 +36,8 @@ from nima.nn import FeedForward
 from nima.optim import AdamW, clip_grad_norm_
 
 QUICK = os.environ.get("NIMA_TUTORIAL_QUICK") == "1"
-WORK = Path(tempfile.mkdtemp(prefix="nima-tutorial-14-"))  # scripts and results of the jobs
+WORK_DIR = tempfile.TemporaryDirectory(prefix="nima-tutorial-14-")  # removed at exit
+WORK = Path(WORK_DIR.name)  # the jobs' scripts and results
 MPI = mpi_available()
 print("MPI available:", MPI)
 

@@ -3,10 +3,29 @@ against the single-process computation (see `mpi_checks.py`), and jobs that must
 
 import subprocess
 
+import numpy as np
 import pytest
 from mpi_job import needs_mpi, report, run_checks
 
+import nima
+from nima.models import GPT, GPTConfig
+from nima.nn import FeedForward, MultiHeadAttention
+from nima.optim import AdamW
+
 pytestmark = needs_mpi
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled_kernels() -> None:
+    """Compile (or load) the numba kernels the jobs use here, once, before the processes of a
+    job would each compile them at the same time on a cold cache."""
+    nima.manual_seed(0)
+    model = GPT(GPTConfig.preset("tiny", n_layer=1, n_embd=16, n_head=2, block_size=8))
+    x = np.zeros((2, 8), dtype=np.int64)
+    model(x, x)[1].backward()
+    AdamW(model.parameters()).step()
+    for layer in (FeedForward(4, 8).double(), MultiHeadAttention(4, 2, causal=True).double()):
+        layer(nima.randn(1, 3, 4).double()).sum().backward()
 
 
 # one job per process count: starting Python and loading numba's kernels costs more than the
