@@ -131,7 +131,8 @@ def pipeline_timeline(fig: Figure) -> None:
         for span in spans:
             color = "C0" if span["kind"] == "forward" else "C1"
             start, width = span["start"] * 1e3, (span["end"] - span["start"]) * 1e3
-            ax.broken_barh([(start, width)], (stage - 0.35, 0.7), color=color)
+            ax.broken_barh([(start, width)], (stage - 0.35, 0.7), facecolor=color,
+                           edgecolor="white")
             ax.text(start + width / 2, stage, ("F" if span["kind"] == "forward" else "B")
                     + str(span["micro"]), ha="center", va="center", color="white")
     ax.set(yticks=range(len(timeline["stages"])), xlabel="ms since the step began",
