@@ -1,5 +1,5 @@
 """Ring allreduce in one process: the chunking, the degenerate one-rank ring, errors. Its
-equality with MPI's allreduce on 2 and 3 ranks runs in `test_mpi.py`."""
+equality with MPI's allreduce on 2 and 3 ranks runs in `test_distributed_mpi.py`."""
 
 import numpy as np
 import pytest

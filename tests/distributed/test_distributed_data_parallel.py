@@ -1,6 +1,6 @@
 """`DataParallel` and `FlatBuffer` in one process: the flat buffer's round trip, the bucketed
 allreduce (a handful of messages, not one per parameter), the mean over ranks, the row
-assignment, and its errors. The N-process equivalence runs in `test_mpi.py`."""
+assignment, and its errors. The N-process equivalence runs in `test_distributed_mpi.py`."""
 
 import math
 

@@ -1,6 +1,6 @@
 """The pipeline in one process: a one-stage pipeline is the model itself, micro-batches add up
 to the full batch's gradient, the stages cut the blocks as documented, the bubble formula, and
-errors. Several stages against one process: `test_mpi.py`."""
+errors. Several stages against one process: `test_distributed_mpi.py`."""
 
 import numpy as np
 import pytest

@@ -1,7 +1,7 @@
 """Tensor parallelism in one process: the conjugate operators f and g and the parallel layers
 are float64-gradient-checked, equal the dense layers when there is one rank, shards are cut
 as documented, and bad splits are refused. Two ranks against the dense layers (outputs,
-gradients, allreduce counts): `test_mpi.py`."""
+gradients, allreduce counts): `test_distributed_mpi.py`."""
 
 import numpy as np
 import pytest
