@@ -23,12 +23,10 @@ and `generate.json` (via a temporary file and a rename).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from collections.abc import Callable
 
 import numpy as np
-from timing import publish, race
+from timing import machine, publish, race
 
 import nima
 from nima.generation import generate, sample_tokens, softmax
@@ -135,7 +133,7 @@ def main() -> None:
         f"**Generating {NEW_TOKENS} tokens: baby GPT** (4 layers, 4 heads, 128 wide, block 64, "
         f"vocab 65)",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores; medians of "
+        f"Machine: {machine()}; medians of "
         f"{'a quick run' if args.quick else f'{rounds} alternating rounds'}. "
         f"Ratios against `{ref_name}`.",
         "",

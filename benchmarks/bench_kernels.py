@@ -27,9 +27,7 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,7 +35,6 @@ from pathlib import Path
 from types import ModuleType
 
 import matplotlib
-import numba
 import numpy as np
 import timing
 from threadpoolctl import threadpool_limits
@@ -355,27 +352,6 @@ def plot(rows: list[dict[str, object]], products: list[dict[str, object]], path:
     plt.close(fig)
 
 
-def machine() -> str:
-    """The CPU as `lscpu` names it (model, family/model, caches, AVX-512) and the libraries."""
-    try:
-        fields = dict(line.split(":", 1) for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-            if ":" in line)
-    except (OSError, subprocess.CalledProcessError):
-        fields = {}
-    info = {key: value.strip() for key, value in fields.items()}
-    cpu = info.get("Model name", platform.processor())
-    family = f"family {info['CPU family']} model {info['Model']}" if "Model" in info else ""
-    caches = ", ".join(f"{name} {info[name]}" for name in ("L1d cache", "L2 cache", "L3 cache")
-                       if name in info)
-    avx512 = "AVX-512" if "avx512f" in info.get("Flags", "").split() else "no AVX-512"
-    torch = torch_or_none()
-    versions = f"numpy {np.__version__}, numba {numba.__version__}" + (
-        f", torch {torch.__version__}" if torch is not None else "")
-    return (f"{cpu} ({family}; {avx512}; {caches}), {os.cpu_count()} cores; {versions}; "
-            f"load average at start {os.getloadavg()[0]:.2f}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -383,7 +359,7 @@ def main() -> None:
                         "(writes no result files)")
     args = parser.parse_args()
     budget, rounds, settle = (1.0, 2, 0.5) if args.quick else (8.0, 4, 2.0)
-    header = f"Medians; {machine()}."
+    header = f"Medians; {timing.machine()}."
     print(header)
     rng = np.random.default_rng(0)
     factories = [

@@ -15,6 +15,9 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numba
+import numpy as np
+
 from nima.serialization import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,14 +68,26 @@ def race(
 
 
 def machine() -> str:
-    """The CPU (from `lscpu`), its core count, and the load average now: a result's context."""
+    """One line on where a result was measured: the CPU as `lscpu` names it (family/model,
+    AVX-512 or not, caches), the cores, the libraries, and the load average now."""
+    info = dict(line.split(":", 1) for line in _lscpu() if ":" in line)
+    info = {key.strip(): value.strip() for key, value in info.items()}
+    cpu = info.get("Model name") or platform.processor() or platform.machine()
+    family = f"family {info['CPU family']} model {info['Model']}; " if "Model" in info else ""
+    avx512 = "AVX-512" if "avx512f" in info.get("Flags", "").split() else "no AVX-512"
+    caches = "".join(f", {name} {info[name]}" for name in ("L1d cache", "L2 cache", "L3 cache")
+                     if name in info)
+    versions = f"numpy {np.__version__}, numba {numba.__version__}"
+    return (f"{cpu} ({family}{avx512}{caches}), {os.cpu_count()} cores; {versions}; load "
+            f"average {os.getloadavg()[0]:.2f}")
+
+
+def _lscpu() -> list[str]:
     try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(line.split(":", 1)[1].strip() for line in lines.splitlines()
-                   if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
+        return subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10,
+                              env={**os.environ, "LC_ALL": "C"}).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return []
 
 
 def publish(name: str, lines: list[str], data: Any = None) -> str:
@@ -85,3 +100,20 @@ def publish(name: str, lines: list[str], data: Any = None) -> str:
     if data is not None:
         atomic_write_text(RESULTS / f"{name}.json", json.dumps(data, indent=2) + "\n")
     return text
+
+
+def machine_info() -> dict[str, Any]:
+    """The CPU (the first 15 lines of `lscpu`, or the platform when there is no `lscpu`) and
+    the 1-minute load average right now: what a results file records about where it ran."""
+    lscpu = _lscpu()[:15] or [f"{platform.machine()}, {os.cpu_count()} CPUs"]
+    return {"lscpu": lscpu, "load_average": os.getloadavg()[0], "cpus": os.cpu_count()}
+
+
+def machine_lines(info: dict[str, Any], load_after: float | None = None) -> list[str]:
+    """`machine_info()` as markdown: the load average (at start, and at the end if given) and
+    `lscpu` in a collapsed block."""
+    load = f"{info['load_average']:.2f} at start" + (
+        f", {load_after:.2f} at the end" if load_after is not None else "")
+    return [f"Load average (1 min, {info['cpus']} CPUs): {load}.", "",
+            '??? note "CPU (lscpu)"', "    ```text",
+            *(f"    {line}" for line in info["lscpu"]), "    ```"]
