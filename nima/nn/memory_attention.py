@@ -186,7 +186,7 @@ class MemoryAttention(MultiHeadAttention):
                 if cache.bank is None:
                     cache.bank = MemoryBank(self.memory.capacity, self.n_head, self.head_dim,
                                             B, dtype=x.dtype)
-                cache.bank.write(cache.local.k, cache.local.v)
+                cache.bank.write(cache.local.keys, cache.local.values)
                 cache.local.reset()
             n = min(T - i, self.block_size - cache.local.length)
             q, k, v = self._project(x[:, i:i + n], None, None)  # (B, nh, n, hd) each

@@ -267,7 +267,7 @@ class TreeAttention(MultiHeadAttention):
         outs: list[Tensor | None] = [scaled_dot_product_attention(q, k0, v0)]
         for kv in cache.kv[1:]:  # the completed siblings at each level
             outs.append(None if kv.length == 0 else scaled_dot_product_attention(
-                q, Tensor(kv.k), Tensor(kv.v)))
+                q, Tensor(kv.keys), Tensor(kv.values)))
         y = self._combine(outs, np.array([cache.length]))  # (B, nh, 1, hd)
         for level in range(self.levels):  # a full chunk becomes a summary one level up
             if cache.kv[level].length < self.chunk_size:
