@@ -8,6 +8,7 @@ from nima.amp import autocast
 from nima.autograd import Function, enable_grad, is_grad_enabled, no_grad
 from nima.creation import (
     arange,
+    from_numpy,
     full,
     full_like,
     ones,

@@ -196,7 +196,7 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
 
     pending = _count_consumers(root)
     grads: dict[int, np.ndarray] = {id(root): gradient}
-    given = {id(gradient)}  # arrays someone else holds: the caller's, or a .grad already set
+    given = {id(_owner(gradient))}  # arrays someone else holds: the caller's, or a .grad set
     ready = [root]
     while ready:
         node = ready.pop()
@@ -205,7 +205,7 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
         if grad is not None and (ctx is None or node._retains_grad):
             if node.grad is None:  # the first gradient: keep the engine's own array as is
                 node.grad = grad if _owned(grad, given) else grad.copy()
-                given.add(id(node.grad))
+                given.add(id(_owner(node.grad)))
             else:
                 node.grad = node.grad + grad
         if ctx is None:
@@ -231,11 +231,21 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
             ctx.saved_tensors = None
 
 
+def _owner(a: np.ndarray) -> Any:
+    """The object that holds `a`'s memory: `a` itself, or the array (or buffer) it views."""
+    return a if a.base is None else a.base
+
+
 def _owned(grad: np.ndarray, given: set[int]) -> bool:
-    """True if `grad` may become a `.grad` without a copy: an array of its own (not a view), made
-    during this backward and not yet stored anywhere. Anything else is copied, so that an
-    in-place update of one `.grad` (clipping, unscaling) never changes another array."""
-    return grad.base is None and grad.flags.writeable and id(grad) not in given
+    """True if `grad` may become a `.grad` without a copy: a writeable, C-contiguous array made
+    during this backward and not yet stored anywhere — either on its own or as a view of the
+    whole of such an array (a kernel's output reshaped, say). Anything else is copied — a slice,
+    a broadcast, the caller's array, one already stored — so that an in-place update of one
+    `.grad` (clipping, unscaling) never changes another array."""
+    owner = _owner(grad)
+    return (type(owner) is np.ndarray and owner.base is None and grad.flags.writeable
+            and grad.flags.c_contiguous and grad.nbytes == owner.nbytes
+            and id(owner) not in given)
 
 
 def _count_consumers(root: Tensor) -> dict[int, int]:

@@ -1,4 +1,5 @@
-"""Making tensors: `tensor`, `zeros`, `ones`, `full`, `arange`, `randn`, `rand` and `*_like`.
+"""Making tensors: `tensor`, `from_numpy`, `zeros`, `ones`, `full`, `arange`, `randn`, `rand`
+and `*_like`.
 
 Floating-point data defaults to float32 (as in PyTorch); pass `dtype=nima.float64` (or
 `np.float64`) for float64 end to end. A NumPy array keeps its own dtype.
@@ -31,8 +32,14 @@ def _shape(op: str, size: tuple[Any, ...]) -> Shape:
     return tuple(int(n) for n in size)
 
 
-def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """A new tensor holding a copy of `data` (nested lists, numbers, arrays or a tensor).
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
+           copy: bool = True) -> Tensor:
+    """A new tensor holding `data` (nested lists, numbers, arrays or a tensor).
+
+    With `copy=True` (the default, as `torch.tensor`) the tensor holds a copy of the values.
+    With `copy=False` (as `torch.as_tensor`) a NumPy array — or a tensor's array — that already
+    has the requested dtype is used as it is: tensor and array share memory, and writing to one
+    changes the other; anything else is converted, which copies.
 
     Raises:
         TypeError: `data` does not hold numbers (strings, None, objects) or does not convert
@@ -41,6 +48,8 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """
     if isinstance(data, Tensor):
         data = data.data
+    if not copy and isinstance(data, np.ndarray) and (dtype is None or data.dtype == dtype):
+        return Tensor(data, requires_grad=requires_grad)
     try:
         if dtype is None and not isinstance(data, np.ndarray):
             array = np.array(data)
@@ -52,6 +61,18 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
         kind = "an array" if dtype is None else f"a {np.dtype(dtype)} array"
         raise type(e)(f"tensor: cannot make {kind} of {type(data).__name__} data: {e}") from None
     return Tensor(numeric(array, data), requires_grad=requires_grad)
+
+
+def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
+    """A tensor that shares `array`'s memory, as `torch.from_numpy`: no copy, same dtype and
+    strides; writing to either changes both.
+
+    Raises:
+        TypeError: `array` is not a `numpy.ndarray`, or does not hold numbers.
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    return Tensor(array, requires_grad=requires_grad)
 
 
 def _filled(shape: Shape, value: float, dtype: Any, requires_grad: bool) -> Tensor:

@@ -338,11 +338,53 @@ def test_a_leaf_keeps_the_engine_s_own_gradient_array_without_a_copy() -> None:
     mine = np.full(3, 2.0)
     (c * 1.0).backward(mine)
     assert not np.shares_memory(c.grad, mine)
-    # a view is never kept: its base may be someone else's
+    # a broadcast view is copied (it is read-only, and its base may be someone else's)
     d = nima.Tensor(np.ones((2, 3)), requires_grad=True)
     d.reshape(6).sum().backward()
-    assert d.grad.base is None
+    assert d.grad.base is None and d.grad.flags.writeable
     assert autograd._owned(np.ones(2), set()) and not autograd._owned(np.ones(4)[:2], set())
+
+
+def test_a_leaf_keeps_a_whole_view_of_the_engine_s_array_but_copies_a_part() -> None:
+    """A kernel's output reshaped (a view of all of it) is kept as is; a slice of an array,
+    a transposed view or a second view of an array already stored is copied."""
+    import nima.autograd as autograd
+
+    made = {}
+
+    class Flat(Function):  # (2, 3) -> (6,); its backward reshapes a fresh array
+        @staticmethod
+        def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+            return a.reshape(6)
+
+        @staticmethod
+        def backward(ctx: Context, grad: np.ndarray) -> np.ndarray:
+            made["grad"] = 3 * grad
+            return made["grad"].reshape(2, 3)
+
+    x = nima.Tensor(np.ones((2, 3)), requires_grad=True)
+    (Flat.apply(x) * 1.0).sum().backward()
+    assert x.grad.base is made["grad"]  # no copy
+    np.testing.assert_array_equal(x.grad, np.full((2, 3), 3.0))
+
+    class Both(Function):  # two views of one array, to two inputs
+        @staticmethod
+        def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return a + b.reshape(a.shape)
+
+        @staticmethod
+        def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            g = 2 * grad
+            return g.reshape(2, 3), g.reshape(6)
+
+    a = nima.Tensor(np.ones((2, 3)), requires_grad=True)
+    b = nima.Tensor(np.ones(6), requires_grad=True)
+    Both.apply(a, b).sum().backward()
+    assert not np.shares_memory(a.grad, b.grad)
+    assert not autograd._owned(np.ones((3, 4)).T, set())  # not C-contiguous
+    whole = np.ones(6)
+    assert autograd._owned(whole.reshape(2, 3), set())
+    assert not autograd._owned(whole.reshape(2, 3), {id(whole)})
 
 
 def test_grad_mode_is_per_thread() -> None:

@@ -39,6 +39,41 @@ def test_tensor_dtype_argument_and_copy() -> None:
     assert nima.tensor([1, 2], dtype=nima.float64).dtype == np.float64
 
 
+def test_from_numpy_and_copy_false_share_memory() -> None:
+    """As `torch.from_numpy` / `torch.as_tensor`: no copy, so writes show through both ways."""
+    source = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for t in (nima.from_numpy(source), nima.tensor(source, copy=False),
+              nima.tensor(source, dtype=np.float32, copy=False)):
+        assert t.data is source and t.dtype == np.float32
+    t = nima.from_numpy(source)
+    source[0, 0] = 42.0
+    assert t.data[0, 0] == 42.0
+    t.data[1, 2] = -1.0
+    assert source[1, 2] == -1.0
+    view = source.T  # strides are kept too
+    assert nima.from_numpy(view).data is view
+    doubles = np.ones(2)  # float64 stays float64, as in torch.from_numpy
+    assert nima.from_numpy(doubles).dtype == np.float64
+    # another dtype has to convert, which copies
+    converted = nima.tensor(doubles, dtype=nima.float32, copy=False)
+    assert converted.dtype == np.float32 and not np.shares_memory(converted.data, doubles)
+    # a leaf made this way gets its gradient as any other
+    w = nima.from_numpy(np.full(3, 2.0, dtype=np.float32), requires_grad=True)
+    (w * w).sum().backward()
+    np.testing.assert_array_equal(w.grad, [4.0, 4.0, 4.0])
+
+
+@pytest.mark.parametrize("bad", [[1.0, 2.0], 3.0, None])
+def test_from_numpy_refuses_what_is_not_an_array(bad: object) -> None:
+    with pytest.raises(TypeError, match=r"from_numpy: expected a numpy\.ndarray, got"):
+        nima.from_numpy(bad)
+
+
+def test_from_numpy_refuses_arrays_of_non_numbers() -> None:
+    with pytest.raises(TypeError, match="expected numbers"):
+        nima.from_numpy(np.array(["a", "b"]))
+
+
 # ------------------------------------------------------------------------------ factories
 @pytest.mark.parametrize("factory", [nima.zeros, nima.ones, nima.randn, nima.rand])
 def test_factories_shapes_and_dtypes(factory: object) -> None:

@@ -139,6 +139,8 @@ def _checked_targets(logits: np.ndarray, targets: np.ndarray, ignore_index: int)
     if not np.issubdtype(targets.dtype, np.integer):
         raise TypeError(f"cross_entropy: targets must be integers, got {targets.dtype}")
     n_classes = logits.shape[1]
+    if targets.size == 0 or 0 <= targets.min() <= targets.max() < n_classes:
+        return np.ascontiguousarray(targets, dtype=np.int64)  # the common case: two reductions
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= n_classes))
     if bad.any():
         value = targets[np.argmax(bad)]

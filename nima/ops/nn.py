@@ -22,12 +22,16 @@ from nima.ops.reduce import normalize_dims
 
 def _to_last(x: np.ndarray, dim: int) -> np.ndarray:
     """`x` with axis `dim` moved to the end (a 0-d `x` becomes one row of one element)."""
-    return x.reshape(1) if x.ndim == 0 else np.moveaxis(x, dim, -1)
+    if x.ndim == 0:
+        return x.reshape(1)
+    return x if dim == x.ndim - 1 else np.moveaxis(x, dim, -1)
 
 
 def _from_last(y: np.ndarray, dim: int, ndim: int) -> np.ndarray:
     """Undo `_to_last`."""
-    return y.reshape(()) if ndim == 0 else np.moveaxis(y, -1, dim)
+    if ndim == 0:
+        return y.reshape(())
+    return y if dim == ndim - 1 else np.moveaxis(y, -1, dim)
 
 
 # --8<-- [start:softmax]
@@ -182,11 +186,12 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean", ignore_i
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     n_classes = logits.shape[-1]
-    used = t[t != ignore_index]
-    if used.size and (used.min() < 0 or used.max() >= n_classes):
-        bad = used[(used < 0) | (used >= n_classes)][0]
-        raise ValueError(f"cross_entropy: target {bad} is out of range for {n_classes} classes "
-                         f"(logits {logits.shape}, target {t.shape}; ignore_index={ignore_index})")
+    if t.size and not 0 <= t.min() <= t.max() < n_classes:  # ignored targets, or bad ones
+        out_of_range = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+        if out_of_range.any():
+            raise ValueError(f"cross_entropy: target {t[out_of_range][0]} is out of range for "
+                             f"{n_classes} classes (logits {logits.shape}, target {t.shape}; "
+                             f"ignore_index={ignore_index})")
     return CrossEntropy.apply(logits, t.astype(np.int64, copy=False), reduction,
                               int(ignore_index), float(label_smoothing))
 
