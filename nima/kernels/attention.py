@@ -28,8 +28,7 @@ import numpy as np
 from numba import njit, prange
 
 from nima.kernels.backend import pick
-from nima.kernels.fastexp import fast_exp
-from nima.kernels.rows import ROW_FASTMATH, as_rows, row_max
+from nima.kernels.rows import ROW_FASTMATH, as_rows, row_exp
 from nima.kernels.softmax import softmax_forward_numpy
 from nima.kernels.threads import launch
 
@@ -50,15 +49,10 @@ def _causal_softmax_row(r: np.ndarray, n_visible: int, out: np.ndarray) -> None:
     out[n_visible:] = 0
     if n_visible <= 0:
         return
-    m = row_max(r[:n_visible])
-    if m == -np.inf:
+    c, s = row_exp(r[:n_visible], out[:n_visible])
+    if c == -np.inf:
         out[:n_visible] = 0
         return
-    s = r.dtype.type(0)
-    for j in range(n_visible):
-        e = fast_exp(r[j] - m)
-        out[j] = e
-        s += e
     if np.isnan(s):  # a visible NaN or +inf: the reference's filled row is NaN everywhere
         out[:] = s
         return

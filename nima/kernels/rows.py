@@ -106,9 +106,51 @@ def row_sum_exp(r: np.ndarray, shift: float) -> float:
     return s
 
 
+@njit(cache=True, fastmath=ROW_FASTMATH)
+def row_exp_into(r: np.ndarray, shift: float, out: np.ndarray) -> float:
+    r"""$\text{out}_j = e^{r_j - \text{shift}}$; returns $\sum_j \text{out}_j$ (vectorised)."""
+    s = r.dtype.type(0)
+    for j in range(r.shape[0]):
+        e = fast_exp(r[j] - shift)
+        out[j] = e
+        s += e
+    return s
+
+
+@njit(cache=True)
+def row_exp(r: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+    r"""$(c, s)$ with $\text{out}_j = e^{r_j - c}$ and $s = \sum_j \text{out}_j$: one pass over
+    the row when it can.
+
+    Any shift $c$ gives the same $\operatorname{softmax}$ and $\operatorname{lse}$; it only has
+    to keep the exponentials from overflowing. The first entry, $c = r_0$, is tried first (if
+    finite): the sum is then at least $e^0 = 1$, so if it is finite — no entry more than about
+    88 above $r_0$ in float32, no NaN, no $\pm\infty$ — one pass was enough, where the maximum
+    would have cost a pass of its own. Otherwise the pass is redone with $c = \max_j r_j$
+    (`row_max`). $c = -\infty$, `out` untouched, for an empty or fully masked row.
+    """
+    c = r[0] if r.shape[0] else r.dtype.type(np.nan)
+    if np.isfinite(c):
+        s = row_exp_into(r, c, out)
+        if s < np.inf:  # False for inf and for NaN
+            return c, s
+    m = row_max(r)
+    if m == -np.inf:
+        return m, r.dtype.type(0)
+    return m, row_exp_into(r, m, out)
+
+
 @njit(cache=True)
 def row_logsumexp(r: np.ndarray) -> float:
-    r"""$\operatorname{lse}(r)$; $-\infty$ for a fully masked row, NaN for a row holding NaN."""
+    r"""$\operatorname{lse}(r)$; $-\infty$ for a fully masked row, NaN for a row holding NaN.
+
+    Shifted by $r_0$ in one exp-sum pass when that sum is finite, else by the maximum, as
+    `row_exp` does."""
+    c = r[0] if r.shape[0] else r.dtype.type(np.nan)
+    if np.isfinite(c):
+        s = row_sum_exp(r, c)
+        if s < np.inf:  # False for inf and for NaN
+            return c + np.log(s)
     m = row_max(r)
     if m == -np.inf:
         return m

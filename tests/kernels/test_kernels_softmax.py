@@ -164,6 +164,28 @@ def test_one_huge_logit_takes_all_the_mass() -> None:
     np.testing.assert_allclose(log_softmax_forward_numba(x)[0, 1], -2e4, rtol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_either_shift_gives_the_same_answer(backend: str) -> None:
+    """The kernels shift each row by its first entry when that keeps the sum finite (one pass)
+    and by its maximum otherwise; both must give the oracle's answer."""
+    base = np.linspace(-3.0, 3.0, 33)
+    x = np.stack([
+        base,  # small spread: shifted by the first entry
+        base * 26.0 - 10.0,  # entries up to 156 above the first: the sum would overflow
+        np.concatenate([[-80.0], base])[:33],  # 83 above the first: huge but finite terms
+        np.concatenate([[np.float32(3e38)], base])[:33],  # the first entry is the maximum
+    ]).astype(np.float32)
+    t = np.array([5, 32, 0, 7])
+    with kernels.backend(backend):
+        np.testing.assert_allclose(kernels.softmax_forward(x), oracle_softmax(x), rtol=2e-5,
+                                   atol=1e-30)
+        np.testing.assert_allclose(kernels.log_softmax_forward(x), oracle_log_softmax(x),
+                                   rtol=2e-5, atol=1e-4)
+        losses, _ = kernels.cross_entropy_forward(x, t)
+        expected = -oracle_log_softmax(x)[np.arange(4), t]
+        np.testing.assert_allclose(losses, expected, rtol=2e-5, atol=1e-4)
+
+
 def test_nan_input_gives_a_nan_row() -> None:
     x = np.array([[0.0, np.nan, 1.0], [0.0, 1.0, 2.0]], dtype=np.float32)
     y = softmax_forward_numba(x)
