@@ -18,9 +18,11 @@ call the active backend's implementation — see `nima.kernels.backend`:
 | `cross_entropy_*` | `nima.kernels.cross_entropy` | `prange` over rows |
 | `layer_norm_*`, `rms_norm_*` | `nima.kernels.layernorm` | `prange` over rows (row blocks) |
 | `adam_update` | `nima.kernels.adam` | one thread, vectorised, per block of 1024 elements |
+| `sum_of_squares` | `nima.kernels.sumsq` | one thread, vectorised, in float64 |
 
-All take float32 or float64 (one dtype per call) and return new arrays. Nothing is compiled at
-import: each numba kernel compiles on its first call for a dtype (or loads numba's on-disk cache).
+All take float32 or float64 (one dtype per call) and return new arrays (or a number). Nothing is
+compiled at import: each numba kernel compiles on its first call for a dtype (or loads numba's
+on-disk cache).
 """
 
 import math
@@ -33,6 +35,7 @@ from nima.kernels import gelu as _gelu
 from nima.kernels import gemm as _mm
 from nima.kernels import layernorm as _ln
 from nima.kernels import softmax as _sm
+from nima.kernels import sumsq as _sumsq
 from nima.kernels.backend import BACKENDS, backend, current, pick, use
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "rms_norm_forward",
     "softmax_backward",
     "softmax_forward",
+    "sum_of_squares",
     "use",
 ]
 
@@ -302,3 +306,13 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     if not all(a.flags.c_contiguous for a in (param, exp_avg, exp_avg_sq)):
         update = reference
     update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step, decoupled)
+
+
+def sum_of_squares(x: np.ndarray) -> float:
+    r"""$\sum_i x_i^2$ of a float array of any shape and strides, accumulated in float64
+    (float16 takes the NumPy reference: the kernel is compiled for float32 and float64)."""
+    if x.dtype.kind != "f":
+        raise TypeError(f"sum_of_squares: expected a float array, got {x.dtype}")
+    if x.dtype not in _FLOATS:
+        return _sumsq.sum_of_squares_numpy(x)
+    return pick(_sumsq.sum_of_squares_numpy, _sumsq.sum_of_squares_numba)(x)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import numpy as np
-
+from nima import kernels
 from nima._tensor import Tensor
 
 
@@ -24,9 +23,8 @@ def clip_grad_norm_(params: Iterable[Tensor] | Tensor, max_norm: float) -> float
     without a gradient are ignored; the norm is summed in float64."""
     params = [params] if isinstance(params, Tensor) else list(params)
     grads = [p.grad for p in params if p.grad is not None]
-    # $\|g\|^2 = \sum_p \sum_i g_{p,i}^2$
-    total = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel().astype(np.float64)))
-                          for g in grads))
+    # $\|g\|^2 = \sum_p \sum_i g_{p,i}^2$, on the calling thread (no BLAS: see kernels.sumsq)
+    total = math.sqrt(sum(kernels.sum_of_squares(g) for g in grads))
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
         for g in grads:
