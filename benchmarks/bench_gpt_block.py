@@ -25,6 +25,7 @@ import numpy as np
 from timing import publish
 
 import nima
+from nima.autograd import Context
 from nima.models import GPT, GPTConfig
 from nima.models.gpt import Block
 
@@ -45,13 +46,13 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
 
 def count_nodes(y: nima.Tensor) -> int:
     """Recorded ops below `y` (each `Context` once)."""
-    seen, stack = set(), [y]
+    seen, stack = set(), [y._ctx]
     while stack:
-        ctx = stack.pop()._ctx
+        ctx = stack.pop()
         if ctx is None or id(ctx) in seen:
             continue
         seen.add(id(ctx))
-        stack.extend(p for p in ctx.parents if isinstance(p, nima.Tensor))
+        stack.extend(p for p in ctx.parents if isinstance(p, Context))
     return len(seen)
 
 

@@ -10,6 +10,7 @@ The module is named `_tensor` (as in PyTorch) so that `nima.tensor` can be the f
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ class Tensor:
     tensors, with no gradient.
     """
 
-    __slots__ = ("__weakref__", "_ctx", "_retains_grad", "data", "grad", "requires_grad")
+    __slots__ = ("__weakref__", "_ctx", "data", "grad", "requires_grad")
 
     __array_priority__ = 1000  # so `ndarray + Tensor` defers to Tensor.__radd__
 
@@ -48,7 +49,6 @@ class Tensor:
         self.grad: np.ndarray | None = None
         r"""$\partial L / \partial x$ after `backward()`, shaped as `data`; None before."""
         self._ctx: Any = None
-        self._retains_grad = False
         self.requires_grad: bool = False
         """Whether `backward()` computes a gradient for this tensor (set with `requires_grad_`)."""
         if requires_grad:
@@ -61,7 +61,6 @@ class Tensor:
         t.data = data if type(data) is np.ndarray else np.asarray(data)
         t.grad = None
         t._ctx = None
-        t._retains_grad = False
         t.requires_grad = requires_grad
         return t
 
@@ -123,8 +122,9 @@ class Tensor:
         return self
 
     def retain_grad(self) -> Tensor:
-        """Keep `.grad` for this non-leaf tensor too during `backward()`."""
-        self._retains_grad = True
+        """Keep `.grad` for this non-leaf tensor too during `backward()` (a leaf always does)."""
+        if self._ctx is not None:  # the graph holds the node, not this tensor: point back
+            self._ctx.retained = weakref.ref(self)
         return self
 
     def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:

@@ -83,14 +83,22 @@ class Context:
     """A recorded node: the `Function` that made a tensor, its inputs, and what backward needs.
 
     `needs_input_grad[i]` tells the backward whether input `i` wants a gradient, so it can skip
-    work; `parents` are the inputs themselves (tensors or plain values). Ops may also store
-    plain attributes on it (`ctx.dim = dim`).
+    work. `parents` are the inputs as the graph links them: a tensor made by another op is that
+    op's `Context` (the graph keeps nodes, not their tensors, so an intermediate tensor's values
+    are freed as soon as nothing but the graph holds them — unless a backward saved them), a
+    leaf tensor is itself, anything else its plain value. `output_shape` is the shape of the
+    tensor this node made. Ops may also store plain attributes on it (`ctx.dim = dim`).
     """
+
+    __slots__ = ("__dict__", "function", "needs_input_grad", "output_shape", "parents",
+                 "saved_tensors")
 
     function: type[Function]
     parents: tuple[Any, ...]
-    needs_input_grad: list[bool]
-    saved_tensors: tuple[Any, ...] | None = ()
+    needs_input_grad: tuple[bool, ...]
+    saved_tensors: tuple[Any, ...] | None
+    output_shape: tuple[int, ...]
+    retained: Any = None  # a weak reference to the output, if it called `retain_grad()`
 
     def save_for_backward(self, *values: Any) -> None:
         """Keep arrays (or anything else) for `backward`; freed after it runs."""
@@ -100,6 +108,9 @@ class Context:
 class _Unrecorded(Context):
     """The context of a forward that nothing will differentiate (grad mode off, or no input
     requires grad): it keeps nothing, so no array outlives the forward because of it."""
+
+    __slots__ = ()
+    saved_tensors = ()
 
     def save_for_backward(self, *values: Any) -> None:
         pass
@@ -121,15 +132,19 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run `forward` on the arrays inside `args`; record the node if a gradient is needed."""
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
-        needs = [isinstance(a, Tensor) and a.requires_grad for a in args] \
+        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args]) \
             if _mode.grad_enabled else None
         if not needs or True not in needs:  # nothing to differentiate: record nothing
             return Tensor._from_array(_run(cls, _Unrecorded(), arrays, kwargs), False)
         ctx = Context()
         ctx.needs_input_grad = needs
+        ctx.saved_tensors = ()
         result = Tensor._from_array(_run(cls, ctx, arrays, kwargs), True)
         ctx.function = cls
-        ctx.parents = args
+        ctx.output_shape = result.data.shape
+        # an input made by an op is linked through its node, not its tensor (see Context)
+        ctx.parents = tuple([a._ctx if isinstance(a, Tensor) and a._ctx is not None else a
+                             for a in args])
         result._ctx = ctx
         return result
 # --8<-- [end:function]
@@ -168,10 +183,10 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> None:
     r"""Accumulate $\partial\,\text{root} / \partial\,\text{leaf}$ into every leaf's `.grad`.
 
-    First counts, for every tensor, the edges through which gradient will flow back into it;
+    First counts, for every node, the edges through which gradient will flow back into it;
     then, from the root, calls each node's `backward` once all of those have arrived, with their
     sum — a worklist, not recursion, so deep graphs are fine — and frees the saved arrays
-    unless `retain_graph=True`.
+    unless `retain_graph=True`. The nodes are `Context`s and, at the ends, leaf tensors.
     """
     if not root.requires_grad:
         raise RuntimeError(
@@ -194,22 +209,23 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
                 f"{root.shape}"
             )
 
-    pending = _count_consumers(root)
-    grads: dict[int, np.ndarray] = {id(root): gradient}
+    node = root if root._ctx is None else root._ctx  # a leaf, or the node that made root
+    pending = _count_consumers(node)
+    grads: dict[int, np.ndarray] = {id(node): gradient}
     given = {id(_owner(gradient))}  # arrays someone else holds: the caller's, or a .grad set
-    ready = [root]
+    ready = [node]
     while ready:
         node = ready.pop()
         grad = grads.pop(id(node), None)  # None: every consumer sent None (a zero gradient)
-        ctx = node._ctx
-        if grad is not None and (ctx is None or node._retains_grad):
-            if node.grad is None:  # the first gradient: keep the engine's own array as is
-                node.grad = grad if _owned(grad, given) else grad.copy()
-                given.add(id(_owner(node.grad)))
-            else:
-                node.grad = node.grad + grad
-        if ctx is None:
+        if type(node) is not Context:  # a leaf tensor: its gradient ends here
+            if grad is not None:
+                _accumulate(node, grad, given)
             continue
+        ctx = node
+        if grad is not None and ctx.retained is not None:
+            output = ctx.retained()  # the tensor that asked to keep its gradient, if alive
+            if output is not None:
+                _accumulate(output, grad, given)
         input_grads = () if grad is None else ctx.function.backward(ctx, grad)
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
@@ -220,8 +236,9 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
                 continue
             key = id(parent)
             if g is not None:
-                if g.shape != parent.data.shape:
-                    g = unbroadcast(g, parent.data.shape)
+                shape = parent.output_shape if type(parent) is Context else parent.data.shape
+                if g.shape != shape:
+                    g = unbroadcast(g, shape)
                 grads[key] = grads[key] + g if key in grads else g
             left = pending[key] - 1
             pending[key] = left
@@ -229,6 +246,15 @@ def backward(root: Tensor, gradient: Any = None, retain_graph: bool = False) -> 
                 ready.append(parent)
         if not retain_graph:
             ctx.saved_tensors = None
+
+
+def _accumulate(tensor: Tensor, grad: np.ndarray, given: set[int]) -> None:
+    """Add `grad` into `tensor.grad`; the first gradient is kept as it is when it may be."""
+    if tensor.grad is None:  # the first gradient: keep the engine's own array as is
+        tensor.grad = grad if _owned(grad, given) else grad.copy()
+        given.add(id(_owner(tensor.grad)))
+    else:
+        tensor.grad = tensor.grad + grad
 
 
 def _owner(a: np.ndarray) -> Any:
@@ -248,18 +274,16 @@ def _owned(grad: np.ndarray, given: set[int]) -> bool:
             and id(owner) not in given)
 
 
-def _count_consumers(root: Tensor) -> dict[int, int]:
-    """For every tensor below `root`, how many recorded edges lead out of it toward `root`.
+def _count_consumers(start: Tensor | Context) -> dict[int, int]:
+    """For every node below `start`, how many recorded edges lead out of it toward `start`.
 
-    A tensor is processed only once all of them have delivered their gradient (Kahn's algorithm
+    A node is processed only once all of them have delivered their gradient (Kahn's algorithm
     on the reversed graph), so each node's backward runs exactly once, with the full sum.
     """
     pending: dict[int, int] = {}
-    stack = [root]
+    stack = [start] if type(start) is Context else []
     while stack:
-        ctx = stack.pop()._ctx
-        if ctx is None:
-            continue
+        ctx = stack.pop()
         if ctx.saved_tensors is None:
             raise RuntimeError(
                 f"backward: trying to go through the graph a second time: the buffers of "
@@ -273,6 +297,7 @@ def _count_consumers(root: Tensor) -> dict[int, int]:
                     pending[key] += 1
                 else:
                     pending[key] = 1
-                    stack.append(parent)
+                    if type(parent) is Context:
+                        stack.append(parent)
     return pending
 # --8<-- [end:backward]

@@ -210,6 +210,36 @@ def test_retain_grad_keeps_a_non_leaf_gradient() -> None:
     np.testing.assert_array_equal(x.grad, [18.0 + 4.0, 36.0 + 4.0])
 
 
+def test_retain_grad_on_the_root_and_after_later_ops() -> None:
+    """`retain_grad` may come after the tensor was used, and on the root itself."""
+    x = f64([1.0, 2.0])
+    y = x * 3.0
+    loss = (y * y).sum()
+    y.retain_grad()
+    loss.retain_grad()
+    loss.backward()
+    np.testing.assert_array_equal(y.grad, [6.0, 12.0])
+    assert loss.grad == 1.0
+
+
+def test_the_graph_keeps_an_intermediate_s_values_only_if_a_backward_saved_them() -> None:
+    """As in PyTorch: the graph links nodes, so once the program drops an intermediate tensor
+    its array is freed, unless an op saved it for its backward."""
+    import gc
+    import weakref
+
+    x = f64([1.0, 2.0])
+    u = x * 2.0  # Add's backward needs nothing of u
+    v = x * 5.0  # Mul's backward needs v
+    unused, saved = weakref.ref(u.data), weakref.ref(v.data)
+    loss = ((u + 1.0) * v).sum()
+    del u, v
+    gc.collect()
+    assert unused() is None and saved() is not None
+    loss.backward()
+    np.testing.assert_array_equal(x.grad, [25.0, 45.0])  # d/dx (10 x^2 + 5 x)
+
+
 def test_requires_grad_only_for_floating_point_leaves() -> None:
     with pytest.raises(TypeError, match="int64"):
         nima.tensor([1, 2], requires_grad=True)

@@ -46,7 +46,7 @@ class Checkpoint(Function):
     @staticmethod
     def forward(ctx: Context, fn: Callable[..., Tensor], *arrays: Any,
                 args: tuple[Any, ...]) -> np.ndarray:
-        ctx.save_for_backward(fn, random.get_state())
+        ctx.save_for_backward(fn, random.get_state(), args)  # the inputs: all that is kept
         with no_grad():
             out = fn(*args)  # the original tensors: nothing is recorded
         if not isinstance(out, Tensor):
@@ -55,9 +55,9 @@ class Checkpoint(Function):
 
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray | None, ...]:
-        fn, rng_state = ctx.saved_tensors
+        fn, rng_state, args = ctx.saved_tensors
         inputs = [Tensor(p.data, requires_grad=True) if need else p  # fresh leaves x'
-                  for p, need in zip(ctx.parents[1:], ctx.needs_input_grad[1:], strict=True)]
+                  for p, need in zip(args, ctx.needs_input_grad[1:], strict=True)]
         current_state = random.get_state()
         random.set_state(rng_state)  # the same dropout masks as the forward
         try:

@@ -35,9 +35,10 @@ def _flat(w: np.ndarray | None) -> np.ndarray | None:
     return None if w is None else w.reshape(-1)
 
 
-def _param_grad(ctx: Context, i: int, g: np.ndarray) -> np.ndarray | None:
-    """The gradient of parameter input `i`, in its shape, if it wants one."""
-    return g.reshape(ctx.parents[i].shape) if ctx.needs_input_grad[i] else None
+def _param_grad(ctx: Context, i: int, g: np.ndarray, param: np.ndarray | None) -> Any:
+    """The gradient of parameter input `i` (whose array was `param`), in its shape, if it
+    wants one."""
+    return g.reshape(param.shape) if ctx.needs_input_grad[i] else None
 
 
 # --8<-- [start:layer_norm]
@@ -55,15 +56,17 @@ class LayerNorm(Function):
                 bias: np.ndarray | None, n_dims: int, eps: float) -> np.ndarray:
         x2 = _rows(x, n_dims)  # (..., C)
         y, mean, rstd = kernels.layer_norm_forward(x2, _flat(weight), _flat(bias), eps)
-        ctx.save_for_backward(x2, _flat(weight), mean, rstd)
+        ctx.save_for_backward(x2, weight, bias, mean, rstd)
+        ctx.x_shape = x.shape
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, ...]:
-        x2, w, mean, rstd = ctx.saved_tensors
-        dx, dw, db = kernels.layer_norm_backward(grad.reshape(x2.shape), x2, w, mean, rstd)
-        shape = ctx.parents[0].shape
-        return dx.reshape(shape), _param_grad(ctx, 1, dw), _param_grad(ctx, 2, db), None, None
+        x2, weight, bias, mean, rstd = ctx.saved_tensors
+        dx, dw, db = kernels.layer_norm_backward(grad.reshape(x2.shape), x2, _flat(weight),
+                                                 mean, rstd)
+        return (dx.reshape(ctx.x_shape), _param_grad(ctx, 1, dw, weight),
+                _param_grad(ctx, 2, db, bias), None, None)
 # --8<-- [end:layer_norm]
 
 
@@ -82,14 +85,15 @@ class RMSNorm(Function):
                 eps: float) -> np.ndarray:
         x2 = _rows(x, n_dims)  # (..., C)
         y, rstd = kernels.rms_norm_forward(x2, _flat(weight), eps)
-        ctx.save_for_backward(x2, _flat(weight), rstd)
+        ctx.save_for_backward(x2, weight, rstd)
+        ctx.x_shape = x.shape
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, ...]:
-        x2, w, rstd = ctx.saved_tensors
-        dx, dw = kernels.rms_norm_backward(grad.reshape(x2.shape), x2, w, rstd)
-        return dx.reshape(ctx.parents[0].shape), _param_grad(ctx, 1, dw), None, None
+        x2, weight, rstd = ctx.saved_tensors
+        dx, dw = kernels.rms_norm_backward(grad.reshape(x2.shape), x2, _flat(weight), rstd)
+        return dx.reshape(ctx.x_shape), _param_grad(ctx, 1, dw, weight), None, None
 # --8<-- [end:rms_norm]
 
 
