@@ -131,22 +131,32 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run `forward` on the arrays inside `args`; record the node if a gradient is needed."""
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
-        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args]) \
-            if _mode.grad_enabled else None
-        if not needs or True not in needs:  # nothing to differentiate: record nothing
-            return Tensor._from_array(_run(cls, _Unrecorded(), arrays, kwargs), False)
-        ctx = Context()
-        ctx.needs_input_grad = needs
-        ctx.saved_tensors = ()
-        result = Tensor._from_array(_run(cls, ctx, arrays, kwargs), True)
-        ctx.function = cls
-        ctx.output_shape = result.data.shape
-        # an input made by an op is linked through its node, not its tensor (see Context)
-        ctx.parents = tuple([a._ctx if isinstance(a, Tensor) and a._ctx is not None else a
-                             for a in args])
-        result._ctx = ctx
-        return result
+        if _mode.grad_enabled:
+            arrays, needs, parents = [], [], []  # one pass over the inputs: this runs per op
+            for a in args:
+                if isinstance(a, Tensor):
+                    arrays.append(a.data)
+                    needs.append(a.requires_grad)
+                    parents.append(a if a._ctx is None else a._ctx)  # its node, if an op made it
+                else:
+                    arrays.append(a)
+                    needs.append(False)
+                    parents.append(a)
+            if True in needs:
+                ctx = Context()
+                ctx.needs_input_grad = tuple(needs)
+                ctx.saved_tensors = ()
+                data = _run(cls, ctx, arrays, kwargs)
+                result = Tensor._from_array(data, True)
+                ctx.function = cls
+                ctx.output_shape = result.data.shape
+                ctx.parents = tuple(parents)
+                result._ctx = ctx
+                return result
+        else:
+            arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+        # nothing to differentiate: record nothing
+        return Tensor._from_array(_run(cls, _Unrecorded(), arrays, kwargs), False)
 # --8<-- [end:function]
 
 
