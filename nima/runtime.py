@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-import numba
 from threadpoolctl import threadpool_limits
 
 from nima.allocator import retain_freed_memory
@@ -62,6 +61,9 @@ def using(*, backend: str | None = None, numba_threads: int | None = None,
         checked(backend)
     if blas_threads is not None:
         check_int("runtime.using.blas_threads", blas_threads, ge=1)
+    if numba_threads is not None:
+        import numba  # here, not at the top: numba loads with the first kernel, not with nima
+
     if numba_threads is not None and check_int("runtime.using.numba_threads", numba_threads,
                                                ge=1) > numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"runtime.using: numba_threads={numba_threads} exceeds numba's pool of "

@@ -103,6 +103,27 @@ def test_the_trainer_changes_the_allocator_only_when_the_config_says_so(tmp_path
     assert done.returncode == 0, done.stderr
 
 
+def test_import_nima_leaves_numba_for_the_first_kernel_call() -> None:
+    """numba (most of what importing Nima would cost) loads with the first kernel, not before;
+    a numba thread count given to `using` loads it too."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import nima
+        assert "numba" not in sys.modules, "import nima imported numba"
+        x = nima.tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+        (x * 2.0).sum().backward()
+        assert "numba" not in sys.modules, "an op without a kernel imported numba"
+        nima.softmax(x, -1)
+        assert "numba" in sys.modules
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
 @pytest.mark.skipif(not blas_threads(), reason="no BLAS thread pool visible to threadpoolctl")
 def test_using_applies_and_restores_every_setting() -> None:
     backend, numba_count, blas = kernels.current(), numba.get_num_threads(), blas_threads()

@@ -25,33 +25,60 @@ compiled at import: each numba kernel compiles on its first call for a dtype (or
 on-disk cache).
 """
 
+import importlib
 import math
+from typing import Any
 
 import numpy as np
 
-from nima.kernels import adam as _adam
-from nima.kernels import cross_entropy as _ce
-from nima.kernels import gelu as _gelu
-from nima.kernels import gemm as _mm
-from nima.kernels import layernorm as _ln
-from nima.kernels import softmax as _sm
-from nima.kernels import sumsq as _sumsq
 from nima.kernels.backend import BACKENDS, backend, current, pick, use
+
+
+class _KernelModule:
+    """`nima.kernels.<name>`, imported at its first use.
+
+    Every kernel module imports numba, which takes about 0.2 s — most of what `import nima`
+    would cost. The dispatchers below reach their kernels through these stand-ins, so numba
+    loads with the first kernel call instead. After that first use the module's names are the
+    stand-in's own attributes: a lookup costs what a module attribute does.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:  # called only while the module is not loaded
+        module = importlib.import_module(f"nima.kernels.{self._name}")
+        self.__dict__.update(vars(module))
+        return getattr(module, attr)
+
+
+_adam = _KernelModule("adam")
+_attention = _KernelModule("attention")
+_ce = _KernelModule("cross_entropy")
+_erf = _KernelModule("erf")
+_gelu = _KernelModule("gelu")
+_mm = _KernelModule("gemm")
+_ln = _KernelModule("layernorm")
+_sm = _KernelModule("softmax")
+_sumsq = _KernelModule("sumsq")
 
 __all__ = [
     "BACKENDS",
     "adam_update",
     "backend",
+    "causal_softmax_forward",
     "check_eps",
     "cross_entropy_backward",
     "cross_entropy_forward",
     "current",
     "gelu_tanh_backward",
+    "gelu_tanh_forward",
     "layer_norm_backward",
     "layer_norm_forward",
     "log_softmax_backward",
     "log_softmax_forward",
     "matmul",
+    "normal_cdf",
     "rms_norm_backward",
     "rms_norm_forward",
     "softmax_backward",
@@ -111,11 +138,51 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     return pick(_sm.softmax_backward_numpy, _sm.softmax_backward_numba)(y, dy)
 
 
-def gelu_tanh_backward(grad: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    r"""Gradient of the tanh GELU from $\bar y$, $x$ and the saved $t = \tanh u$."""
-    _check_same_shape("gelu_tanh_backward", x, t)
-    _check_floats("gelu_tanh_backward", grad, x, t)
-    return pick(_gelu.gelu_tanh_backward_numpy, _gelu.gelu_tanh_backward_numba)(grad, x, t)
+# --8<-- [start:causal_softmax_forward]
+def causal_softmax_forward(x: np.ndarray, shift: int | None = None) -> np.ndarray:
+    """Causal softmax of scores `(..., Tq, Tk)`: row `i` over keys `j <= i + shift`, zeros
+    after; `shift` defaults to `Tk - Tq` (see `nima.kernels.attention`)."""
+    if x.ndim < 2:
+        raise ValueError(f"causal_softmax_forward: expected scores (..., Tq, Tk), got shape "
+                         f"{x.shape}")
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"causal_softmax_forward: expected float32 or float64 scores, got "
+                        f"{x.dtype} (shape {x.shape})")
+    shift = x.shape[-1] - x.shape[-2] if shift is None else int(shift)
+    forward = pick(_attention.causal_softmax_forward_numpy,
+                   _attention.causal_softmax_forward_numba)
+    return forward(x, shift)
+# --8<-- [end:causal_softmax_forward]
+
+
+def gelu_tanh_forward(x: np.ndarray) -> np.ndarray:
+    r"""GPT-2's tanh GELU, $y = x\,\sigma(2u)$, $u = \sqrt{2/\pi}(x + 0.044715 x^3)$
+    (`nima.kernels.gelu`); float16 takes the NumPy reference."""
+    if x.dtype not in _FLOATS:
+        return _gelu.gelu_tanh_forward_numpy(x)
+    return pick(_gelu.gelu_tanh_forward_numpy, _gelu.gelu_tanh_forward_numba)(x)
+
+
+def gelu_tanh_backward(grad: np.ndarray, x: np.ndarray) -> np.ndarray:
+    r"""Gradient of the tanh GELU from $\bar y$ and $x$ ($\bar y$ broadcasts to x's shape);
+    float16 takes the NumPy reference."""
+    try:
+        fits = np.broadcast_shapes(grad.shape, x.shape) == x.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"gelu_tanh_backward: gradient of shape {grad.shape} does not "
+                         f"broadcast to x's shape {x.shape}")
+    if x.dtype not in _FLOATS:
+        return _gelu.gelu_tanh_backward_numpy(grad, x)
+    _check_floats("gelu_tanh_backward", grad, x)
+    return pick(_gelu.gelu_tanh_backward_numpy, _gelu.gelu_tanh_backward_numba)(grad, x)
+
+
+def normal_cdf(x: np.ndarray) -> np.ndarray:
+    r"""$\Phi(x) = \tfrac12\bigl(1 + \operatorname{erf}(x/\sqrt2)\bigr)$, the standard normal
+    CDF, elementwise in x's dtype (`nima.kernels.erf`; one kernel)."""
+    return 0.5 * (1 + _erf.erf(x * (1 / math.sqrt(2))))
 
 
 def log_softmax_forward(x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ $\text{shift} = T_k - T_q$ (the diagonal aligned to the end, as with a KV cache)
 $$y_{ij} = \frac{e^{S_{ij} - m_i}}{\sum_{j' \le i + \text{shift}} e^{S_{ij'} - m_i}}
 \quad (j \le i + \text{shift}), \qquad y_{ij} = 0 \text{ otherwise},$$
 
-with $m_i$ the maximum over the visible prefix. It equals the softmax of the scores with the
+with $m_i$ a shift that keeps the exponentials finite (the first visible entry, or their maximum:
+see `row_exp`). It equals the softmax of the scores with the
 future filled with $-\infty$ — which is exactly what the NumPy reference computes — without
 building the mask or the filled copy, and each row reads only its visible prefix. A row with no
 visible key (or whose visible entries are all $-\infty$, e.g. padding) gives zeros, like
@@ -18,6 +19,9 @@ The backward needs no kernel of its own: it is the ordinary softmax backward
 `kernels.softmax_backward`, $dx = y \odot (dy - \langle dy, y\rangle)$, and hidden entries,
 where $y = 0$, get 0.
 
+The dispatcher, which checks the scores and defaults the shift, is
+`nima.kernels.causal_softmax_forward`.
+
 **The numba kernel** runs one `prange` task per row of the scores viewed as 2-D `(R, Tk)`; row
 $r$ is query $i = r \bmod T_q$, so it knows its own prefix length without an index array.
 Measured in `benchmarks/bench_attention.py`: against `masked_fill` + `softmax_forward`, it saves
@@ -27,7 +31,6 @@ a full pass to build the filled copy forward and another through `masked_fill`'s
 import numpy as np
 from numba import njit, prange
 
-from nima.kernels.backend import pick
 from nima.kernels.rows import ROW_FASTMATH, as_rows, row_exp
 from nima.kernels.softmax import softmax_forward_numpy
 from nima.kernels.threads import launch
@@ -78,17 +81,3 @@ def causal_softmax_forward_numba(x: np.ndarray, shift: int) -> np.ndarray:
     return y.reshape(x.shape)
 # --8<-- [end:causal_softmax_forward_numba]
 
-
-# --8<-- [start:causal_softmax_forward]
-def causal_softmax_forward(x: np.ndarray, shift: int | None = None) -> np.ndarray:
-    """Causal softmax of scores `(..., Tq, Tk)`: row `i` over keys `j <= i + shift`, zeros
-    after; `shift` defaults to `Tk - Tq`. Dispatches to the active backend."""
-    if x.ndim < 2:
-        raise ValueError(f"causal_softmax_forward: expected scores (..., Tq, Tk), got shape "
-                         f"{x.shape}")
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"causal_softmax_forward: expected float32 or float64 scores, got "
-                        f"{x.dtype} (shape {x.shape})")
-    shift = x.shape[-1] - x.shape[-2] if shift is None else int(shift)
-    return pick(causal_softmax_forward_numpy, causal_softmax_forward_numba)(x, shift)
-# --8<-- [end:causal_softmax_forward]

@@ -1,15 +1,22 @@
 r"""GPT-2's tanh GELU, forward and backward, with its constant written once (`CUBIC`).
 
-$$y = \tfrac12\,x\,(1 + t), \qquad t = \tanh u, \qquad u = \sqrt{2/\pi}\,(x + c\,x^3),
-\quad c = 0.044715;$$
+$$y = \tfrac12\,x\,(1 + \tanh u), \qquad u = \sqrt{2/\pi}\,(x + c\,x^3), \quad c = 0.044715.$$
 
-$$\bar x = \bar y\left(\tfrac12(1 + t) + \tfrac12\,x\,(1 - t^2)\,u'\right), \qquad
+Since $\tfrac12(1 + \tanh u) = \sigma(2u) = 1 / (1 + e^{-2u})$, this is $y = x\,s$ with
+$s = \sigma(2u)$, and
+
+$$\bar x = \bar y\,\bigl(s + 2x\,s\,(1 - s)\,u'\bigr), \qquad
 u' = \sqrt{2/\pi}\,(1 + 3c\,x^2).$$
 
-The forward computes in one scratch array, in place, and returns $t$ for the backward to use.
-In NumPy the backward's line makes about thirteen temporaries the size of the activation; at
-the baby GPT's (12, 64, 512) each is 1.5 MB of fresh memory, and the page faults cost more than
-the arithmetic. The numba kernel reads $\bar y$, $x$, $t$ once and writes $\bar x$ once.
+The sigmoid form takes one exponential and no tanh (numba has no vectorised tanh; `fast_exp`
+vectorises), and it cancels nothing: $1 + \tanh u$ subtracts nearly equal numbers for
+$u \ll 0$, $1 / (1 + e^{-2u})$ does not.
+
+The backward recomputes $s$ from $x$ instead of keeping it: one more exponential per element
+costs less than a saved array, which at the baby GPT's (12, 64, 512) is 1.5 MB of memory per
+layer, fresh every step. The numba kernels read their inputs once and write their output once,
+in chunks of 4096 elements (`prange` over chunks); the NumPy references are the formulas in
+NumPy's ufuncs, about a dozen whole-array temporaries each.
 """
 
 from __future__ import annotations
@@ -19,65 +26,103 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from nima.kernels.fastexp import fast_exp
 from nima.kernels.threads import launch
 
 _CHUNK = 4096  # elements per parallel task
 CUBIC = 0.044715  # c, the weight of x^3 in GPT-2's tanh approximation of Phi
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_FASTMATH = {"contract"}  # fused multiply-adds; nothing assumed about inf or NaN
 
 
-# --8<-- [start:gelu_tanh_forward]
-def gelu_tanh_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`(y, t)`: the tanh GELU of `x` and $t = \\tanh u$, which the backward needs."""
-    # in one scratch array, in place: every fresh (12, 64, 512) temporary costs page faults,
-    # more than the arithmetic; x * x * x, not x**3: the power calls pow per element, 5x slower
-    t = np.multiply(x, x, out=np.empty_like(x))  # an array even for 0-d x
-    t *= x
-    t *= CUBIC
-    t += x
-    t *= SQRT_2_OVER_PI
-    np.tanh(t, out=t)  # t = tanh(u)
-    y = t + 1  # y = 0.5 x (1 + t)
-    y *= x
-    y *= 0.5
-    return y, t
-# --8<-- [end:gelu_tanh_forward]
+# --8<-- [start:gelu_tanh_numpy]
+def _gate_numpy(x: np.ndarray) -> np.ndarray:
+    r"""$s = \sigma(2u) = \tfrac12(1 + \tanh u)$; $e^{-2u}$ may overflow to $\infty$ (then
+    $s = 0$, as it should be)."""
+    u = SQRT_2_OVER_PI * (x + CUBIC * x * x * x)
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-2 * u))
 
 
-# --8<-- [start:gelu_tanh_backward_numpy]
-def gelu_tanh_backward_numpy(grad: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """$\\bar x$ from the output gradient, the input and the saved $t = \\tanh u$ (reference)."""
+def gelu_tanh_forward_numpy(x: np.ndarray) -> np.ndarray:
+    r"""$y = x\,\sigma(2u)$ (NumPy reference)."""
+    return x * _gate_numpy(x)
+
+
+def gelu_tanh_backward_numpy(grad: np.ndarray, x: np.ndarray) -> np.ndarray:
+    r"""$\bar x$ from the output gradient and the input (NumPy reference)."""
+    s = _gate_numpy(x)
     du = SQRT_2_OVER_PI * (1 + 3 * CUBIC * x * x)
-    return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
-# --8<-- [end:gelu_tanh_backward_numpy]
+    with np.errstate(invalid="ignore"):  # 0 * inf at x = -inf is NaN, as the formula says
+        return grad * (s + 2 * x * s * (1 - s) * du)
+# --8<-- [end:gelu_tanh_numpy]
 
 
-# --8<-- [start:gelu_tanh_backward_numba]
+# --8<-- [start:gelu_tanh_numba]
 @njit(cache=True)
-def _gelu_tanh_backward_chunk(g: np.ndarray, x: np.ndarray, t: np.ndarray, out: np.ndarray,
-                              start: int, stop: int) -> None:
-    """The formula over `start:stop` of the flat arrays, constants in x's dtype."""
+def _constants(x: np.ndarray) -> tuple[float, ...]:
+    r"""1, 2, $\sqrt{2/\pi}$, $c$ and $3c$ in x's dtype (float32 stays float32)."""
     f = x.dtype.type
-    half, one, c0, c1 = f(0.5), f(1), f(SQRT_2_OVER_PI), f(3 * CUBIC)
+    return f(1), f(2), f(SQRT_2_OVER_PI), f(CUBIC), f(3 * CUBIC)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _gate(x: float, k: tuple[float, ...]) -> tuple[float, float]:
+    r"""$(s, u')$ of one element, from the `_constants` k."""
+    one, two, c0, c1, c3 = k
+    u = c0 * (x + c1 * x * x * x)
+    return one / (one + fast_exp(-two * u)), c0 * (one + c3 * x * x)
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _gelu_tanh_forward_chunk(x: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
+    """$y = x s$ over `start:stop` of the flat arrays."""
+    k = _constants(x)
     for i in range(start, stop):
-        xi, ti = x[i], t[i]
-        du = c0 * (one + c1 * xi * xi)
-        out[i] = g[i] * (half * (one + ti) + half * xi * (one - ti * ti) * du)
+        s, _ = _gate(x[i], k)
+        out[i] = x[i] * s
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _gelu_tanh_backward_chunk(g: np.ndarray, x: np.ndarray, out: np.ndarray, start: int,
+                              stop: int) -> None:
+    r"""$\bar x = \bar y (s + 2 x s (1 - s) u')$ over `start:stop` of the flat arrays."""
+    k = _constants(x)
+    one, two = k[0], k[1]
+    for i in range(start, stop):
+        xi = x[i]
+        s, du = _gate(xi, k)
+        out[i] = g[i] * (s + two * xi * s * (one - s) * du)
 
 
 @njit(parallel=True, cache=True)
-def _gelu_tanh_backward_chunks(g: np.ndarray, x: np.ndarray, t: np.ndarray,
-                               out: np.ndarray) -> None:
+def _gelu_tanh_forward_chunks(x: np.ndarray, out: np.ndarray) -> None:
+    """`prange` over chunks of 4096 elements, each one serial `_gelu_tanh_forward_chunk`."""
+    n = x.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        _gelu_tanh_forward_chunk(x, out, c * _CHUNK, min(n, (c + 1) * _CHUNK))
+
+
+@njit(parallel=True, cache=True)
+def _gelu_tanh_backward_chunks(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """`prange` over chunks of 4096 elements, each one serial `_gelu_tanh_backward_chunk`."""
     n = x.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
-        _gelu_tanh_backward_chunk(g, x, t, out, c * _CHUNK, min(n, (c + 1) * _CHUNK))
+        _gelu_tanh_backward_chunk(g, x, out, c * _CHUNK, min(n, (c + 1) * _CHUNK))
 
 
-def gelu_tanh_backward_numba(grad: np.ndarray, x: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """$\\bar x$ in one pass over flat contiguous copies (numba kernel)."""
+def gelu_tanh_forward_numba(x: np.ndarray) -> np.ndarray:
+    r"""$y = x\,\sigma(2u)$ in one pass over a flat contiguous copy (numba kernel)."""
     out = np.empty(x.shape, dtype=x.dtype)
-    flat = [np.ascontiguousarray(np.broadcast_to(a, x.shape)).reshape(-1) for a in (grad, x, t)]
+    launch(_gelu_tanh_forward_chunks, out.size, np.ascontiguousarray(x).reshape(-1),
+           out.reshape(-1))
+    return out
+
+
+def gelu_tanh_backward_numba(grad: np.ndarray, x: np.ndarray) -> np.ndarray:
+    r"""$\bar x$ in one pass over flat contiguous copies (numba kernel)."""
+    out = np.empty(x.shape, dtype=x.dtype)
+    flat = [np.ascontiguousarray(np.broadcast_to(a, x.shape)).reshape(-1) for a in (grad, x)]
     launch(_gelu_tanh_backward_chunks, out.size, *flat, out.reshape(-1))
     return out
-# --8<-- [end:gelu_tanh_backward_numba]
+# --8<-- [end:gelu_tanh_numba]

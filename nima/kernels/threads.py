@@ -25,13 +25,19 @@ for a block of code, explicitly: `nima.runtime.using(blas_threads=1)`.
 The second decision is numba's own: a parallel launch wakes the pool's other thread, and when
 that core is busy (another process, a test runner, a browser) the launch waits for the scheduler
 to run it — milliseconds, whatever the size of the work. Small kernels therefore run on the
-calling thread alone (`launch`): below `GRAIN` elements of work the parallel win is a few
-microseconds at best, and the loss under load is large. Training the 26k-parameter model of
-`configs/tiny_synthetic.yaml` for 100 steps on a loaded machine (load average 9) took 35 s
-with two numba threads for every kernel and 5.3 s with one. Large kernels use the calling
-thread's numba thread count (`numba.get_num_threads()`, which the caller may set, e.g. through
-`nima.runtime.using(numba_threads=...)`); for a small one `launch` sets one thread and puts the
-caller's count back afterwards.
+calling thread alone (`launch`). "Small" is about a millisecond of work or less: a second
+thread could save at most half of it, and a wait for a busy core costs a whole scheduler slice.
+So `GRAIN` is 2^20 elements (a softmax or layer norm of a million values, 0.5-1 ms) and
+`GEMM_GRAIN` 2^26 multiply-adds (0.7 ms at 100 GFLOP/s): every kernel of the baby GPT runs on
+one thread, the products and attention of a GPT with 256-wide layers and 256-token windows on
+all of them. Measured on a 2-core AMD EPYC (Zen 4) at a load average of 10: the baby GPT's
+training step took a median 250 ms of wall time with these grains and 1200 ms with the earlier
+ones (32k elements, 2M multiply-adds), which sent nearly every kernel to both cores; and
+training the 26k-parameter model of `configs/tiny_synthetic.yaml` for 100 steps (load average
+9) took 35 s with two numba threads for every kernel and 5.3 s with one. Large kernels use the
+calling thread's numba thread count (`numba.get_num_threads()`, which the caller may set, e.g.
+through `nima.runtime.using(numba_threads=...)`); for a small one `launch` sets one thread and
+puts the caller's count back afterwards.
 """
 
 from collections.abc import Callable
@@ -39,8 +45,8 @@ from typing import Any
 
 import numba
 
-GRAIN = 1 << 15  # elements of work below which a numba kernel runs on the calling thread
-GEMM_GRAIN = 1 << 21  # the same for a matrix product, in multiply-adds (about 128^3)
+GRAIN = 1 << 20  # elements of work below which a numba kernel runs on the calling thread
+GEMM_GRAIN = 1 << 26  # the same for a matrix product, in multiply-adds (about 406^3)
 
 
 # --8<-- [start:launch]

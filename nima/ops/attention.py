@@ -26,7 +26,6 @@ import numpy as np
 from nima import kernels
 from nima._tensor import FLOAT_DTYPES, Tensor
 from nima.autograd import Context, Function
-from nima.kernels.attention import causal_softmax_forward
 from nima.ops.dropout import dropout
 from nima.ops.elementwise import masked_fill
 from nima.ops.linalg import batched_matmul
@@ -80,7 +79,7 @@ class CausalSoftmax(Function):
 
     @staticmethod
     def forward(ctx: Context, scores: np.ndarray) -> np.ndarray:
-        y = causal_softmax_forward(scores)  # (..., Tq, Tk)
+        y = kernels.causal_softmax_forward(scores)  # (..., Tq, Tk)
         ctx.save_for_backward(y)
         return y
 

@@ -14,8 +14,6 @@ import numpy as np
 from nima import kernels
 from nima._tensor import Tensor
 from nima.autograd import Context, Function
-from nima.kernels.erf import erf
-from nima.kernels.gelu import gelu_tanh_backward_numpy, gelu_tanh_forward
 from nima.ops.operands import autocast_float32, binary_operands
 
 
@@ -228,32 +226,29 @@ class Gelu(Function):
     $\bar x = \bar y\,\left(\Phi(x) + x\,\varphi(x)\right)$, $\varphi(x) = e^{-x^2/2}/\sqrt{2\pi}$.
 
     `approximate="tanh"` (GPT-2's): $\Phi(x) \approx \tfrac12(1 + \tanh u)$ with
-    $u = \sqrt{2/\pi}\,(x + c\,x^3)$, $c = 0.044715$; forward and backward are in
-    `nima.kernels.gelu`.
+    $u = \sqrt{2/\pi}\,(x + c\,x^3)$, $c = 0.044715$; forward and backward are fused kernels in
+    `nima.kernels.gelu`, and only $x$ is saved.
     """
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, approximate: str) -> np.ndarray:
         ctx.approximate = approximate
         if approximate == "tanh":
-            y, t = gelu_tanh_forward(x)  # the formula, in place, in nima.kernels.gelu
-            ctx.save_for_backward(x, t)
-            return y
+            ctx.save_for_backward(x, None)  # the backward recomputes the gate from x
+            return kernels.gelu_tanh_forward(x)
         if approximate != "none":
             raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        cdf = kernels.normal_cdf(x)
         ctx.save_for_backward(x, cdf)
         return x * cdf
 
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, None]:
-        x, saved = ctx.saved_tensors
+        x, cdf = ctx.saved_tensors
         if ctx.approximate == "tanh":
-            if x.dtype in (np.float32, np.float64):  # the docstring's formula, fused
-                return kernels.gelu_tanh_backward(grad, x, saved), None
-            return gelu_tanh_backward_numpy(grad, x, saved), None
+            return kernels.gelu_tanh_backward(grad, x), None
         pdf = np.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
-        return grad * (saved + x * pdf), None
+        return grad * (cdf + x * pdf), None
 
 
 # --8<-- [end:gelu]

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from kernel_arrays import dtypes
 
 from nima import kernels
-from nima.kernels.attention import causal_softmax_forward
 
 nan, inf = np.nan, np.inf
 ROW_KINDS = ("finite", "finite", "sprinkled", "all nan", "all -inf", "nan and -inf", "+inf")
@@ -84,7 +83,7 @@ def test_softmax_and_log_softmax(data: st.DataObject, dtype: type, n_rows: int,
 @given(data=st.data(), dtype=dtypes, t_q=st.integers(1, 5), width=widths)
 def test_causal_softmax(data: st.DataObject, dtype: type, t_q: int, width: int) -> None:
     x = data.draw(special_rows(dtype, 2 * t_q, width)).reshape(2, t_q, width)
-    assert_same(*on_both_backends(causal_softmax_forward, x), dtype)
+    assert_same(*on_both_backends(kernels.causal_softmax_forward, x), dtype)
 
 
 @settings(deadline=None)
@@ -123,8 +122,8 @@ def test_layer_norm_and_rms_norm(data: st.DataObject, dtype: type, n_rows: int, 
 @given(data=st.data(), dtype=dtypes, n_rows=st.integers(1, 6), width=widths)
 def test_gelu_backward(data: st.DataObject, dtype: type, n_rows: int, width: int) -> None:
     grad, x = (data.draw(special_rows(dtype, n_rows, width)) for _ in range(2))
-    t = np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)).astype(dtype)
-    assert_same(*on_both_backends(kernels.gelu_tanh_backward, grad, x, t), dtype)
+    assert_same(*on_both_backends(kernels.gelu_tanh_forward, x), dtype)
+    assert_same(*on_both_backends(kernels.gelu_tanh_backward, grad, x), dtype)
 
 
 @settings(deadline=None)
@@ -163,7 +162,7 @@ def test_documented_special_rows(backend: str) -> None:
         y = kernels.softmax_forward(x)
         log_y = kernels.log_softmax_forward(x)
         losses, lse = kernels.cross_entropy_forward(x, np.array([0, 0, 0, 1, 2]))
-        attention = causal_softmax_forward(np.array([[nan, 1.0], [2.0, 3.0]], np.float32))
+        attention = kernels.causal_softmax_forward(np.array([[nan, 1.0], [2.0, 3.0]], np.float32))
     nan_rows = [0, 1, 3, 4]
     assert np.isnan(y[nan_rows]).all() and np.isnan(log_y[nan_rows]).all()
     assert (y[2] == 0).all() and (log_y[2] == -inf).all()

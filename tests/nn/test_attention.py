@@ -21,11 +21,8 @@ from hypothesis import strategies as st
 import nima
 import nima.functional as F
 from nima import gradcheck, kernels, nn
-from nima.kernels.attention import (
-    causal_softmax_forward,
-    causal_softmax_forward_numba,
-    causal_softmax_forward_numpy,
-)
+from nima.kernels import causal_softmax_forward
+from nima.kernels.attention import causal_softmax_forward_numba, causal_softmax_forward_numpy
 from nima.nn.attention import KVCache, MultiHeadAttention, causal_mask
 from nima.ops.attention import causal_softmax
 
