@@ -33,6 +33,9 @@ _CHUNK = 4096  # elements per parallel task
 CUBIC = 0.044715  # c, the weight of x^3 in GPT-2's tanh approximation of Phi
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _FASTMATH = {"contract"}  # fused multiply-adds; nothing assumed about inf or NaN
+# numba's default error model checks every division for zero, to raise ZeroDivisionError; that
+# branch alone keeps LLVM from vectorising the loops (measured: 5 ns per element instead of 0.5)
+_JIT = dict(cache=True, fastmath=_FASTMATH, error_model="numpy")
 
 
 # --8<-- [start:gelu_tanh_numpy]
@@ -66,7 +69,7 @@ def _constants(x: np.ndarray) -> tuple[float, ...]:
     return f(1), f(2), f(SQRT_2_OVER_PI), f(CUBIC), f(3 * CUBIC)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
+@njit(**_JIT)
 def _gate(x: float, k: tuple[float, ...]) -> tuple[float, float]:
     r"""$(s, u')$ of one element, from the `_constants` k."""
     one, two, c0, c1, c3 = k
@@ -74,22 +77,22 @@ def _gate(x: float, k: tuple[float, ...]) -> tuple[float, float]:
     return one / (one + fast_exp(-two * u)), c0 * (one + c3 * x * x)
 
 
-@njit(cache=True, fastmath=_FASTMATH)
-def _gelu_tanh_forward_chunk(x: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
-    """$y = x s$ over `start:stop` of the flat arrays."""
+@njit(**_JIT)
+def _gelu_tanh_forward_chunk(x: np.ndarray, out: np.ndarray) -> None:
+    """$y = x s$ over a chunk. The loop counts from 0, so numba drops its negative-index
+    checks and LLVM vectorises it (counting from a chunk's start did neither: 6 ns/element)."""
     k = _constants(x)
-    for i in range(start, stop):
+    for i in range(x.size):
         s, _ = _gate(x[i], k)
         out[i] = x[i] * s
 
 
-@njit(cache=True, fastmath=_FASTMATH)
-def _gelu_tanh_backward_chunk(g: np.ndarray, x: np.ndarray, out: np.ndarray, start: int,
-                              stop: int) -> None:
-    r"""$\bar x = \bar y (s + 2 x s (1 - s) u')$ over `start:stop` of the flat arrays."""
+@njit(**_JIT)
+def _gelu_tanh_backward_chunk(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    r"""$\bar x = \bar y (s + 2 x s (1 - s) u')$ over a chunk (counting from 0, as above)."""
     k = _constants(x)
     one, two = k[0], k[1]
-    for i in range(start, stop):
+    for i in range(x.size):
         xi = x[i]
         s, du = _gate(xi, k)
         out[i] = g[i] * (s + two * xi * s * (one - s) * du)
@@ -100,7 +103,8 @@ def _gelu_tanh_forward_chunks(x: np.ndarray, out: np.ndarray) -> None:
     """`prange` over chunks of 4096 elements, each one serial `_gelu_tanh_forward_chunk`."""
     n = x.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
-        _gelu_tanh_forward_chunk(x, out, c * _CHUNK, min(n, (c + 1) * _CHUNK))
+        a, b = c * _CHUNK, min(n, (c + 1) * _CHUNK)
+        _gelu_tanh_forward_chunk(x[a:b], out[a:b])
 
 
 @njit(parallel=True, cache=True)
@@ -108,7 +112,8 @@ def _gelu_tanh_backward_chunks(g: np.ndarray, x: np.ndarray, out: np.ndarray) ->
     """`prange` over chunks of 4096 elements, each one serial `_gelu_tanh_backward_chunk`."""
     n = x.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
-        _gelu_tanh_backward_chunk(g, x, out, c * _CHUNK, min(n, (c + 1) * _CHUNK))
+        a, b = c * _CHUNK, min(n, (c + 1) * _CHUNK)
+        _gelu_tanh_backward_chunk(g[a:b], x[a:b], out[a:b])
 
 
 def gelu_tanh_forward_numba(x: np.ndarray) -> np.ndarray:
