@@ -121,9 +121,10 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run `forward` on the arrays inside `args`; record the node if a gradient is needed."""
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
-        needs = [isinstance(a, Tensor) and a.requires_grad for a in args] \
-            if _mode.grad_enabled else None
-        if not needs or True not in needs:  # nothing to differentiate: record nothing
+        if not _mode.grad_enabled:  # nothing will be differentiated: record nothing
+            return Tensor._from_array(_run(cls, _Unrecorded(), arrays, kwargs), False)
+        needs = [isinstance(a, Tensor) and a.requires_grad for a in args]
+        if True not in needs:
             return Tensor._from_array(_run(cls, _Unrecorded(), arrays, kwargs), False)
         ctx = Context()
         ctx.needs_input_grad = needs

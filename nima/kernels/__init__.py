@@ -62,7 +62,8 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 def _check_floats(op: str, *arrays: np.ndarray) -> None:
     """All arrays float32, or all float64."""
     dtypes = [a.dtype for a in arrays]
-    if dtypes[0] not in _FLOATS or any(d != dtypes[0] for d in dtypes):
+    first = dtypes[0]
+    if first not in _FLOATS or dtypes.count(first) != len(dtypes):
         shown = ", ".join(str(d) for d in dtypes)
         raise TypeError(f"{op}: expected float32 or float64 arrays of one dtype, got {shown}")
 

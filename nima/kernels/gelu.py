@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from nima.kernels.threads import launch
+from nima.kernels.threads import launch, parallel_kernel
 
 _CHUNK = 4096  # elements per parallel task
 CUBIC = 0.044715  # c, the weight of x^3 in GPT-2's tanh approximation of Phi
@@ -65,7 +65,7 @@ def _gelu_tanh_backward_chunk(g: np.ndarray, x: np.ndarray, t: np.ndarray, out: 
         out[i] = g[i] * (half * (one + ti) + half * xi * (one - ti * ti) * du)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _gelu_tanh_backward_chunks(g: np.ndarray, x: np.ndarray, t: np.ndarray,
                                out: np.ndarray) -> None:
     """`prange` over chunks of 4096 elements, each one serial `_gelu_tanh_backward_chunk`."""
