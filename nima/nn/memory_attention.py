@@ -186,7 +186,8 @@ class MemoryAttention(MultiHeadAttention):
                 if cache.bank is None:
                     cache.bank = MemoryBank(self.memory.capacity, self.n_head, self.head_dim,
                                             B, dtype=x.dtype)
-                cache.bank.write(cache.local.k, cache.local.v)
+                n = cache.local.length
+                cache.bank.write(cache.local.k[:, :, :n], cache.local.v[:, :, :n])
                 cache.local.reset()
             n = min(T - i, self.block_size - cache.local.length)
             q, k, v = self._project(x[:, i:i + n], None, None)  # (B, nh, n, hd) each
