@@ -124,8 +124,11 @@ def setting_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str
         common = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text.replace("%", "%%"))
         if base is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
-        elif typing.get_origin(base) is tuple:  # stop strings: repeat the flag
-            parser.add_argument(*flags, action="append", metavar="TEXT", **common)
+        elif typing.get_origin(base) is tuple and typing.get_args(base)[0] is str:
+            parser.add_argument(*flags, action="append", metavar="TEXT", **common)  # repeated
+        elif typing.get_origin(base) is tuple:  # block indices: --echo-layers 2 3
+            parser.add_argument(*flags, nargs="*", type=typing.get_args(base)[0], metavar="N",
+                                **common)
         else:
             kind = _maybe(base) if type(None) in options else base
             parser.add_argument(*flags, type=kind, metavar=f.name.upper(), **common)
