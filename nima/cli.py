@@ -288,6 +288,10 @@ def sample(args: argparse.Namespace) -> None:
         print(tokenizer.decode(row))
     if args.stats and out.stats is not None:
         print(out.stats.table())
+    if args.tree and out.trees is not None:
+        for tree in out.trees:
+            print("--- the search tree ---")
+            print(tree.render(tokenizer.decode))
 
 
 def repl(args: argparse.Namespace) -> None:
@@ -337,6 +341,8 @@ def add_generation_parsers(commands: Any) -> None:
             p.add_argument("--prompt", default="\n", help="the text to continue")
             p.add_argument("--stats", action="store_true",
                            help="print the generation statistics table")
+            p.add_argument("--tree", action="store_true",
+                           help="print the search tree (strategy tree_beam)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
