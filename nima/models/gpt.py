@@ -300,6 +300,7 @@ def _bias(config: GPTConfig, which: bool | None) -> bool:
     return config.bias if which is None else which
 
 
+# --8<-- [start:make_attention]
 def make_attention(config: GPTConfig, rope: RotaryEmbedding | None,
                    alibi: ALiBi | None, layer: int = 0) -> Module:
     """Causal self-attention for block `layer`: `MemoryAttention` in the memory layers,
@@ -322,6 +323,7 @@ def make_attention(config: GPTConfig, rope: RotaryEmbedding | None,
                                   causal=True, **common)
     return HybridAttention(config.n_embd, config.n_head, config.block_size,
                            mode=config.attention, **common)
+# --8<-- [end:make_attention]
 
 
 # --8<-- [start:block]
@@ -424,6 +426,7 @@ class GPT(Module):
         # --8<-- [end:head]
         self._init_gpt2()
 
+    # --8<-- [start:recursive_blocks]
     @staticmethod
     def _block(config: GPTConfig, rope: RotaryEmbedding | None, alibi: ALiBi | None,
                layer: int) -> Module:
@@ -434,6 +437,7 @@ class GPT(Module):
             return block
         return RecursiveBlock(block, config.n_embd, config.recursion_depth, act=config.act,
                               ponder_weight=config.ponder_cost)
+    # --8<-- [end:recursive_blocks]
 
     # --8<-- [start:init]
     def _init_gpt2(self) -> None:

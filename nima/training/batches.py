@@ -127,6 +127,7 @@ class StreamBatches(Batches):
         self.position = 0  # the next segment of every stream
         self.starts_streams = False
 
+    # --8<-- [start:stream_next]
     def next(self) -> tuple[np.ndarray, np.ndarray]:
         if self.position == self.segments:
             self.position = 0
@@ -136,6 +137,7 @@ class StreamBatches(Batches):
         chunk = np.asarray(self.data.data[window], dtype=np.int64)
         self.position += 1
         return np.ascontiguousarray(chunk[:, :-1]), np.ascontiguousarray(chunk[:, 1:])
+    # --8<-- [end:stream_next]
 
     def state_dict(self) -> dict[str, Any]:
         return {"position": self.position}
