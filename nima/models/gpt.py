@@ -242,6 +242,17 @@ class GPTConfig:
         return tuple(i for i in range(self.n_layer) if i not in stateful)
 
     @property
+    def stateful_or_recursive(self) -> str | None:
+        """The first of the memory, echo and recursion fields switched on, as `field=value`
+        (None if none is): a part that formats holding a plain GPT (Hugging Face folders, the
+        NumPy export) cannot represent."""
+        for key in ("memory_layers", "echo_layers", "recursion_depth"):
+            value = getattr(self, key)
+            if value and value != 1:  # a non-empty list of blocks, or a depth above 1
+                return f"{key}={list(value) if isinstance(value, tuple) else value}"
+        return None
+
+    @property
     def carries_state(self) -> bool:
         """Whether the model carries state from one segment to the next (echo or memory
         layers): it trains on streams and decodes beyond `block_size`."""
