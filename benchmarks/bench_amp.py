@@ -20,8 +20,6 @@ stalling at their barriers, which otherwise swamps the difference being measured
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 import warnings
@@ -30,7 +28,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 from bench_train_step import CONFIG, B, batch
-from timing import publish, race
+from timing import machine, publish, race
 
 import nima
 from nima.models import GPT
@@ -106,9 +104,8 @@ def main() -> None:
     lines = [
         "**float16 autocast: one baby-GPT training step** (tiny preset, vocab 65, batch 12 x 64)",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, numba on "
-        f"{numba.get_num_threads()} thread(s), load average "
-        f"{os.getloadavg()[0]:.1f} at the end; medians in ms over "
+        f"Machine: {machine()} (at the end), numba on {numba.get_num_threads()} thread(s); "
+        f"medians in ms over "
         f"{len(times['float32']['step'])}+ steps each, variants alternating in {rounds} rounds.",
         "",
         "| variant | forward | backward | unscale + clip + AdamW | step | vs float32 |",

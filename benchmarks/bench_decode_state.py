@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 
 import numpy as np
-from timing import publish, race
+from timing import machine_info, machine_lines, publish, race
 
 import nima
 from nima import runtime
@@ -47,19 +46,12 @@ SPANS = {"one window": 63, "four windows": 256}
 PROMPT = np.zeros((1, 1), dtype=np.int64)
 
 
-def cpu() -> list[str]:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return ["(lscpu not available)"]
-    return out.splitlines()[:15]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short time budget")
     args = parser.parse_args()
     budget, rounds = (4.0, 2) if args.quick else (40.0, 5)
+    machine = machine_info()
     contestants = {}
     for name, parts in MODELS.items():
         nima.manual_seed(0)
@@ -71,10 +63,9 @@ def main() -> None:
         seconds = race(contestants, budget_s=budget, rounds=rounds)
     ms = {span: {name: seconds[name, span] / n * 1e3 for name in MODELS}
           for span, n in SPANS.items()}
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = os.getloadavg()[0]
     lines = ["Decoding after a one-token prompt, sampled, float32, baby-GPT shape, one thread; "
-             f"median of alternating blocks. Load average {load:.2f} at the end (2 cores, "
-             f"shared with other work).", "",
+             "median of alternating blocks (two cores, shared with other work).", "",
              "| model | " + " | ".join(f"ms per token, {span} | vs plain" for span in SPANS)
              + " |", "|---|" + "---|---|" * len(SPANS)]
     lines += [f"| {name} | " + " | ".join(
@@ -84,9 +75,9 @@ def main() -> None:
     met = all(r <= 1.5 for r in ratios.values())
     lines += ["", "Echo + memory per token, relative to the plain GPT: " + ", ".join(
         f"{r:.2f}x ({span})" for span, r in ratios.items()) + f"; goal at most 1.5x: "
-        f"{'met' if met else 'NOT met'}.", "", "CPU (`lscpu`):", "", "```", *cpu(), "```"]
+        f"{'met' if met else 'NOT met'}.", "", *machine_lines(machine, load)]
     publish("decode_state", lines, {"ms_per_token": ms, "ratio_echo_memory": ratios,
-                                    "load": load, "tokens": SPANS})
+                                    "machine": machine, "load_after": load, "tokens": SPANS})
 
 
 if __name__ == "__main__":

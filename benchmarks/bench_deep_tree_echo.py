@@ -36,14 +36,13 @@ import dataclasses
 import io
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from timing import publish
+from timing import machine_info, machine_lines, publish
 
 from nima import runtime
 from nima.data.dataset import TokenDataset, token_dtype
@@ -156,14 +155,6 @@ def tables(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def cpu() -> list[str]:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return ["(lscpu not available)"]
-    return out.splitlines()[:15]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=250, help="training steps per run")
@@ -175,7 +166,7 @@ def main() -> None:
         steps, seeds, corpora = 20, SEEDS[:1], ["brackets", "recall"]
     eval_every = max(steps // 5, 1)
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    load_start = os.getloadavg()[0]
+    machine = machine_info()
     results = []
     with runtime.using(numba_threads=1, blas_threads=1):
         for corpus in corpora:
@@ -188,6 +179,7 @@ def main() -> None:
                           f"{result['tokens_per_s']:,.0f} tok/s, {result['seconds']:.0f} s",
                           file=sys.stderr, flush=True)
     cpu_s, wall_s = time.process_time() - cpu_start, time.perf_counter() - wall_start
+    load = os.getloadavg()[0]
     params = {v: sorted({r["parameters"] for r in results if r["variant"] == v})
               for v in VARIANTS}
     plain = min(params["plain"])
@@ -199,13 +191,12 @@ def main() -> None:
         f"Deep Tree Echo variants vs the plain GPT: {len(seeds)} seeds, {steps} steps each "
         f"(batch 8 streams x 2 segments of 64 tokens a step), mean ± sd over the seeds. "
         f"Parameters within {spread:.1%} of the plain GPT's on each corpus. The whole experiment "
-        f"took {cpu_s / 60:.1f} min of CPU ({wall_s / 60:.1f} min wall, one thread, load average "
-        f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end, two cores "
-        f"shared with other work).", "", *tables(results),
-        "CPU (`lscpu`):", "", "```", *cpu(), "```"]
+        f"took {cpu_s / 60:.1f} min of CPU ({wall_s / 60:.1f} min wall, one thread, on two cores "
+        f"shared with other work).", "", *tables(results), *machine_lines(machine, load)]
     publish("deep_tree_echo", lines, {
         "steps": steps, "seeds": list(seeds), "variants": VARIANTS, "cpu_minutes": cpu_s / 60,
-        "wall_minutes": wall_s / 60, "parameter_spread": spread, "results": results})
+        "wall_minutes": wall_s / 60, "parameter_spread": spread, "machine": machine,
+        "load_after": load, "results": results})
 
 
 if __name__ == "__main__":

@@ -26,9 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numba
 import numpy as np
-from timing import race
+from timing import machine, race
 
 import nima
 import nima.functional as F
@@ -107,18 +106,6 @@ def to_markdown(rows: list[dict[str, object]], header: str) -> str:
             f"| {t['op'] / t['fused']:.2f}x | {t['unfused'] / t['fused']:.2f}x |"
         )
     return "\n".join(lines) + "\n"
-
-
-def machine() -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        "unknown CPU",
-    )
-    return (f"{cpu}, {os.cpu_count()} cores; numpy {np.__version__}, numba {numba.__version__}; "
-            f"load average at start {os.getloadavg()[0]:.2f}")
-
-
 
 
 def main() -> None:

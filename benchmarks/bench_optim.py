@@ -12,12 +12,10 @@ Run: `python benchmarks/bench_optim.py [--quick]`; writes `benchmarks/results/op
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from collections.abc import Callable
 
 import numpy as np
-from timing import publish, race
+from timing import machine, publish, race
 
 import nima
 from nima.models import GPT, GPTConfig
@@ -52,8 +50,7 @@ def main() -> None:
     lines = [
         f"**AdamW step, baby GPT** ({n_tensors} tensors, {n_values:,} values, float32)",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.1f} at the end; medians over {rounds} alternating rounds.",
+        f"Machine: {machine()} (at the end); medians over {rounds} alternating rounds.",
         "",
         "| path | ms per step | ratio |",
         "|---|---|---|",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from timing import publish
+from timing import machine, publish
 
 from nima.training import Trainer, load_config
 from nima.training.metrics import read_metrics
@@ -188,7 +187,7 @@ def main() -> None:
                 print("torch", seed, run["evals"][STEPS])
 
     lines = ["**The Shakespeare result: baby GPT, 2000 steps**", "",
-             f"Machine: {platform.machine()}; seeds {seeds}. Loss estimated over {EVAL_ITERS} "
+             f"Machine: {machine()}; seeds {seeds}. Loss estimated over {EVAL_ITERS} "
              f"batches of each split every {EVAL_EVERY} steps.", "",
              "| run | val loss @ 2000 | train loss @ 2000 | ms per step (training only) |",
              "|---|---|---|---|"]

@@ -24,7 +24,6 @@ import argparse
 import cProfile
 import io
 import os
-import platform
 import pstats
 import statistics
 import tempfile
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from timing import publish
+from timing import machine, publish
 
 import nima
 from nima.models import GPT, GPTConfig
@@ -203,7 +202,7 @@ def main() -> None:
     lines = [
         "**One training step: baby GPT** (tiny preset, vocab 65, batch 12 x 64)",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores; "
+        f"Machine: {machine()}; "
         f"{rounds} rounds x {repeats} steps, medians in ms "
         f"(min..max of the whole step: {min(nima_t['step']):.1f}..{max(nima_t['step']):.1f}).",
         "",

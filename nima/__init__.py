@@ -75,5 +75,15 @@ bool_ = np.dtype(np.bool_)
 __version__ = "0.1.0"
 
 # The layers built on the core, so that `import nima` reaches `nima.nn.Linear`, `nima.models.GPT`.
-from nima import data, functional, generation, kernels, models, nn, optim, runtime  # noqa: E402
+from nima import (  # noqa: E402
+    data,
+    distributed,
+    functional,
+    generation,
+    kernels,
+    models,
+    nn,
+    optim,
+    runtime,
+)
 from nima.generation import GenerationConfig, generate  # noqa: E402

@@ -17,21 +17,40 @@ import numpy as np
 
 Axis = int | tuple[int, ...] | None
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+NUMERIC_KINDS = "biuf"  # the NumPy dtype kinds a tensor may hold: bool, int, uint, float
+
+
+def numeric(array: np.ndarray, data: Any) -> np.ndarray:
+    """`array` (made from `data`) if it holds numbers; strings, None and other objects are
+    refused with a TypeError naming what `data` was."""
+    if array.dtype.kind not in NUMERIC_KINDS:
+        raise TypeError(f"tensor: expected numbers (bool, integer or floating point), got "
+                        f"{type(data).__name__} data (NumPy dtype {array.dtype})")
+    return array
 
 
 class Tensor:
-    """An n-dimensional array with reverse-mode autograd."""
+    """An n-dimensional array with reverse-mode autograd.
+
+    Operators work as on NumPy arrays, broadcasting included, and are differentiable:
+    `x + y`, `x - y`, `x * y`, `x / y`, `x ** y`, `x @ y`, `-x` and indexing `x[i]` (basic,
+    integer-array and boolean). Comparisons (`==`, `!=`, `<`, `<=`, `>`, `>=`) give boolean
+    tensors, with no gradient.
+    """
 
     __slots__ = ("__weakref__", "_ctx", "_retains_grad", "data", "grad", "requires_grad")
 
     __array_priority__ = 1000  # so `ndarray + Tensor` defers to Tensor.__radd__
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
-        self.data: np.ndarray = np.asarray(data)
+        self.data: np.ndarray = numeric(np.asarray(data), data)
+        """The values, a `numpy.ndarray` (ops read and write it; edit it only outside a graph)."""
         self.grad: np.ndarray | None = None
+        r"""$\partial L / \partial x$ after `backward()`, shaped as `data`; None before."""
         self._ctx: Any = None
         self._retains_grad = False
-        self.requires_grad = False
+        self.requires_grad: bool = False
+        """Whether `backward()` computes a gradient for this tensor (set with `requires_grad_`)."""
         if requires_grad:
             self.requires_grad_(True)
 
@@ -49,18 +68,22 @@ class Tensor:
     # ----------------------------------------------------------------------------- attributes
     @property
     def shape(self) -> tuple[int, ...]:
+        """The size of each axis, as `numpy.ndarray.shape`."""
         return self.data.shape
 
     @property
     def ndim(self) -> int:
+        """The number of axes."""
         return self.data.ndim
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype of the values."""
         return self.data.dtype
 
     @property
     def size(self) -> int:
+        r"""The number of elements, $\prod_i$ `shape[i]`."""
         return self.data.size
 
     @property
@@ -118,6 +141,7 @@ class Tensor:
         return Tensor._from_array(self.data, False)
 
     def zero_grad_(self) -> None:
+        """Forget the gradient: `.grad` becomes None."""
         self.grad = None
 
     # ----------------------------------------------------------------------------- conversion
@@ -126,6 +150,7 @@ class Tensor:
         return self.data
 
     def item(self) -> float | int | bool:
+        """The value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ValueError(
                 f"item: only one-element tensors convert to a scalar, got {self.shape}"
@@ -133,6 +158,7 @@ class Tensor:
         return self.data.item()
 
     def tolist(self) -> Any:
+        """The values as nested Python lists."""
         return self.data.tolist()
 
     def to(self, dtype: Any) -> Tensor:
@@ -140,15 +166,19 @@ class Tensor:
         return _ops.cast(self, np.dtype(dtype))
 
     def float(self) -> Tensor:
+        """Cast to float32 (differentiable from another float dtype)."""
         return self.to(np.float32)
 
     def double(self) -> Tensor:
+        """Cast to float64 (differentiable from another float dtype)."""
         return self.to(np.float64)
 
     def long(self) -> Tensor:
+        """Cast to int64 (no gradient flows through an integer cast)."""
         return self.to(np.int64)
 
     def contiguous(self) -> Tensor:
+        """The tensor itself: Nima's ops accept any strides (for PyTorch code that calls it)."""
         return self
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
@@ -228,117 +258,154 @@ class Tensor:
 
     # ----------------------------------------------------------------------------- elementwise
     def exp(self) -> Tensor:
+        r"""Elementwise $y = e^x$; $\bar x = \bar y\, y$."""
         return _ops.exp(self)
 
     def log(self) -> Tensor:
+        r"""Elementwise natural log, $y = \ln x$; $\bar x = \bar y / x$."""
         return _ops.log(self)
 
     def sqrt(self) -> Tensor:
+        r"""Elementwise $y = \sqrt x$; $\bar x = \bar y / (2y)$."""
         return _ops.sqrt(self)
 
     def abs(self) -> Tensor:
+        r"""Elementwise $y = |x|$; $\bar x = \bar y \operatorname{sign}(x)$."""
         return _ops.abs(self)
 
     def tanh(self) -> Tensor:
+        r"""Elementwise $y = \tanh x$; $\bar x = \bar y\,(1 - y^2)$."""
         return _ops.tanh(self)
 
     def sigmoid(self) -> Tensor:
+        r"""Elementwise $y = \sigma(x) = 1 / (1 + e^{-x})$; $\bar x = \bar y\, y (1 - y)$."""
         return _ops.sigmoid(self)
 
     def relu(self) -> Tensor:
+        r"""Elementwise $y = \max(x, 0)$; $\bar x = \bar y\,[x > 0]$."""
         return _ops.relu(self)
 
     def gelu(self, approximate: str = "none") -> Tensor:
+        r"""Elementwise $y = x\,\Phi(x)$, $\Phi$ the normal CDF (`approximate="tanh"`: GPT-2's)."""
         return _ops.gelu(self, approximate)
 
     def silu(self) -> Tensor:
+        r"""Elementwise $y = x\,\sigma(x)$ (SiLU, or swish)."""
         return _ops.silu(self)
 
     def softplus(self) -> Tensor:
+        r"""Elementwise $y = \ln(1 + e^x)$, a smooth ReLU."""
         return _ops.softplus(self)
 
     def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:
+        r"""Elementwise $y = \min(\max(x, \text{min}), \text{max})$; either bound may be None."""
         return _ops.clamp(self, min, max)
 
     def maximum(self, other: Any) -> Tensor:
+        r"""Elementwise $\max(x, \text{other})$, broadcast; ties split the gradient evenly."""
         return _ops.maximum(self, other)
 
     def minimum(self, other: Any) -> Tensor:
+        r"""Elementwise $\min(x, \text{other})$, broadcast; ties split the gradient evenly."""
         return _ops.minimum(self, other)
 
     def masked_fill(self, mask: Any, value: float) -> Tensor:
+        """The values, with `value` wherever the boolean `mask` (broadcast to `x`) is true."""
         return _ops.masked_fill(self, mask, value)
 
     # ----------------------------------------------------------------------------- reductions
     def sum(self, dim: Axis = None, keepdim: bool = False) -> Tensor:
+        r"""$y = \sum_i x_i$ over `dim` (all axes when None); $\bar x_i = \bar y$."""
         return _ops.sum(self, dim, keepdim)
 
     def mean(self, dim: Axis = None, keepdim: bool = False) -> Tensor:
+        r"""$y = \frac1n \sum_i x_i$ over `dim` (all axes when None); $\bar x_i = \bar y / n$."""
         return _ops.mean(self, dim, keepdim)
 
     def var(self, dim: Axis = None, keepdim: bool = False, correction: int = 1) -> Tensor:
+        r"""$y = \frac{1}{n - c} \sum_i (x_i - \mu)^2$ over `dim`, $c$ = `correction`."""
         return _ops.var(self, dim, keepdim, correction)
 
     def max(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        r"""$y = \max_i x_i$ over `dim` (values only, as `torch.amax`); ties share the gradient."""
         return _ops.max(self, dim, keepdim)
 
     def min(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        r"""$y = \min_i x_i$ over `dim` (values only, as `torch.amin`); ties share the gradient."""
         return _ops.min(self, dim, keepdim)
 
     def logsumexp(self, dim: Axis = None, keepdim: bool = False) -> Tensor:
+        r"""$y = \ln \sum_i e^{x_i}$ over `dim` (no overflow); $\bar x = \bar y\,e^{x - y}$."""
         return _ops.logsumexp(self, dim, keepdim)
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """The index of the largest value along `dim` (in the flattened tensor if None)."""
         return _ops.argmax(self, dim, keepdim)
 
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """The index of the smallest value along `dim` (in the flattened tensor if None)."""
         return _ops.argmin(self, dim, keepdim)
 
     # ----------------------------------------------------------------------------- shape
     def reshape(self, *shape: Any) -> Tensor:
+        """The same values in a new shape of the same size; one entry may be -1 (inferred)."""
         return _ops.reshape(self, _shape_args(shape))
 
     def view(self, *shape: Any) -> Tensor:
+        """The same as `reshape` (Nima has no separate strided views to distinguish)."""
         return _ops.reshape(self, _shape_args(shape))
 
     def permute(self, *dims: Any) -> Tensor:
+        """The axes reordered: axis `i` of the result is axis `dims[i]` of `x`."""
         return _ops.permute(self, _shape_args(dims))
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
+        """Axes `dim0` and `dim1` swapped."""
         return _ops.transpose(self, dim0, dim1)
 
     def expand(self, *shape: Any) -> Tensor:
+        """Broadcast to `shape` without copying (-1 keeps an axis); the gradient is summed back."""
         return _ops.expand(self, _shape_args(shape))
 
     def squeeze(self, dim: Axis = None) -> Tensor:
+        """Axes of size 1 dropped (all of them, or those in `dim`)."""
         return _ops.squeeze(self, dim)
 
     def unsqueeze(self, dim: int) -> Tensor:
+        """A new axis of size 1 inserted at position `dim`."""
         return _ops.unsqueeze(self, dim)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Axes `start_dim` to `end_dim` (inclusive) merged into one."""
         return _ops.flatten(self, start_dim, end_dim)
 
     def split(self, split_size: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+        """Pieces of `split_size` along `dim` (the last may be smaller), or of the sizes listed."""
         return _ops.split(self, split_size, dim)
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        r"""At most `chunks` equal pieces along `dim`, of $\lceil n / \text{chunks} \rceil$ each."""
         return _ops.chunk(self, chunks, dim)
 
     def tril(self, diagonal: int = 0) -> Tensor:
+        r"""The lower triangle of the last two axes: entries with column - row $\le$ `diagonal`."""
         return _ops.tril(self, diagonal)
 
     def triu(self, diagonal: int = 0) -> Tensor:
+        r"""The upper triangle of the last two axes: entries with column - row $\ge$ `diagonal`."""
         return _ops.triu(self, diagonal)
 
     # ----------------------------------------------------------------------------- nn
     def matmul(self, other: Any) -> Tensor:
+        r"""The matrix product $y = x\,W$ (batched over leading axes, as `x @ other`)."""
         return _ops.matmul(self, other)
 
     def softmax(self, dim: int = -1) -> Tensor:
+        r"""$y_i = e^{x_i} / \sum_j e^{x_j}$; $\bar x = y \odot (\bar y - y^\top \bar y)$."""
         return _ops.softmax(self, dim)
 
     def log_softmax(self, dim: int = -1) -> Tensor:
+        r"""$y_i = x_i - \ln \sum_j e^{x_j}$ on `dim`; $\bar x = \bar y - e^y \sum_j \bar y_j$."""
         return _ops.log_softmax(self, dim)
 
 

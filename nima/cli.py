@@ -12,9 +12,9 @@ differences, and races the fused softmax kernel against NumPy — Nima's main jo
 
 `nima params` is the parameter budget of `nima.models.budget`: `--preset tiny` (or
 `--n-layer 6 --n-embd 384 ...`, or `--config CONFIG.yaml` for a training config's model)
-counts a GPT's parameters part by part; `--micro` prints the
-Micro-Transformer design's three configurations; `--explore --target 2.0M-2.5M` lists the
-configurations of a grid in a range.
+counts a GPT's parameters part by part; `--micro` prints the Micro-Transformer design (a study
+of how to spend about 2.4M parameters) in its three configurations; `--explore --target
+2.0M-2.5M` lists the configurations of a grid in a range.
 
 The flags of `nima params` are `GPTConfig`'s fields and those of `nima sample` and `nima repl`
 are `GenerationConfig`'s, made from the dataclasses themselves (`setting_flags`): one list of
@@ -71,7 +71,7 @@ def demo(quick: bool = False) -> None:
 
     print("3. gradcheck: the same gradients by central differences in float64")
     nima.gradcheck(loss_fn, [w1, w2])
-    print("   analytic and numeric gradients agree (atol 1e-5, rtol 1e-3)")
+    print("   analytic and numeric gradients agree (eps 1e-5, rtol 1e-6, atol 1e-8)")
 
     rows, cols = (96, 50257 // 8) if quick else (768, 50257)
     print(f"4. A kernel race: softmax forward on a ({rows}, {cols}) float32 array")

@@ -11,29 +11,47 @@ from typing import Any
 import numpy as np
 
 from nima import random
-from nima._tensor import Tensor
+from nima._tensor import Tensor, numeric
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 Shape = tuple[int, ...]
 
 
-def _shape(size: tuple[Any, ...]) -> Shape:
+def _shape(op: str, size: tuple[Any, ...]) -> Shape:
+    """`size` (ints, or one tuple or list of them) as a shape; anything else is refused, as a
+    float would otherwise be truncated (`zeros(2.9)` is not 2 elements)."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
+    for n in size:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer):
+            raise TypeError(f"{op}: sizes must be integers, got {n!r} ({type(n).__name__}) in "
+                            f"size {size}")
+        if n < 0:
+            raise ValueError(f"{op}: sizes must be >= 0, got {n} in size {size}")
     return tuple(int(n) for n in size)
 
 
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    """A new tensor holding a copy of `data` (nested lists, numbers, arrays or a tensor)."""
+    """A new tensor holding a copy of `data` (nested lists, numbers, arrays or a tensor).
+
+    Raises:
+        TypeError: `data` does not hold numbers (strings, None, objects) or does not convert
+            to `dtype`.
+        ValueError: nested lists of unequal lengths.
+    """
     if isinstance(data, Tensor):
         data = data.data
-    if dtype is None and not isinstance(data, np.ndarray):
-        array = np.array(data)
-        if array.dtype.kind == "f":
-            array = array.astype(DEFAULT_DTYPE)
-    else:
-        array = np.array(data, dtype=dtype)
-    return Tensor(array, requires_grad=requires_grad)
+    try:
+        if dtype is None and not isinstance(data, np.ndarray):
+            array = np.array(data)
+            if array.dtype.kind == "f":
+                array = array.astype(DEFAULT_DTYPE)
+        else:
+            array = np.array(data, dtype=dtype)
+    except (TypeError, ValueError) as e:  # ragged lists, or a string for a float dtype
+        kind = "an array" if dtype is None else f"a {np.dtype(dtype)} array"
+        raise type(e)(f"tensor: cannot make {kind} of {type(data).__name__} data: {e}") from None
+    return Tensor(numeric(array, data), requires_grad=requires_grad)
 
 
 def _filled(shape: Shape, value: float, dtype: Any, requires_grad: bool) -> Tensor:
@@ -41,15 +59,15 @@ def _filled(shape: Shape, value: float, dtype: Any, requires_grad: bool) -> Tens
 
 
 def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _filled(_shape(size), 0, dtype, requires_grad)
+    return _filled(_shape("zeros", size), 0, dtype, requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _filled(_shape(size), 1, dtype, requires_grad)
+    return _filled(_shape("ones", size), 1, dtype, requires_grad)
 
 
 def full(size: Any, fill_value: float, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return _filled(_shape((size,)), fill_value, dtype, requires_grad)
+    return _filled(_shape("full", (size,)), fill_value, dtype, requires_grad)
 
 
 def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None,
@@ -65,13 +83,13 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
 
 def randn(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples from Nima's generator (see `manual_seed`)."""
-    values = random.generator().standard_normal(_shape(size))
+    values = random.generator().standard_normal(_shape("randn", size))
     return Tensor(values.astype(dtype or DEFAULT_DTYPE), requires_grad)
 
 
 def rand(*size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in $[0, 1)$ from Nima's generator."""
-    values = random.generator().random(_shape(size))
+    values = random.generator().random(_shape("rand", size))
     return Tensor(values.astype(dtype or DEFAULT_DTYPE), requires_grad)
 
 

@@ -8,12 +8,24 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given
-from strategies import shapes, tensors
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from strategies import broadcastable_shapes, shapes, tensors, values
 
 import nima
+import nima.functional
 from nima.autograd import Context, Function
 from nima.gradcheck import central_differences, numerical_grad
+from nima.ops import elementwise, linalg, normalization, reduce
+from nima.ops import nn as nn_ops
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    """A monkeypatch that hypothesis' repeated calls of one test may share (each use is a
+    `context()`, undone when it exits)."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 BAD = (1, 2)  # the element whose gradient WrongSquare gets wrong
 
@@ -116,7 +128,8 @@ def test_inputs_without_grad_are_left_alone() -> None:
 
 
 def test_tolerances_are_respected() -> None:
-    """A 1e-4 relative error in the backward passes at rtol=1e-3 and fails at rtol=1e-6."""
+    """A 1e-4 relative error in the backward passes at PyTorch's rtol=1e-3 and fails at the
+    default rtol=1e-6."""
 
     class Slightly(Function):
         @staticmethod
@@ -128,9 +141,9 @@ def test_tolerances_are_respected() -> None:
             return 3 * (1 + 1e-4) * grad
 
     x = f64([1.0, 2.0])
-    assert nima.gradcheck(Slightly.apply, [x])
-    with pytest.raises(nima.GradcheckError):
-        nima.gradcheck(Slightly.apply, [x], atol=0.0, rtol=1e-6)
+    assert nima.gradcheck(Slightly.apply, [x], atol=1e-5, rtol=1e-3)
+    with pytest.raises(nima.GradcheckError, match=r"atol=1e-08, rtol=1e-06; 2 of 2"):
+        nima.gradcheck(Slightly.apply, [x])
 
 
 def test_central_differences_known_derivatives() -> None:
@@ -143,3 +156,85 @@ def test_central_differences_known_derivatives() -> None:
     grad = central_differences(lambda: float(np.exp(y).sum()), y)
     np.testing.assert_allclose(grad, [[math.e, math.e**2]], rtol=1e-8)
     np.testing.assert_array_equal(y, [[1.0, 2.0]])
+
+
+# ----------------------------------------------------------------------------- mutations
+# --8<-- [start:mutate]
+def mutate(monkeypatch: pytest.MonkeyPatch, function: type[Function], index: int,
+           factor: float = 1.001) -> None:
+    """Make `function`'s backward return input `index`'s gradient times `factor`: a backward
+    that is wrong by 0.1%, as a plausible bug (a stray constant, a float32 round trip) is."""
+    original = function.backward
+
+    def backward(ctx: Context, grad: np.ndarray):
+        grads = original(ctx, grad)
+        if not isinstance(grads, tuple):
+            return grads * factor
+        return tuple(g * factor if i == index and g is not None else g
+                     for i, g in enumerate(grads))
+
+    monkeypatch.setattr(function, "backward", staticmethod(backward))
+# --8<-- [end:mutate]
+
+
+def _binary(op):
+    @st.composite
+    def case(draw: st.DrawFn):
+        a_shape, b_shape = draw(broadcastable_shapes(2, max_side=3))
+        avoid_zero = values(avoid=[0], margin=0.5)
+        return op, [draw(tensors(a_shape)), draw(tensors(b_shape, avoid_zero))]
+    return case()
+
+
+@st.composite
+def _matmul(draw: st.DrawFn):
+    m, k, n = (draw(st.integers(1, 4)) for _ in range(3))
+    return nima.ops.matmul, [draw(tensors((m, k))), draw(tensors((k, n)))]
+
+
+@st.composite
+def _rows(draw: st.DrawFn, fn):
+    shape = draw(shapes(min_dims=1, max_dims=3, max_side=4))
+    return fn, [draw(tensors(shape))]
+
+
+@st.composite
+def _layer_norm(draw: st.DrawFn):
+    shape = draw(shapes(min_dims=1, max_dims=3, min_side=2, max_side=4))
+    c = shape[-1]
+    w, b = draw(tensors((c,), values(0.5, 2))), draw(tensors((c,)))
+    x = draw(tensors(shape, values(-0.3, 0.3)))
+    x.data += np.arange(c)  # entries >= 0.4 apart: no row is near constant, where rstd explodes
+    return (lambda x, w, b: nima.functional.layer_norm(x, c, w, b)), [x, w, b]
+
+
+MUTATIONS = {  # name: (Function, input index, strategy of (fn, inputs))
+    "mul b": (elementwise.Mul, 1, _binary(lambda a, b: a * b)),
+    "div a": (elementwise.Div, 0, _binary(lambda a, b: a / b)),
+    "matmul b": (linalg.Matmul, 1, _matmul()),
+    "exp": (elementwise.Exp, 0, _rows(lambda x: x.exp())),
+    "sum": (reduce.Sum, 0, _rows(lambda x: x.sum(-1) * 2)),
+    "softmax": (nn_ops.Softmax, 0, _rows(lambda x: x.softmax(-1))),
+    "layer_norm weight": (normalization.LayerNorm, 1, _layer_norm()),
+}
+
+
+# --8<-- [start:mutation_test]
+@pytest.mark.parametrize("name", MUTATIONS)
+@settings(max_examples=20)
+@given(data=st.data())
+def test_a_backward_wrong_by_a_tenth_of_a_percent_is_caught(
+        name: str, data: st.DataObject, monkeypatch_module) -> None:
+    """Each mutation: the correct backward passes; the 0.1%-wrong one fails at the defaults,
+    wherever its gradient is not negligible, and passes at PyTorch's rtol=1e-3, atol=1e-5."""
+    function, index, case = MUTATIONS[name]
+    fn, inputs = data.draw(case)
+    assert nima.gradcheck(fn, inputs)
+    grad = inputs[index].grad
+    assume(grad is not None and np.abs(grad).max() > 1e-3)  # else there is nothing to get wrong
+    with monkeypatch_module.context() as patch:
+        mutate(patch, function, index)
+        assert nima.gradcheck(fn, inputs, rtol=1e-3, atol=1e-5)  # the old tolerance: passes
+        with pytest.raises(nima.GradcheckError, match=rf"input {index} "):
+            nima.gradcheck(fn, inputs)
+# --8<-- [end:mutation_test]

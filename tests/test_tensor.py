@@ -220,3 +220,43 @@ def test_float_double_long_conversions() -> None:
     (d * d).sum().backward()
     assert x.grad.dtype == np.float32
     np.testing.assert_array_equal(x.grad, [3.0, -5.0])
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: nima.zeros(2.9), r"zeros: sizes must be integers, got 2\.9 \(float\) in size \(2\.9,"),
+    (lambda: nima.randn(3.7, 2), r"randn: sizes must be integers, got 3\.7 \(float\)"),
+    (lambda: nima.ones((2, 3.0)), r"ones: sizes must be integers, got 3\.0"),
+    (lambda: nima.rand(True), r"rand: sizes must be integers, got True \(bool\)"),
+    (lambda: nima.full("3", 1.0), r"full: sizes must be integers, got '3' \(str\)"),
+])
+def test_non_integral_sizes_are_refused_not_truncated(make, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
+def test_negative_sizes_are_refused_and_integer_types_accepted() -> None:
+    with pytest.raises(ValueError, match=r"zeros: sizes must be >= 0, got -1 in size \(2, -1\)"):
+        nima.zeros(2, -1)
+    assert nima.zeros(np.int64(2), np.int32(3)).shape == (2, 3)
+    assert nima.randn([2, 0]).shape == (2, 0) and nima.ones().shape == ()
+
+
+@pytest.mark.parametrize(("data", "name", "dtype"), [
+    ("abc", "str", "<U3"), (None, "NoneType", "object"), ([1, None], "list", "object"),
+    (object(), "object", "object"), (np.array(["a"]), "ndarray", "<U1"),
+    (1 + 2j, "complex", "complex128"),
+])
+def test_tensors_of_non_numbers_are_refused(data: object, name: str, dtype: str) -> None:
+    message = (rf"^tensor: expected numbers \(bool, integer or floating point\), got {name} data "
+               rf"\(NumPy dtype {dtype}\)$")
+    with pytest.raises(TypeError, match=message):
+        nima.tensor(data)
+    with pytest.raises(TypeError, match=message):
+        nima.Tensor(data)
+
+
+def test_ragged_or_unconvertible_data_names_the_factory() -> None:
+    with pytest.raises(ValueError, match=r"^tensor: cannot make an array of list data: .*"):
+        nima.tensor([[1, 2], [3]])
+    with pytest.raises(ValueError, match=r"^tensor: cannot make a float64 array of str data: "):
+        nima.tensor("abc", dtype=np.float64)

@@ -19,7 +19,7 @@ from nima.autograd import Context, Function
 nima.manual_seed(0)
 
 # %% [markdown]
-# ## 1. A scalar graph: $f(x, y) = \tanh(xy + y^2)$
+# ## 1. A scalar graph: f(x, y) = tanh(xy + y²)
 #
 # Name every intermediate result; that is the graph autograd records:
 #
@@ -146,24 +146,28 @@ def central_difference_error(dtype, eps):
 
 print(f"{'eps':>8} {'float32 error':>15} {'float64 error':>15}")
 errors = {}
-for eps in [1e-2, 1e-3, 1e-4, 1e-6]:
+for eps in [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8]:
     errors[eps] = (central_difference_error(np.float32, eps),
                    central_difference_error(np.float64, eps))
     print(f"{eps:8.0e} {errors[eps][0]:15.2e} {errors[eps][1]:15.2e}")
-assert errors[1e-6][1] < errors[1e-3][1] < errors[1e-2][1]  # float64: smaller eps, better
+assert errors[1e-5][1] < errors[1e-3][1] < errors[1e-2][1]  # float64: smaller eps, better...
+assert errors[1e-8][1] > 10 * errors[1e-5][1]  # ...down to about 1e-5, then rounding wins
 assert errors[1e-6][0] > errors[1e-2][0]  # float32: rounding wins at small eps
 assert errors[1e-6][0] > 1e3 * errors[1e-6][1]
 
 # %% [markdown]
-# Read the table down each column. In float64 the error keeps falling as $\epsilon$ shrinks:
-# at $\epsilon = 10^{-6}$ both error terms are at most about $10^{-10}$. In float32 it falls only
-# while truncation dominates, then *grows* as $\epsilon$ shrinks, because rounding dominates —
-# at $\epsilon = 10^{-6}$ it is worse than at $10^{-2}$, and far too coarse to catch a subtly
-# wrong gradient. So `nima.gradcheck(fn, inputs)` insists on float64 inputs, perturbs each
-# element of every input that requires grad by $\epsilon = 10^{-6}$, and compares with
-# `backward()`, elementwise, within
-# $|g_{\text{autograd}} - g_{\text{numeric}}| \le \text{atol} + \text{rtol}\,|g_{\text{numeric}}|$.
-# It returns `True` or raises `GradcheckError` naming the worst element.
+# Read the table down each column. In float64 the error falls as $\epsilon$ shrinks, to
+# $10^{-11}$ or less at $\epsilon = 10^{-5}$ to $10^{-6}$, where the truncation term
+# ($\approx 10^{-11}$ at $10^{-5}$) and the rounding bound ($\approx 10^{-11}$ at $10^{-5}$,
+# $10^{-10}$ at $10^{-6}$) meet; at $10^{-8}$ rounding has taken over. In float32 the same
+# turn comes much earlier: at $\epsilon = 10^{-6}$ it is worse than at $10^{-2}$, and far too
+# coarse to catch a subtly wrong gradient. So `nima.gradcheck(fn, inputs)` insists on float64
+# inputs, perturbs each element of every input that requires grad by $\epsilon = 10^{-5}$, and
+# compares with `backward()`, elementwise, within
+# $|g_{\text{autograd}} - g_{\text{numeric}}| \le \text{atol} + \text{rtol}\,|g_{\text{numeric}}|$,
+# with $\text{rtol} = 10^{-6}$ and $\text{atol} = 10^{-8}$: tight enough that a backward wrong
+# by a tenth of a percent fails. It returns `True` or raises `GradcheckError` naming the worst
+# element.
 
 # %%
 assert nima.gradcheck(mlp_loss, [X, *params])

@@ -103,7 +103,7 @@ print("rows sum to 1:", np.allclose(y_fast.sum(axis=-1), 1, atol=1e-5))
 assert np.allclose(y_fast, y_ref, rtol=1e-5, atol=1e-8) and np.allclose(y_plain, y_ref)
 
 # %% [markdown]
-# ### A polynomial $e^x$
+# ### A polynomial eˣ
 #
 # The softmax kernel spends most of its time in `exp`. Without a vector math library for LLVM to
 # call (Intel's SVML; Nima does not assume one), `np.exp` inside a numba loop is a call to the C
@@ -147,7 +147,7 @@ assert fast_error < 2e-7
 assert special[0] == 0 and special[1] == 0 and special[2] == 1 and np.isnan(special[3])
 
 # %% [markdown]
-# ### $-\infty$ and fully masked rows
+# ### −∞ and fully masked rows
 #
 # Attention masks a position by setting its score to $-\infty$: $e^{-\infty - m} = 0$, so it gets
 # probability exactly $0$. But a row that is *entirely* $-\infty$ (a padded query that may attend
@@ -250,16 +250,16 @@ assert (x_t.grad[:4] == 0).all()
 # ## Matrix multiplication
 #
 # `kernels.matmul` multiplies stacks of matrices, $(B, M, K) @ (B, K, N)$. The numba kernel is
-# register-tiled (see `nima/kernels/gemm.py`): it keeps a small block of one operand in
-# scalar variables and lets LLVM vectorise the innermost loop — an outer-product tile when rows
-# of the result are short ($N \le 256$), an inner-product tile beyond. The NumPy reference is
+# register-tiled (see `nima/kernels/gemm.py`): it keeps an $8 \times 4$ block of $A$ in
+# scalar variables and lets LLVM vectorise the innermost loop, which sweeps along eight rows of
+# the result; wide $B$ is cut into contiguous panels. The NumPy reference is
 # `np.matmul`, which calls OpenBLAS, whose kernels are hand-written assembly; do not expect to
 # beat it everywhere. The numba kernel is there so that, with the numba backend, all the heavy
 # work runs in one thread pool — the next section is about why that matters.
 
 # %%
 a = rng.standard_normal((6, 33, 20), dtype=np.float32)
-b = rng.standard_normal((6, 20, 300), dtype=np.float32)  # N > 256: the inner-product kernel
+b = rng.standard_normal((6, 20, 1600), dtype=np.float32)  # N > 1536: two panels of B
 for left, right in [(a, b), (a, b[..., :40]), (a[0].T, a[1])]:  # last: a transposed view
     ours, ref = matmul_numba(left, right), matmul_numpy(left, right)
     print(f"{left.shape} @ {right.shape}: max |numba - numpy| = {np.abs(ours - ref).max():.1e}")

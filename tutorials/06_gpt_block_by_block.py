@@ -6,8 +6,9 @@
 # attention head by head, the feed-forward network and the residual additions, then the other
 # blocks, the final norm and the tied output head. At every step it prints the shapes and checks
 # the hand-made result against the model's own modules. It ends with a few training steps and
-# the parameter budget: where the model's 0.8M numbers live, GPT-2's 124M, and the
-# Micro-Transformer design's three 2.4M-parameter shapes.
+# the parameter budget: where the model's 0.8M numbers live, GPT-2's 124M, and the three
+# 2.4M-parameter shapes of the Micro-Transformer design (a study of small transformers under a
+# fixed budget; see [where the ideas come from](../index.md#where-the-ideas-come-from)).
 #
 # The reference pages are [GPT](../gpt.md) and [Parameters](../parameters.md). Everything runs
 # in float64 so hand-made and module results can be compared to $10^{-10}$.
@@ -182,8 +183,9 @@ assert abs(loss.item() - math.log(len(chars))) < 0.1
 # %% [markdown]
 # ## 7. It learns
 #
-# A few steps of Adam (written out here: `nima.optim` arrives with the training issue) on this
-# one batch. The loss falls well below $\log V$ as the model memorises the text.
+# A few steps of Adam, written out here (`nima.optim.AdamW` is the library's version, used from
+# tutorial 07 on), on this one batch. The loss falls well below $\log V$ as the model
+# memorises the text.
 
 # %%
 params = list(model.parameters())

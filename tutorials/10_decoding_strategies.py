@@ -7,11 +7,12 @@
 # and sampling freely babbles.
 #
 # This tutorial runs every strategy of `nima.generation` on the Shakespeare character model of
-# [tutorial 7](07_training_a_char_gpt.md): greedy decoding, temperature sampling, top-k, top-p,
-# the repetition penalty, knock.knock's entropy-aware sampling and beam search. For each it
-# prints a sample and the generation statistics (`GenerationStats.table()`). It ends with two
-# plots of how uncertain the model was: the entropy of every step, and the entropy of one
-# distribution as the temperature changes.
+# [tutorial 7](07_training_a_char_gpt.md): greedy decoding, temperature sampling, top-k, top-p, the
+# repetition penalty, entropy-aware sampling (from the knock.knock design of a small interactive
+# text model, see [where the ideas come from](../index.md#where-the-ideas-come-from)) and beam
+# search. For each it prints a sample and the generation statistics (`GenerationStats.table()`). It
+# ends with two plots of how uncertain the model was: the entropy of every step, and the entropy of
+# one distribution as the temperature changes.
 #
 # The reference pages are [Decoding](../generation.md) (each processor's code beside its
 # formula) and [Beam search](../beam_search.md). With `NIMA_TUTORIAL_QUICK=1` (as the tests
@@ -47,32 +48,30 @@ N_NEW = 40 if QUICK else 300  # tokens (characters) per sample
 # %% [markdown]
 # ## 1. The model
 #
-# The README's first command, `python -m nima train configs/shakespeare_char.yaml`, trains
-# the baby GPT and saves `runs/shakespeare_char/best.safetensors`. If that file exists, we
-# load it with `load_run`, which returns the model, its tokenizer and its config. Otherwise we
-# train the same model here, under `runs/tutorial_10/` (three or four minutes on a laptop
-# CPU). In quick mode we always train for 40 steps only, and that model barely knows where
-# the spaces go.
+# The model is the baby GPT of [tutorial 7](07_training_a_char_gpt.md), trained for 2000 steps
+# into `runs/shakespeare_char/` — by that tutorial or by the README's first command,
+# `python -m nima train configs/shakespeare_char.yaml`, which make the same run in the same
+# place. `load_run` reads its best checkpoint and returns the model, its tokenizer and its
+# config. If the run is missing or unfinished, the same `Trainer` call as in tutorial 7 trains
+# (or resumes) it first: about four minutes on a quiet 2-core machine. In quick mode we train
+# a fresh model for 40 steps only, under `runs/` in the current directory, and that model
+# barely knows where the spaces go.
 
 # %%
-BEST = ROOT / "runs" / "shakespeare_char" / "best.safetensors"
-if BEST.exists() and not QUICK:
-    model, tokenizer, config = load_run(BEST)
-    print("loaded", BEST)
-else:
-    overrides = [
-        f"data.corpus={ROOT / 'data' / 'tinyshakespeare.txt'}",
-        "data.out_dir=runs/tutorial_10/data",
-        "training.run_dir=runs/tutorial_10/run",
-    ]
-    if QUICK:
-        overrides += ["training.max_iters=40", "schedule.total=40", "schedule.warmup=10",
-                      "training.eval_interval=40", "training.eval_iters=5",
-                      "training.checkpoint_interval=40"]
-    trainer = Trainer(load_config(ROOT / "configs" / "shakespeare_char.yaml", overrides),
-                      overwrite=True)
-    print(trainer.fit())
-    model, tokenizer, config = load_run(trainer.run_dir)
+overrides = [
+    f"data.corpus={ROOT / 'data' / 'tinyshakespeare.txt'}",
+    f"data.out_dir={ROOT / 'data' / 'shakespeare_char'}",
+    f"training.run_dir={ROOT / 'runs' / 'shakespeare_char'}",
+]
+if QUICK:
+    overrides[1:] = ["data.out_dir=runs/tutorial_10/data", "training.run_dir=runs/tutorial_10/run"]
+    overrides += ["training.max_iters=40", "schedule.total=40", "schedule.warmup=10",
+                  "training.eval_interval=40", "training.eval_iters=5",
+                  "training.checkpoint_interval=40"]
+trainer = Trainer(load_config(ROOT / "configs" / "shakespeare_char.yaml", overrides),
+                  overwrite=QUICK, resume=not QUICK)
+print(trainer.fit())  # a finished run returns at once
+model, tokenizer, config = load_run(trainer.run_dir)
 print(f"{model.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}, "
       f"context {model.config.block_size}")
 
@@ -250,18 +249,18 @@ print(f"distinct 4-grams: greedy {distinct_4grams(greedy.generated(0)):.2f}, "
       f"with the penalty {distinct_4grams(out.generated(0)):.2f}")
 
 # %% [markdown]
-# ## 7. Entropy-aware sampling (knock.knock)
+# ## 7. Entropy-aware sampling
 #
 # A fixed temperature is too hot where the model is unsure and too cold where it is sure.
-# knock.knock fixes how *uncertain* each step should be instead: a target entropy $H^\star$
-# bits. With $\beta = 1/T$ and $p = \operatorname{softmax}(\beta z)$,
+# knock.knock's entropy-aware sampling fixes how *uncertain* each step should be instead: a
+# target entropy $H^\star$ bits. With $\beta = 1/T$ and $p = \operatorname{softmax}(\beta z)$,
 #
 # $$H(\beta) = -\sum_i p_i \log_2 p_i, \qquad
 # \frac{dH}{d\beta} = -\frac{\beta}{\ln 2}\operatorname{Var}_p(z) \le 0,$$
 #
 # so the entropy rises with $T$, from 0 bits (argmax) towards $\log_2 V$ (uniform). Every step
 # has one temperature that gives exactly $H^\star$. `entropy_temperature` finds it with
-# Newton's method on $\beta$, falling back to bisection inside $[1/T_\max, 1/T_\min]$. When
+# Newton's method on $\beta$, falling back to bisection inside $[1/T_{\max}, 1/T_{\min}]$. When
 # $H^\star$ is out of reach it takes the nearer bound.
 
 # %%
@@ -315,8 +314,8 @@ assert samples["T = 0.5"].stats.mean_entropy < samples["T = 1.5"].stats.mean_ent
 # Greedy and plain sampling show the model's own uncertainty, which is low inside a word and
 # high at its start. Top-p cuts the tail, so its entropy is lower. The entropy-aware sampler
 # holds the line at its target, except at the few steps where no temperature in
-# $[T_\min, T_\max]$ reaches it. It lands above the target where even $T_\min$ leaves several
-# characters nearly tied, and below it where even $T_\max$ leaves the model too sure.
+# $[T_{\min}, T_{\max}]$ reaches it. It lands above the target where even $T_{\min}$ leaves several
+# characters nearly tied, and below it where even $T_{\max}$ leaves the model too sure.
 
 # %%
 shown = ("greedy", "T = 1.0", f"top-p, p = {P}", f"entropy-aware, target {TARGET} bits")
@@ -339,7 +338,7 @@ print("saved", FIGURES / "10_entropy_per_step.png")
 # One context, one distribution: its entropy as a function of $T$. The curve rises
 # monotonically from 0 towards $\log_2 V$, so it crosses the target once, at the temperature
 # the solver picks. A target above $\log_2 V$ is out of reach, and the solver returns
-# $T_\max$.
+# $T_{\max}$.
 
 # %%
 CONTEXT = "Before we proceed any further, hear me "

@@ -1,11 +1,12 @@
 # %% [markdown]
 # # Learning the inference parameters
 #
-# Temperature, top-p and the repetition penalty are usually turned by hand. Here they are
-# *learned*, as in the Echo Adventure design: `LearnedInference` wraps a trained GPT and holds
-# them as constrained parameters — together with a softmax mix of the layers feeding the head
-# and a gate per attention head — and `fit_inference_params` trains them by gradient descent on
-# held-out text, with the transformer frozen. The objective is the NLL of the next character
+# Temperature, top-p and the repetition penalty are usually turned by hand. Here they are *learned*,
+# as in the Echo Adventure design (see [where the ideas come
+# from](../index.md#where-the-ideas-come-from)): `LearnedInference` wraps a trained GPT and holds
+# them as constrained parameters — together with a softmax mix of the layers feeding the head and a
+# gate per attention head — and `fit_inference_params` trains them by gradient descent on held-out
+# text, with the transformer frozen. The objective is the NLL of the next character
 # under the distribution decoding would sample from: the penalty on seen characters, the
 # temperature, and a soft nucleus (see [Learned inference parameters](../learned_inference.md)).
 #

@@ -130,8 +130,8 @@ ids = tokenizer.encode(prompt)
 print(prompt, "->", ids)
 n_new = 20 if QUICK else 100
 start = time.perf_counter()
-out = model.generate(np.asarray([ids]), n_new, do_sample=True, temperature=0.8, top_k=40,
-                     seed=0, stats=False)
+out = nima.generate(model, np.asarray([ids]), n_new, do_sample=True, temperature=0.8, top_k=40,
+                    seed=0, stats=False)
 elapsed = time.perf_counter() - start
 print(repr(tokenizer.decode(out.tolist()[0])))
 print(f"{n_new} tokens in {elapsed:.2f} s: {n_new / elapsed:.0f} tokens/s on this CPU")
@@ -153,7 +153,7 @@ result = subprocess.run(
     [sys.executable, str(script), str(npz), "--prompt", prompt,
      "--max-new-tokens", str(n_greedy), "--temperature", "0"],
     capture_output=True, text=True, check=True)
-greedy = model.generate(np.asarray([ids]), n_greedy, stats=False)
+greedy = nima.generate(model, np.asarray([ids]), n_greedy, stats=False)
 print("numpy_gpt.py:", repr(result.stdout.rstrip("\n")))
 print("Nima:        ", repr(tokenizer.decode(greedy.tolist()[0])))
 assert result.stdout.rstrip("\n") == tokenizer.decode(greedy.tolist()[0])

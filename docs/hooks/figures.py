@@ -190,6 +190,82 @@ def tree_attention_cost(fig: Figure) -> None:
     right.legend(fontsize=7)
 
 
+def attention_memory(fig: Figure) -> None:
+    """Peak memory and time of causal attention against T, from the committed results of
+    `benchmarks/bench_attention_memory.py`, with a T^2 line through the last point of each."""
+    rows = json.loads(ATTENTION_MEMORY.read_text(encoding="utf-8"))["rows"]
+    t = np.array([r["T"] for r in rows], dtype=float)
+    memory = np.array([r["peak_bytes"] for r in rows]) / 2**20
+    score = np.array([r["score_bytes"] for r in rows]) / 2**20
+    ms = np.array([r["ms"] for r in rows])
+    left, right = fig.subplots(1, 2)
+    left.loglog(t, memory, "o-", label="peak, forward + backward")
+    left.loglog(t, score, "s--", label="one T x T matrix per head")
+    left.set(title="memory", xlabel="sequence length T", ylabel="MiB")
+    right.loglog(t, ms, "o-", color="C2", label="forward + backward")
+    right.set(title="time", xlabel="sequence length T", ylabel="ms")
+    for ax, y in ((left, memory), (right, ms)):
+        ax.loglog(t, y[-1] * (t / t[-1]) ** 2, ":", color="k", lw=1, label=r"$\propto T^2$")
+        ax.set_xticks(t, [f"{int(v)}" for v in t])
+        ax.legend()
+
+
+def allreduce_time(fig: Figure) -> None:
+    """Allreduce time against message size on 2 processes, from the committed results of
+    `benchmarks/bench_allreduce.py`: MPI's, the ring's, and the ring's formula with the
+    link's fitted latency and bandwidth."""
+    result = json.loads((RESULTS / "allreduce.json").read_text(encoding="utf-8"))
+    rows = result["rows"]
+    size = [r["bytes"] for r in rows]
+    ax = fig.subplots()
+    ax.plot(size, [r["mpi"] for r in rows], "o-", label="MPI Allreduce (MPICH)")
+    ax.plot(size, [r["ring"] for r in rows], "s-", label="ring allreduce (Nima, by hand)")
+    ax.plot(size, [r["formula"] for r in rows], "k--",
+            label=r"formula $2(N-1)(\alpha + S/NB)$")
+    ax.plot(size, [r["formula"] + r["add"] for r in rows], "k:", label="formula + additions")
+    ax.set(xscale="log", yscale="log", xlabel="message size S (bytes)", ylabel="seconds",
+           title=f"N = {result['nproc']}: $\\alpha$ = {result['alpha_s'] * 1e6:.1f} µs, "
+                 f"B = {result['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s")
+    ax.legend()
+
+
+def pipeline_timeline(fig: Figure) -> None:
+    """One GPipe step on 2 stages with 4 micro-batches, as `Pipeline.step` recorded it in the
+    committed results of `benchmarks/bench_pipeline.py`: forwards, backwards, and the gaps."""
+    timeline = json.loads((RESULTS / "pipeline.json").read_text(encoding="utf-8"))["timeline"]
+    ax = fig.subplots()
+    for stage, spans in enumerate(timeline["stages"]):
+        for span in spans:
+            color = "C0" if span["kind"] == "forward" else "C1"
+            start, width = span["start"] * 1e3, (span["end"] - span["start"]) * 1e3
+            ax.broken_barh([(start, width)], (stage - 0.35, 0.7), facecolor=color,
+                           edgecolor="white")
+            ax.text(start + width / 2, stage, ("F" if span["kind"] == "forward" else "B")
+                    + str(span["micro"]), ha="center", va="center", color="white")
+    ax.set(yticks=range(len(timeline["stages"])), xlabel="ms since the step began",
+           yticklabels=[f"stage {s}" for s in range(len(timeline["stages"]))],
+           title=f"GPipe, m = {timeline['m']}: forwards (blue), backwards (orange), "
+                 f"bubble (white)")
+    ax.invert_yaxis()
+
+
+def scaling_efficiency(fig: Figure) -> None:
+    """Projected data-parallel efficiency (speed-up / N) against the number of processes, from
+    the committed results of `benchmarks/project_scaling.py`."""
+    result = json.loads((RESULTS / "scaling.json").read_text(encoding="utf-8"))
+    weak, strong = fig.subplots(1, 2, sharey=True)
+    for i, model in enumerate(result["models"]):
+        for network, style in (("InfiniBand 100 Gb/s", "-"), ("Ethernet 10 Gb/s", "--")):
+            curve = result["efficiency"][f"{model} | {network}"]
+            label = f"{model}, {network.split()[0]}"
+            weak.plot(result["processes"], curve["weak"], style, color=f"C{i}", label=label)
+            strong.plot(result["processes"], curve["strong"], style, color=f"C{i}")
+    weak.set(xscale="log", xlabel="processes N", ylabel="efficiency (speed-up / N)",
+             title="weak scaling: 12 rows per process", ylim=(0, 1.05))
+    strong.set(xscale="log", xlabel="processes N", title="strong scaling: 512 rows in all")
+    weak.legend(fontsize=7)
+
+
 STATUS_COLOURS = {"root": "k", "beam": LEVEL_COLOURS[0], "end": LEVEL_COLOURS[2],
                   "pruned": "#bbbbbb"}
 
@@ -272,12 +348,17 @@ FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "tree_attention_pattern": (tree_attention_pattern, (12, 4.6)),
     "pooling_pyramid": (pooling_pyramid, (11, 3.4)),
     "tree_attention_cost": (tree_attention_cost, (11, 4)),
+    "attention_memory": (attention_memory, (11, 4)),
+    "allreduce_time": (allreduce_time, (7, 4.5)),
+    "pipeline_timeline": (pipeline_timeline, (10, 2.6)),
+    "scaling_efficiency": (scaling_efficiency, (12, 4.2)),
     "search_tree": (search_tree, (11, 6)),
     "deep_tree_echo_curves": (deep_tree_echo_curves, (14, 3.8)),
 }
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 SHAKESPEARE = RESULTS / "shakespeare.json"
 TREE_RESULTS = RESULTS / "tree_attention.json"
+ATTENTION_MEMORY = RESULTS / "attention_memory.json"
 DTE_RESULTS = RESULTS / "deep_tree_echo.json"
 _out = Path(tempfile.mkdtemp(prefix="nima-docs-figures-"))
 

@@ -91,12 +91,17 @@ def merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
 
 
 def _read_header(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, str], list[str]]:
-    """Read a tokenizer file; check its magic word, kind and version; return (header, body)."""
+    """Read a tokenizer file; check its magic word, kind and version; return (header, body).
+
+    Lines end in LF, as `save` writes them, or CRLF: no line's content ends in CR (special
+    tokens hold none), so a CR before the LF is dropped.
+    """
     try:
         with open(path, encoding="utf-8", newline="\n") as f:
             lines = f.read().split("\n")
     except UnicodeDecodeError as e:
         raise TokenizerFileError(f"{path}: not a Nima tokenizer file (not UTF-8 text)") from e
+    lines = [line.removesuffix("\r") for line in lines]  # CRLF (an editor, git on Windows)
     first = lines[0].split(" ")
     if first[0] != FORMAT_MAGIC:
         raise TokenizerFileError(

@@ -1,8 +1,8 @@
-r"""Entropy-aware temperature (knock.knock): pick each step's temperature from a target entropy.
+r"""Entropy-aware temperature: pick each step's temperature from a target entropy.
 
 A fixed temperature is too hot where the model is unsure (it babbles) and too cold where it is
-sure (it loops). knock.knock instead fixes how uncertain each step should be: a target entropy
-$H^\star$ in bits, and solves, per row and per step, for the temperature $T$ whose tempered
+sure (it loops). Entropy-aware sampling instead fixes how uncertain each step should be: a target
+entropy $H^\star$ in bits, and solves, per row and per step, for the temperature $T$ whose tempered
 distribution has that entropy. With $\beta = 1/T$ and $p = \operatorname{softmax}(\beta z)$,
 
 $$H(\beta) = -\sum_i p_i \log_2 p_i
@@ -11,9 +11,9 @@ $$H(\beta) = -\sum_i p_i \log_2 p_i
 
 so $H$ falls as $\beta$ grows: it rises monotonically with $T$, from the entropy of the
 argmax (0 bits, $T \to 0$) to $\log_2 V$ (uniform, $T \to \infty$). One root, found by
-safeguarded Newton on $\beta$ inside the bracket $[1/T_\max, 1/T_\min]$ (a bisection step
+safeguarded Newton on $\beta$ inside the bracket $[1/T_{\max}, 1/T_{\min}]$ (a bisection step
 whenever Newton would leave the bracket). If $H^\star$ is out of reach the bound is returned:
-$T_\min$ when even $T_\min$ is too uncertain, $T_\max$ when even $T_\max$ is too sure.
+$T_{\min}$ when even $T_{\min}$ is too uncertain, $T_{\max}$ when even $T_{\max}$ is too sure.
 """
 
 from __future__ import annotations
@@ -58,14 +58,15 @@ def check_entropy_target(target: float, min_temp: float, max_temp: float) -> Non
 # --8<-- [start:entropy_temperature]
 def entropy_temperature(logits: np.ndarray, target: float, min_temp: float, max_temp: float,
                         *, tol: float = 1e-4, max_iter: int = 50) -> np.ndarray:
-    r"""The temperature $T \in [T_\min, T_\max]$ of each row with $H(\operatorname{softmax}(z/T))
-    = H^\star$ bits, or the bound nearest to it when $H^\star$ is out of reach.
+    r"""The temperature $T \in [T_{\min}, T_{\max}]$ of each row with
+    $H(\operatorname{softmax}(z/T)) = H^\star$ bits, or the bound nearest to it when $H^\star$ is
+    out of reach.
 
     Args:
         logits: `(B, V)` next-token logits (entries may be $-\infty$).
         target: $H^\star$ in bits, $\ge 0$.
-        min_temp: $T_\min > 0$, the coldest temperature allowed.
-        max_temp: $T_\max \ge T_\min$, the hottest.
+        min_temp: $T_{\min} > 0$, the coldest temperature allowed.
+        max_temp: $T_{\max} \ge T_{\min}$, the hottest.
         tol: stop once every row's entropy is within `tol` bits of the target.
         max_iter: at most this many Newton/bisection steps.
 

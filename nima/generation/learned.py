@@ -1,4 +1,4 @@
-r"""Learned inference parameters (Echo Adventure): the knobs of decoding, trained instead of tuned.
+r"""Learned inference parameters: the knobs of decoding, trained instead of tuned.
 
 `LearnedInference` wraps a `GPT` and holds five groups of raw, unconstrained parameters, each
 mapped to its allowed range by a smooth function, so that any gradient step keeps them valid:

@@ -1,4 +1,4 @@
-r"""Generation statistics (knock.knock): how uncertain each step was, for any strategy.
+r"""Generation statistics: how uncertain each step was, for any strategy.
 
 Every step records, for each row still generating, the distribution the token was chosen from:
 its entropy $H = -\sum_i p_i \log_2 p_i$ in bits, its confidence $\max_i p_i$, and the
@@ -101,13 +101,6 @@ class GenerationStats:
     @property
     def mean_temperature(self) -> float:
         return self._summary(self.temperature, np.mean)
-
-    def as_dict(self) -> dict[str, float]:
-        """The summaries, by name (JSON-friendly)."""
-        return {"tokens": self.num_tokens, "mean_entropy": self.mean_entropy,
-                "min_entropy": self.min_entropy, "max_entropy": self.max_entropy,
-                "std_entropy": self.std_entropy, "mean_confidence": self.mean_confidence,
-                "mean_temperature": self.mean_temperature}
 
     # --8<-- [start:table]
     def table(self) -> str:

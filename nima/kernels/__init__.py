@@ -23,6 +23,8 @@ All take float32 or float64 (one dtype per call) and return new arrays. Nothing 
 import: each numba kernel compiles on its first call for a dtype (or loads numba's on-disk cache).
 """
 
+import math
+
 import numpy as np
 
 from nima.kernels import adam as _adam
@@ -37,6 +39,7 @@ __all__ = [
     "BACKENDS",
     "adam_update",
     "backend",
+    "check_eps",
     "cross_entropy_backward",
     "cross_entropy_forward",
     "current",
@@ -200,6 +203,18 @@ def _check_norm(op: str, x: np.ndarray, weight: np.ndarray | None,
     _check_floats(op, x, *(a for a in (weight, *more) if a is not None))
 
 
+def check_eps(op: str, eps: float) -> float:
+    r"""`eps` as a float, if it is a finite real number $\ge 0$; else a ValueError naming `op`.
+
+    $\epsilon = 0$ is allowed: a constant row then has $\text{rstd} = 1/0 = \infty$ and
+    normalises to NaN, on both backends, as the formula says.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, int | float | np.integer | np.floating) \
+            or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{op}: eps must be a finite number >= 0, got {eps!r}")
+    return float(eps)
+
+
 def _check_row_stats(op: str, x: np.ndarray, dy: np.ndarray, *stats: np.ndarray) -> None:
     """dy has x's shape; each saved statistic has x.shape[:-1]."""
     if dy.shape != x.shape:
@@ -223,6 +238,7 @@ def layer_norm_forward(
     if bias is not None and bias.shape != x.shape[-1:]:
         raise ValueError(f"layer_norm_forward: bias of shape {bias.shape} does not match x of "
                          f"shape {x.shape} (expected ({x.shape[-1]},))")
+    eps = check_eps("layer_norm_forward", eps)
     return pick(_ln.layer_norm_forward_numpy, _ln.layer_norm_forward_numba)(x, weight, bias, eps)
 
 
@@ -249,6 +265,7 @@ def rms_norm_forward(
     r"""(y, rstd): $y = x\,\text{rstd} \odot w$, $\text{rstd} = 1/\sqrt{\operatorname{mean}(x^2)
     + \epsilon}$ over the last axis; rstd has shape `x.shape[:-1]`."""
     _check_norm("rms_norm_forward", x, weight)
+    eps = check_eps("rms_norm_forward", eps)
     return pick(_ln.rms_norm_forward_numpy, _ln.rms_norm_forward_numba)(x, weight, eps)
 
 

@@ -11,7 +11,8 @@ future filled with $-\infty$ — which is exactly what the NumPy reference compu
 building the mask or the filled copy, and each row reads only its visible prefix. A row with no
 visible key (or whose visible entries are all $-\infty$, e.g. padding) gives zeros, like
 `softmax_forward`. $-\infty$ entries inside the prefix (a padding or user mask applied before)
-get weight 0.
+get weight 0. A NaN (or $+\infty$, through $\infty - \infty$) among the visible entries makes
+the whole row NaN, hidden entries included, as in the reference; the hidden part is never read.
 
 The backward needs no kernel of its own: it is the ordinary softmax backward
 `kernels.softmax_backward`, $dx = y \odot (dy - \langle dy, y\rangle)$, and hidden entries,
@@ -45,7 +46,7 @@ def causal_softmax_forward_numpy(x: np.ndarray, shift: int) -> np.ndarray:
 # --8<-- [start:causal_softmax_forward_numba]
 @njit(cache=True, fastmath=ROW_FASTMATH)
 def _causal_softmax_row(r: np.ndarray, n_visible: int, out: np.ndarray) -> None:
-    """One row: softmax of `r[:n_visible]`, zeros after."""
+    """One row: softmax of `r[:n_visible]`, zeros after; all NaN if the visible sum is NaN."""
     out[n_visible:] = 0
     if n_visible <= 0:
         return
@@ -58,6 +59,9 @@ def _causal_softmax_row(r: np.ndarray, n_visible: int, out: np.ndarray) -> None:
         e = fast_exp(r[j] - m)
         out[j] = e
         s += e
+    if np.isnan(s):  # a visible NaN or +inf: the reference's filled row is NaN everywhere
+        out[:] = s
+        return
     inv_s = r.dtype.type(1) / s
     for j in range(n_visible):
         out[j] *= inv_s

@@ -17,7 +17,9 @@ The forward pass returns the per-row losses and saves $\operatorname{lse}(x_i)$,
 pass recomputes $p$ in one fused pass instead of storing an $N \times C$ probability matrix.
 
 **Ignored rows and masking.** A row whose target equals `ignore_index` has loss $0$ and gradient
-$0$. A fully masked row (all logits $-\infty$) has no distribution: its
+$0$, even if its logits or its upstream gradient hold NaN (the loss does not depend on them). A
+row with a NaN logit, or a $+\infty$ one ($\infty - \infty$ in the shift), otherwise has a NaN
+loss, lse and gradient. A fully masked row (all logits $-\infty$) has no distribution: its
 $\operatorname{lse} = -\infty$, its loss is $+\infty$ (the target is impossible) unless the row is
 ignored, and its gradient is $0$ rather than NaN. A $-\infty$ logit with label smoothing makes the
 smoothing term $+\infty$, as in PyTorch. Targets outside $[0, C)$ are rejected by the dispatcher
@@ -122,11 +124,13 @@ def cross_entropy_backward_numpy(
     """dL/dlogits (N, C) from the saved log-sum-exps (N,) (NumPy reference)."""
     n_classes = logits.shape[1]
     dead = (targets == ignore_index) | np.isneginf(lse)  # rows whose gradient is 0
-    shift = np.where(dead, np.inf, lse)[:, None]  # (N, 1): dead rows give exp(-inf) = 0, no NaN
-    dlogits = np.exp(logits - shift) - label_smoothing / n_classes  # (N, C)
+    shift = np.where(dead, np.inf, lse)[:, None]  # (N, 1): finite dead rows give exp(-inf) = 0
+    with np.errstate(invalid="ignore"):  # inf - inf in a dead row, zeroed below
+        dlogits = np.exp(logits - shift) - label_smoothing / n_classes  # (N, C)
     rows = np.flatnonzero(~dead)
     dlogits[rows, targets[rows]] -= 1 - label_smoothing
-    dlogits *= np.where(dead, 0, grad_losses).astype(logits.dtype)[:, None]
+    dlogits *= grad_losses.astype(logits.dtype)[:, None]
+    dlogits[dead] = 0  # whatever a dead row's logits and upstream gradient hold, NaN included
     return dlogits.astype(logits.dtype, copy=False)
 # --8<-- [end:cross_entropy_backward_numpy]
 
@@ -137,17 +141,27 @@ def _cross_entropy_backward_row(
     r: np.ndarray, t: int, lse: float, g: float, ignore_index: int, smoothing: float,
     out: np.ndarray,
 ) -> None:
-    r"""One row of the gradient: one fused pass $g(e^{x - \mathrm{lse}} - \varepsilon/C)$.
+    r"""One row of the gradient: one fused pass $g e^{x - \mathrm{lse}} - g\varepsilon/C$, then
+    $g(1-\varepsilon)$ off the target entry.
 
-    Zeros if the row is ignored or fully masked.
+    Zeros if the row is ignored or fully masked. A non-finite $g$ takes a slower pass in which
+    $g$ multiplies last, as in the reference, so $\pm\infty \cdot (p - 1)$ stays infinite
+    instead of becoming $\infty - \infty$ (measured: the split costs nothing on finite rows,
+    where recomputing $p_t$ instead cost 12% at C = 65).
     """
     if t == ignore_index or lse == -np.inf:
         out[:] = 0
         return
-    g_off = g * smoothing / r.dtype.type(r.shape[0])
-    for j in range(r.shape[0]):
-        out[j] = g * fast_exp(r[j] - lse) - g_off
-    out[t] -= g * (r.dtype.type(1) - smoothing)
+    off = smoothing / r.dtype.type(r.shape[0])
+    if np.isfinite(g):  # the fast form: one fused multiply-add per entry
+        g_off = g * off
+        for j in range(r.shape[0]):
+            out[j] = g * fast_exp(r[j] - lse) - g_off
+        out[t] -= g * (r.dtype.type(1) - smoothing)
+        return
+    for j in range(r.shape[0]):  # g multiplies last, as in the reference: no inf - inf
+        out[j] = g * (fast_exp(r[j] - lse) - off)
+    out[t] = g * (fast_exp(r[t] - lse) - off - (r.dtype.type(1) - smoothing))
 
 
 @njit(parallel=True, cache=True)

@@ -115,7 +115,7 @@ def rms_norm_backward_numpy(
 
 # ------------------------------------------------------------------------------ numba kernels
 # --8<-- [start:norm_forward_numba]
-@njit(cache=True, fastmath=ROW_FASTMATH)
+@njit(cache=True, fastmath=ROW_FASTMATH, error_model="numpy")  # 1/0 is inf, as in NumPy
 def _norm_forward_row(
     r: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float, centered: bool, out: np.ndarray
 ) -> tuple[float, float]:

@@ -7,7 +7,8 @@ $$\operatorname{lse}(x) = m + \log \sum_j e^{x_j - m},$$
 
 which never overflows because every exponent is $\le 0$. A row whose entries are all $-\infty$
 (fully masked) has $m = -\infty$ and $x_j - m$ undefined; the helpers report
-$\operatorname{lse} = -\infty$ for it and each op states what it then returns.
+$\operatorname{lse} = -\infty$ for it and each op states what it then returns. A NaN anywhere
+in a row makes its lse NaN, and every op's output for that row NaN, as in NumPy.
 
 The numba helpers are scalar functions of one row, called from inside the ops' `prange` loops;
 the NumPy helpers work on whole arrays along the last axis.
@@ -73,16 +74,27 @@ def _max_ignoring_nan_jit(a, b):
 
 
 # --8<-- [start:row_helpers_numba]
+# --8<-- [start:row_max]
 @njit(cache=True)
 def row_max(r: np.ndarray) -> float:
-    r"""$\max_j r_j$ ($-\infty$ for an empty or fully masked row; NaNs are skipped).
+    r"""The shift for a row's exponentials: $\max_j r_j$ over its non-NaN entries.
 
-    A running maximum through `max_ignoring_nan`, which LLVM vectorises (see there).
+    $-\infty$ for an empty or fully masked row. A row whose entries are all NaN or $-\infty$
+    gives NaN, so it is not mistaken for a fully masked one; a NaN beside a larger entry needs no
+    such care, as $e^{\text{NaN} - m}$ is NaN and makes the whole row NaN.
+
+    A running maximum through `max_ignoring_nan`, which LLVM vectorises (see there); the NaN
+    search runs only when that maximum is $-\infty$.
     """
     m = r.dtype.type(-np.inf)
     for j in range(r.shape[0]):
         m = max_ignoring_nan(m, r[j])
+    if m == -np.inf:
+        for j in range(r.shape[0]):
+            if np.isnan(r[j]):
+                return r[j]
     return m
+# --8<-- [end:row_max]
 
 
 @njit(cache=True, fastmath=ROW_FASTMATH)
@@ -96,7 +108,7 @@ def row_sum_exp(r: np.ndarray, shift: float) -> float:
 
 @njit(cache=True)
 def row_logsumexp(r: np.ndarray) -> float:
-    r"""$\operatorname{lse}(r)$; $-\infty$ for a fully masked row (no NaN)."""
+    r"""$\operatorname{lse}(r)$; $-\infty$ for a fully masked row, NaN for a row holding NaN."""
     m = row_max(r)
     if m == -np.inf:
         return m

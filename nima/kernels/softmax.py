@@ -24,7 +24,10 @@ chooses values that keep the graph free of NaN:
 | `log_softmax_forward` | all $-\infty$ |
 | `log_softmax_backward` | zeros (explicitly; the formula would give $d\ell$) |
 
-Large finite logits ($\pm 10^4$) are safe thanks to the max subtraction. NaN inputs give NaN rows.
+Large finite logits ($\pm 10^4$) are safe thanks to the max subtraction. A NaN anywhere in a row
+gives a NaN row, forward and backward — a row of NaN and $-\infty$ only too, which is not a
+masked row (`row_max` returns NaN for it) — and so does a $+\infty$ entry ($\infty - \infty$
+in the shift), exactly as the NumPy references compute it.
 
 **The numba kernels** make one parallel task per row (`prange` over rows of the input viewed as
 2-D) and call a serial, vectorised function for that row — keeping the `prange` body to one call

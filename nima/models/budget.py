@@ -197,9 +197,9 @@ def explore(grid: Mapping[str, Iterable[Any]], target_range: tuple[float, float]
 
 # --8<-- [start:micro]
 MICRO_BASE = GPTConfig(vocab_size=5000, block_size=512, n_layer=1, n_head=1, n_embd=8)
-"""The Micro-Transformer design's fixed choices: vocabulary 5000, context 512, learned
-positions, tied head, and GPT-2's conventions (biases in every `Linear`, LayerNorm with a
-bias, pre-norm with a final LayerNorm)."""
+"""The fixed choices of the Micro-Transformer design (a study of how to spend about 2.4M parameters
+on a small transformer): vocabulary 5000, context 512, learned positions, tied head, and GPT-2's
+conventions (biases in every `Linear`, LayerNorm with a bias, pre-norm with a final LayerNorm)."""
 
 MICRO_TRANSFORMER: dict[str, tuple[GPTConfig, str]] = {
     "Wide & Shallow": (

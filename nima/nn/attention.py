@@ -60,6 +60,16 @@ class KVCache:
         self.v: np.ndarray | None = None
         self.length = 0  # how many positions are cached: the position of the next token
 
+    @property
+    def keys(self) -> np.ndarray | None:
+        """The cached keys, `(B, nkv, length, hd)`: a view of the first `length` positions."""
+        return None if self.k is None else self.k[:, :, :self.length]
+
+    @property
+    def values(self) -> np.ndarray | None:
+        """The cached values, `(B, nkv, length, hd)`: a view, as `keys`."""
+        return None if self.v is None else self.v[:, :, :self.length]
+
     def reset(self) -> None:
         """Forget everything, to start a new sequence."""
         self.k = self.v = None
@@ -89,7 +99,7 @@ class KVCache:
             raise ValueError(f"KVCache: new keys {k.dtype} {k.shape} do not match the cached "
                              f"{self.k.dtype} {cached} (B, n_kv_head, T, hd)")
         size = 0 if self.k is None else self.k.shape[2]
-        if end <= size:
+        if self.k is not None and end <= size:
             return
         if self.capacity is not None and end > self.capacity:
             raise ValueError(f"KVCache: {end} positions exceed its capacity of "
@@ -234,8 +244,7 @@ class MultiHeadAttention(Module):
             if cache.k.shape[0] != x.shape[0]:
                 raise ValueError(f"{name}: cache holds batch {cache.k.shape[0]}, x has "
                                  f"{x.shape}")
-            n = cache.length
-            return q, Tensor(cache.k[:, :, :n]), Tensor(cache.v[:, :, :n])
+            return q, Tensor(cache.keys), Tensor(cache.values)
         if context is None or context.ndim != 3 or context.shape[-1] != d or \
                 context.shape[0] != x.shape[0]:
             got = None if context is None else context.shape

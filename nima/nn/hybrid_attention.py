@@ -1,5 +1,5 @@
-r"""`HybridAttention` (the knock.knock design): learned positional patterns mixed with content
-attention.
+r"""`HybridAttention`, from the knock.knock design of a small interactive text model: learned
+positional patterns mixed with content attention.
 
 Content attention decides where to look by comparing the query with every key,
 $\operatorname{softmax}(q_t k_j^\top / \sqrt{d_h})$. **Reweight attention** skips the comparison:

@@ -68,10 +68,9 @@ class MemoryCache:
     def move_to_bank(self) -> None:
         """The local window's keys and values into the bank (made on first use); the window
         starts empty."""
-        n = self.local.length
-        if n == 0:
+        if self.local.length == 0:
             return
-        k, v = self.local.k[:, :, :n], self.local.v[:, :, :n]  # (B, nh, n, hd): filled rows
+        k, v = self.local.keys, self.local.values  # (B, nh, n, hd): the filled positions
         if self.bank is None:
             B, nh, _, hd = k.shape
             self.bank = MemoryBank(self.capacity, nh, hd, B, dtype=k.dtype)

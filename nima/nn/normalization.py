@@ -11,6 +11,7 @@ import numpy as np
 
 from nima import functional as F
 from nima._tensor import Tensor
+from nima.kernels import check_eps
 from nima.nn.module import Module
 from nima.nn.parameter import Parameter
 
@@ -29,7 +30,8 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5,
                  bias: bool = True, dtype: np.dtype | type = np.float32) -> None:
         super().__init__()
-        self.normalized_shape, self.eps = _shape(normalized_shape), eps
+        self.normalized_shape = _shape(normalized_shape)
+        self.eps = check_eps("LayerNorm", eps)
         self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype))
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dtype)) if bias else None
 
@@ -48,7 +50,8 @@ class RMSNorm(Module):
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-6,
                  dtype: np.dtype | type = np.float32) -> None:
         super().__init__()
-        self.normalized_shape, self.eps = _shape(normalized_shape), eps
+        self.normalized_shape = _shape(normalized_shape)
+        self.eps = check_eps("RMSNorm", eps)
         self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -227,8 +227,7 @@ class TreeAttention(MultiHeadAttention):
         y = self._combine(outs, np.arange(Tp))[:, :, :T]  # (B, nh, T, hd)
         if cache is not None:
             keep = T // b * b  # the open leaf chunk's tokens
-            if keep < T:
-                cache.push(0, x.data[:, keep:], k[:, :, keep:], v[:, :, keep:])
+            cache.push(0, x.data[:, keep:], k[:, :, keep:], v[:, :, keep:])
             for level, summaries, k_l, v_l in summary_kv:
                 keep = summaries.shape[1] // b * b  # the open level-l chunk's children
                 if keep < summaries.shape[1]:
@@ -268,9 +267,8 @@ class TreeAttention(MultiHeadAttention):
         k0, v0 = cache.push(0, x.data, k, v)  # its leaf chunk so far, itself included
         outs: list[Tensor | None] = [scaled_dot_product_attention(q, k0, v0)]
         for kv in cache.kv[1:]:  # the completed siblings at each level
-            n = kv.length
-            outs.append(None if n == 0 else scaled_dot_product_attention(
-                q, Tensor(kv.k[:, :, :n]), Tensor(kv.v[:, :, :n])))
+            outs.append(None if kv.length == 0 else scaled_dot_product_attention(
+                q, Tensor(kv.keys), Tensor(kv.values)))
         y = self._combine(outs, np.array([cache.length]))  # (B, nh, 1, hd)
         for level in range(self.levels):  # a full chunk becomes a summary one level up
             if cache.kv[level].length < self.chunk_size:

@@ -172,6 +172,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
     Inside `nima.autocast` the float32 operands are lowered to float16 (a float16 result).
     """
+    if isinstance(x, np.ndarray):  # an array is a constant input, as for the other ops
+        x = Tensor(x)
     x, weight, bias = autocast_lower(x), autocast_lower(weight), autocast_lower(bias)
     if not isinstance(x, Tensor) or not isinstance(weight, Tensor) or weight.ndim != 2 or \
             x.ndim < 1 or x.shape[-1] != weight.shape[1]:

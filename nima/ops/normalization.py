@@ -132,7 +132,7 @@ def layer_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tenso
     """
     x = autocast_float32(x)  # in autocast: float16 in, float32 out
     n_dims = _checked("layer_norm", x, normalized_shape, weight=weight, bias=bias)
-    return LayerNorm.apply(x, weight, bias, n_dims, float(eps))
+    return LayerNorm.apply(x, weight, bias, n_dims, kernels.check_eps("layer_norm", eps))
 
 
 def rms_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tensor | None = None,
@@ -147,4 +147,4 @@ def rms_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tensor 
     """
     x = autocast_float32(x)  # in autocast: float16 in, float32 out
     n_dims = _checked("rms_norm", x, normalized_shape, weight=weight)
-    return RMSNorm.apply(x, weight, n_dims, float(eps))
+    return RMSNorm.apply(x, weight, n_dims, kernels.check_eps("rms_norm", eps))

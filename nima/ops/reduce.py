@@ -23,10 +23,13 @@ def normalize_dims(op: str, dim: Axis, ndim: int) -> tuple[int, ...]:
     """`dim` as a sorted tuple of non-negative axes; None means every axis."""
     if dim is None:
         return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else \
+        tuple(dim) if isinstance(dim, tuple | list) else (dim,)
     span = ndim or 1  # a 0-d tensor accepts dim 0 or -1, as in PyTorch
     out = []
     for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int | np.integer):
+            raise TypeError(f"{op}: dim must be an int, a tuple of ints or None, got {dim!r}")
         if not -span <= d < span:
             raise IndexError(f"{op}: dim {d} is out of range for a tensor of {ndim} dims")
         out.append(int(d) % span)

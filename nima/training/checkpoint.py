@@ -3,7 +3,16 @@
 A checkpoint `ckpt-0001200.safetensors` holds the model's tensors as `model.<name>`, the
 optimizer's arrays as `optim.state.<index>.<key>`, and, in the header's `__metadata__`, a JSON
 string with the rest: step, config, RNG states, metrics, the optimizer's scalars and parameter
-groups, the scheduler's state. It is marked `"kind": "nima-checkpoint"`.
+groups, the scheduler's state, and the run's best checkpoint so far. It is marked
+`"kind": "nima-checkpoint"` and carries a digest of its header and data (`nima.save`); a
+checkpoint without one is refused.
+
+**The best checkpoint.** Each checkpoint records `"best": {"step", "metric"}`, the lowest finite
+metric among it and the checkpoints before it, so the one rename that commits a checkpoint also
+commits which checkpoint is best. `best.safetensors` is a hard link to that checkpoint's file
+(no copy; it outlives the pruning of its step file), replaced by a rename right after the
+checkpoint. A kill between the two leaves it one checkpoint behind the record; `repair_best`
+(and the next `save_checkpoint`) relinks it, and `best_checkpoint` reads the record directly.
 
 Example:
     >>> save_checkpoint("runs/a", step, model, opt, sched, config=cfg,
@@ -16,8 +25,11 @@ Example:
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +38,16 @@ import numpy as np
 from nima import random as nima_random
 from nima.nn.module import Module
 from nima.optim.optimizer import Optimizer
-from nima.serialization import CheckpointError, PathLike, atomic_write, load, load_metadata, save
+from nima.serialization import (
+    DIGEST,
+    CheckpointError,
+    PathLike,
+    atomic_write,
+    load,
+    load_metadata,
+    remove_temporaries,
+    save,
+)
 
 KIND = "nima-checkpoint"
 VERSION = "1"
@@ -72,8 +93,9 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
         metrics: e.g. `{"train_loss": ..., "val_loss": ...}`.
         keep_last: keep this many step checkpoints, delete older ones (`best` is never deleted).
         best_metric: this checkpoint's value of the metric that picks the best (lower is
-            better); when it beats the one stored in `best.safetensors`, the checkpoint is
-            copied there (atomically).
+            better); when it is finite and beats the run's best so far (recorded in the latest
+            checkpoint), this checkpoint becomes the best: recorded in itself, and
+            `best.safetensors` linked to it. NaN and infinities never become the best.
         extra: any other JSON-able state to resume (a loss scaler's, say).
 
     Returns:
@@ -96,27 +118,113 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
                 else:
                     scalars[str(index)][key] = value
         optim_meta = {"scalars": scalars, "param_groups": osd["param_groups"]}
+    best = _best_record(run_dir)
+    if best_metric is not None and math.isfinite(best_metric) and (
+            best is None or best_metric < best["metric"]):
+        best = {"step": int(step), "metric": float(best_metric)}
     state = {
         "step": int(step),
         "config": config or {},
         "rng_states": rng_states if rng_states is not None else {"nima": nima_random.get_state()},
         "metrics": metrics or {},
         "best_metric": best_metric,
+        "best": best,
         "optimizer": optim_meta,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "extra": extra or {},
     }
     meta = {"kind": KIND, "version": VERSION, "state": json.dumps(state, default=_jsonable)}
     path = checkpoint_path(run_dir, step)
-    save(tensors, path, meta)
-
-    if best_metric is not None and _beats(best_metric, run_dir / BEST):
-        with path.open("rb") as src:
-            atomic_write(run_dir / BEST, lambda dst: shutil.copyfileobj(src, dst))
+    save(tensors, path, meta)  # commits the checkpoint and its best record in one rename
+    _link_best(run_dir, best)  # before pruning, so the best's file is still there to link
     for old in list_checkpoints(run_dir)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path
 # --8<-- [end:save_checkpoint]
+
+
+# --8<-- [start:best]
+def _best_record(run_dir: Path) -> dict[str, Any] | None:
+    """The `"best"` record of the newest checkpoint that reads cleanly (None if none has one)."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return checkpoint_info(path)["best"]
+        except CheckpointError:
+            continue
+    return None
+
+
+def _link_best(run_dir: Path, best: dict[str, Any] | None) -> None:
+    """Make `best.safetensors` the file of the checkpoint `best` names, unless it already is
+    (or that file is gone: pruned after it was linked). A hard link made under a temporary
+    name, then renamed over `best.safetensors`; a copy (atomic too) where the file system has
+    no hard links."""
+    if best is None:
+        return
+    source, target = checkpoint_path(run_dir, best["step"]), run_dir / BEST
+    if not source.exists() or (target.exists() and os.path.samefile(source, target)):
+        return
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{BEST}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (some network or FAT file systems)
+        with source.open("rb") as src:
+            atomic_write(target, lambda dst: shutil.copyfileobj(src, dst))
+        return
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def best_checkpoint(run_dir: PathLike) -> Path | None:
+    """The run's best checkpoint as its newest checkpoint records it: the step file while it
+    exists, else `best.safetensors` (its link, kept after pruning); None when no checkpoint
+    recorded a best. Reads only; right even when a kill left `best.safetensors` behind."""
+    run_dir = Path(run_dir)
+    best = _best_record(run_dir) if run_dir.is_dir() else None
+    if best is None:
+        return None
+    source = checkpoint_path(run_dir, best["step"])
+    return source if source.exists() else (run_dir / BEST if (run_dir / BEST).exists() else None)
+
+
+def repair_best(run_dir: PathLike) -> Path | None:
+    """Relink `best.safetensors` to the checkpoint the newest checkpoint records as best, if a
+    kill left it behind; returns `best_checkpoint(run_dir)`. Call it when the run directory is
+    not being written by another process (at the start of a run or a resume)."""
+    run_dir = Path(run_dir)
+    _link_best(run_dir, _best_record(run_dir))
+    return best_checkpoint(run_dir)
+
+
+def repair_run_dir(run_dir: PathLike) -> list[str]:
+    """What a start must do after a kill, before anything else reads or writes `run_dir`:
+    delete the temporary files of writes that never finished (`remove_temporaries`) and relink
+    `best.safetensors` (`repair_best`). Returns one line per repair, for the log."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    notes = [f"removed {p.name}, left by an interrupted write" for p in
+             remove_temporaries(run_dir)]
+    before = _file_id(run_dir / BEST)
+    best = repair_best(run_dir)
+    if best is not None and _file_id(run_dir / BEST) != before:
+        notes.append(f"linked {BEST} to {best.name}: an interrupted save had left it behind")
+    return notes
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of `path`, None if it does not exist: tells whether it was relinked."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+# --8<-- [end:best]
 
 
 def _jsonable(value: Any) -> Any:
@@ -129,27 +237,23 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"save_checkpoint: {type(value).__name__} is not JSON-serializable")
 
 
-def _beats(metric: float, best_path: Path) -> bool:
-    if not best_path.exists():
-        return True
-    try:
-        previous = checkpoint_info(best_path)["best_metric"]
-    except CheckpointError:
-        return True  # a damaged best file is replaced
-    return previous is None or metric < previous
-
-
 def checkpoint_info(path: PathLike) -> dict[str, Any]:
     """A checkpoint's JSON state — `step`, `config`, `rng_states`, `metrics`, `best_metric`,
-    `optimizer` scalars, `scheduler`, `extra` — read from its header without loading a tensor.
+    `best`, `optimizer` scalars, `scheduler`, `extra` — from its header, the whole file verified
+    against its digest.
 
     Raises:
-        CheckpointError: not a valid safetensors file, or not a Nima checkpoint.
+        CheckpointError: not a valid safetensors file, not a Nima checkpoint, or a checkpoint
+            without a digest.
     """
     meta = load_metadata(path)
     if meta.get("kind") != KIND or "state" not in meta:
         raise CheckpointError(f"{path}: not a Nima checkpoint (no \"kind\": \"{KIND}\" in its "
                               f"metadata) — a plain safetensors file holds weights only")
+    if DIGEST not in meta:
+        raise CheckpointError(f"{path}: a Nima checkpoint without a {DIGEST!r} in its metadata "
+                              f"(removed, or written by an older Nima): its header cannot be "
+                              f"verified, so it is refused")
     try:
         return json.loads(meta["state"])
     except ValueError as e:
@@ -163,9 +267,10 @@ def load_checkpoint(path: PathLike, model: Module, optimizer: Optimizer | None =
     random generator from `rng_states["nima"]` when saved.
 
     Returns:
-        `{"step", "config", "rng_states", "metrics", "best_metric", "extra"}` — other
-        generators in `rng_states` (a data sampler's, say) and `extra` are the caller's to
-        restore.
+        `{"step", "config", "rng_states", "metrics", "best_metric", "best", "extra"}` —
+        `best_metric` is this checkpoint's own metric, `best` the run's best so far
+        (`{"step", "metric"}` or None); other generators in `rng_states` (a data sampler's,
+        say) and `extra` are the caller's to restore.
 
     Raises:
         CheckpointError: the file is invalid (see `nima.load`), not a Nima checkpoint, or does
@@ -189,7 +294,7 @@ def load_checkpoint(path: PathLike, model: Module, optimizer: Optimizer | None =
     if "nima" in state["rng_states"]:
         nima_random.set_state(state["rng_states"]["nima"])
     info = {k: state[k] for k in ("step", "config", "rng_states", "metrics", "best_metric")}
-    return {**info, "extra": state.get("extra", {})}
+    return {**info, "best": state.get("best"), "extra": state.get("extra", {})}
 # --8<-- [end:load_checkpoint]
 
 

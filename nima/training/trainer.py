@@ -73,10 +73,12 @@ from nima.serialization import CheckpointError, PathLike, atomic_write_text
 from nima.training.batches import make_batches
 from nima.training.checkpoint import (
     BEST,
+    best_checkpoint,
     checkpoint_info,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    repair_run_dir,
     save_checkpoint,
 )
 from nima.training.config import Config, ConfigError, DataConfig
@@ -246,6 +248,7 @@ class Trainer:
         self.bar: ProgressBar | None = None
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        repairs = repair_run_dir(self.run_dir)  # what a killed run left half-done
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         if overwrite and not resume:
             for path in [*existing, self.run_dir / BEST]:
@@ -258,6 +261,8 @@ class Trainer:
                           yaml.safe_dump(resolved.to_dict(), sort_keys=False,
                                          allow_unicode=True))
         shutil.copyfile(self.tokenizer_path, self.run_dir / TOKENIZER_FILE)
+        for note in repairs:
+            self._log(note)
         if checkpoint is not None:
             self._resume(checkpoint)
         elif resume:
@@ -269,7 +274,8 @@ class Trainer:
         self.data_rng.bit_generator.state = info["rng_states"]["data"]
         self.scaler.load_state_dict(info["extra"]["scaler"])
         self.batches.load_state_dict(info["extra"].get("batches", {}))
-        self.step, self.best_val = info["step"], info["best_metric"]
+        self.step = info["step"]
+        self.best_val = info["best"]["metric"] if info["best"] else None  # the run's best
         self.last_eval = info["metrics"]
         self.metrics.truncate_after(self.step)  # records past the checkpoint are replayed
         self._log(f"resumed from {path.name} at step {self.step}")
@@ -476,8 +482,7 @@ def load_run(path: PathLike, which: str = "best") -> tuple[GPT, Any, Config]:
     """
     path = Path(path)
     if path.is_dir():
-        ckpt = path / BEST if which == "best" and (path / BEST).exists() else \
-            latest_checkpoint(path)
+        ckpt = (best_checkpoint(path) if which == "best" else None) or latest_checkpoint(path)
         if ckpt is None:
             raise CheckpointError(f"{path}: no checkpoint in this run directory")
     else:

@@ -250,6 +250,23 @@ def test_bpe_load_rejects_bad_files(tmp_path, content, message):
         ByteBPETokenizer.load(path)
 
 
+def test_crlf_files_are_read_as_written(tmp_path):
+    """A tokenizer file converted to CRLF line ends (an editor, git's autocrlf) still loads."""
+    bpe = ByteBPETokenizer.train(SAMPLE, vocab_size=280, pattern="gpt2")
+    bpe.register_special_tokens({"<|endoftext|>": 280})
+    for tok in (bpe, CharTokenizer("ab\r\nc")):
+        path = tmp_path / "tok.txt"
+        tok.save(path)
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+        back = load_tokenizer(path)
+        text = "ab\r\nc" if isinstance(tok, CharTokenizer) else SAMPLE + "<|endoftext|>"
+        assert back.encode(text) == tok.encode(text)
+        assert back.decode(tok.encode(text)) == text
+    (tmp_path / "cut.txt").write_bytes(path.read_bytes()[:-2])  # "end" without its line end
+    with pytest.raises(TokenizerFileError, match="truncated"):
+        load_tokenizer(tmp_path / "cut.txt")
+
+
 def test_truncated_at_every_byte_is_refused(tmp_path, bpe):
     bpe.save(tmp_path / "good.tok")
     data = (tmp_path / "good.tok").read_bytes()

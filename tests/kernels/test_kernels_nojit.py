@@ -34,7 +34,7 @@ with np.errstate(all="raise"):
     g = np.ones(3, np.float32)
     np.testing.assert_allclose(ce.cross_entropy_backward_numba(x, t, lse, g, 1, 0.1),
                                ce.cross_entropy_backward_numpy(x, t, ref_lse, g, 1, 0.1), **close)
-for n in (5, 771):  # the outer-product kernel, then the inner-product one
+for n in (5, 771):  # one panel of B, then several
     a = rng.standard_normal((2, 9, 6))
     b = rng.standard_normal((2, 6, n))
     np.testing.assert_allclose(mm.matmul_numba(a, b), a @ b, rtol=1e-12)

@@ -191,7 +191,7 @@ def test_reorder_follows_the_beams() -> None:
     m(x[:, :5], cache=cache)
     rows = np.array([2, 0, 0])
     cache.reorder(rows)
-    rest = m(nima.tensor(x.data[rows][:, 5:]), cache=cache)  # each beam goes on with its row
+    rest = m(x.data[rows][:, 5:], cache=cache)  # the beams continue with their own rows
     np.testing.assert_allclose(rest.data, m(nima.tensor(x.data[rows])).data[:, 5:], rtol=1e-12)
     with pytest.raises(ValueError, match=r"TreeCache.reorder: indices must be 1-D ints in "
                                          r"\[0, 3\)"):

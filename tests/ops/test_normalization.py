@@ -1,6 +1,8 @@
 """layer_norm and rms_norm: parity with hand-written formulas and with the unfused composition of
 Nima ops, float64 gradchecks for x, weight and bias on both kernel backends, errors."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -175,3 +177,29 @@ def test_errors_name_the_op_and_shapes() -> None:
         F.rms_norm(nima.tensor([[1, 2]]), 2)
     with pytest.raises(TypeError, match=r"layer_norm: expected a Tensor, got ndarray"):
         F.layer_norm(np.zeros(4), 4)
+
+
+@pytest.mark.parametrize("eps", [-1e-5, -1, float("nan"), float("inf"), "1e-5", True, None])
+def test_bad_eps_is_refused_naming_the_value(eps: object) -> None:
+    x = nima.zeros(2, 4)
+    shown = re.escape(repr(eps))
+    with pytest.raises(ValueError, match=rf"layer_norm: eps must be a finite number >= 0, "
+                                         rf"got {shown}$"):
+        F.layer_norm(x, 4, eps=eps)
+    with pytest.raises(ValueError, match=rf"rms_norm: eps .* got {shown}$"):
+        F.rms_norm(x, 4, eps=eps)
+    with pytest.raises(ValueError, match=rf"rms_norm_forward: eps .* got {shown}$"):
+        kernels.rms_norm_forward(x.data, eps=eps)
+    with pytest.raises(ValueError, match=rf"LayerNorm: eps .* got {shown}$"):
+        nima.nn.LayerNorm(4, eps=eps)
+    with pytest.raises(ValueError, match=rf"RMSNorm: eps .* got {shown}$"):
+        nima.nn.RMSNorm(4, eps=eps)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_eps_zero_is_allowed_and_a_constant_row_gives_nan(backend: str) -> None:
+    x = nima.tensor([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+    with kernels.backend(backend), np.errstate(all="ignore"):
+        y = F.layer_norm(x, 3, eps=0).data
+    np.testing.assert_allclose(y[0], [-1.5**0.5, 0, 1.5**0.5], rtol=1e-6)
+    assert np.isnan(y[1]).all()

@@ -3,6 +3,7 @@ and without keepdim — forward parity with NumPy, float64 gradient checks, ties
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 
@@ -201,6 +202,15 @@ def test_bad_dims_raise(op: str) -> None:
         fn(x, (0, -3))
     with pytest.raises(ValueError, match=rf"{op}: dim \(1, -1\) repeats"):
         fn(x, (1, -1))
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "var", "max", "logsumexp", "softmax", "squeeze"])
+@pytest.mark.parametrize("dim", [1.5, "1", True, (0, 1.0)])
+def test_dims_that_are_not_ints_are_refused_naming_the_dim(op: str, dim: object) -> None:
+    x = nima.ones(2, 3)
+    with pytest.raises(TypeError, match=rf"^{op}: dim must be an int, a tuple of ints or None, "
+                                        rf"got {re.escape(repr(dim))}$"):
+        getattr(x, op)(dim)
 
 
 @pytest.mark.parametrize("op", ["max", "min", "argmax", "argmin"])
