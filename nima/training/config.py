@@ -90,21 +90,17 @@ class DataConfig:
     """The corpus and how `nima.data.prepare` tokenizes it."""
 
     corpus: str = _field("data/tinyshakespeare.txt",
-                         "UTF-8 text file, or a generated one (seeded by training.seed): "
-                         "`synthetic` (nima.data.synthetic), `brackets`, `recall`")
+                         "a UTF-8 text file, or generated: `synthetic`, `brackets`, `recall`")
     synthetic_sections: int = _field(200, "sections of the synthetic corpus", ge=1)
     bracket_lines: int = _field(400, "lines of the bracket corpus", ge=1)
     bracket_length: int = _field(256, "brackets per line of the bracket corpus (even)", ge=2)
     recall_queries: int = _field(400, "key-value definitions of the recall corpus, each "
                                       "queried once", ge=1)
-    recall_distance: tuple[int, int] | None = _field(None, "recall corpus: the fewest and most "
-                                                           "characters from a definition to its "
-                                                           "query; null is [block_size + 1, "
-                                                           "2 block_size]", ge=1)
-    sampling: str = _field("uniform", "training windows: uniform (random), loss_guided "
-                                      "(drawn by their recent loss), stream (batch_size "
-                                      "consecutive streams, segment after segment)",
-                           choices=("uniform", "loss_guided", "stream"))
+    recall_distance: tuple[int, int] | None = _field(None, "recall: fewest and most characters "
+                                                           "to a query; null: block_size + 1, "
+                                                           "2 block_size", ge=1)
+    sampling: str = _field("uniform", "training windows: random, by their loss, or streams of "
+                                      "segments", choices=("uniform", "loss_guided", "stream"))
     tokenizer: str = _field("char", "tokenizer kind", choices=("char", "bpe"))
     vocab_size: int | None = _field(None, "BPE target vocabulary (needed for bpe)", ge=257)
     val_fraction: float = _field(0.1, "share of the text, at its end, for validation",
@@ -156,9 +152,8 @@ class TrainingConfig:
     run_dir: str = _field("runs/default", "folder for metrics, plots and checkpoints")
     keep_last: int = _field(3, "checkpoints kept besides the best", ge=1)
     checkpoint_interval: int = _field(250, "steps between checkpoints", ge=1)
-    progressive_depth: int | None = _field(None, "steps over which the recursion depth rises "
-                                                 "from 1 to model.recursion_depth; null: full "
-                                                 "depth from the start", ge=1)
+    progressive_depth: int | None = _field(None, "steps in which the recursion depth rises to "
+                                                 "model.recursion_depth; null: none", ge=1)
 
 
 @dataclass(frozen=True)
