@@ -2,7 +2,8 @@
 
 `nima train CONFIG.yaml [--set section.key=value ...]` trains the GPT a YAML config describes
 (see `docs/configuration.md`), writing metrics, plots and checkpoints into `training.run_dir`,
-then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint.
+then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint. `nima build`
+is the same command under the name NetRain's Deep Tree Echo gives it.
 `nima sample RUN_DIR --prompt TEXT` prints generated text (for scripts); `nima repl RUN_DIR`
 is the interactive loop of `nima.generation.repl`.
 
@@ -10,9 +11,10 @@ is the interactive loop of `nima.generation.repl`.
 differences, and races the fused softmax kernel against NumPy — Nima's main job in one minute.
 
 `nima params` is the parameter budget of `nima.models.budget`: `--preset tiny` (or
-`--n-layer 6 --n-embd 384 ...`) counts a GPT's parameters part by part; `--micro` prints the
-Micro-Transformer design (a study of how to spend about 2.4M parameters) in its three
-configurations; `--explore --target 2.0M-2.5M` lists the configurations of a grid in a range.
+`--n-layer 6 --n-embd 384 ...`, or `--config CONFIG.yaml` for a training config's model)
+counts a GPT's parameters part by part; `--micro` prints the Micro-Transformer design (a study
+of how to spend about 2.4M parameters) in its three configurations; `--explore --target
+2.0M-2.5M` lists the configurations of a grid in a range.
 
 The flags of `nima params` are `GPTConfig`'s fields and those of `nima sample` and `nima repl`
 are `GenerationConfig`'s, made from the dataclasses themselves (`setting_flags`): one list of
@@ -124,8 +126,11 @@ def setting_flags(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str
         common = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text.replace("%", "%%"))
         if base is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
-        elif typing.get_origin(base) is tuple:  # stop strings: repeat the flag
-            parser.add_argument(*flags, action="append", metavar="TEXT", **common)
+        elif typing.get_origin(base) is tuple and typing.get_args(base)[0] is str:
+            parser.add_argument(*flags, action="append", metavar="TEXT", **common)  # repeated
+        elif typing.get_origin(base) is tuple:  # block indices: --echo-layers 2 3
+            parser.add_argument(*flags, nargs="*", type=typing.get_args(base)[0], metavar="N",
+                                **common)
         else:
             kind = _maybe(base) if type(None) in options else base
             parser.add_argument(*flags, type=kind, metavar=f.name.upper(), **common)
@@ -144,12 +149,15 @@ def params(args: argparse.Namespace) -> None:
         return
     overrides = {name: getattr(args, name) for name in args.fields if hasattr(args, name)}
     try:
-        if args.preset:
+        if args.config:
+            config = dataclasses.replace(_model_of(args.config, overrides.get("vocab_size")),
+                                         **overrides)
+        elif args.preset:
             config = GPTConfig.preset(args.preset, **overrides)
         else:
             base = budget.MICRO_BASE if args.explore else GPTConfig()
             config = dataclasses.replace(base, **overrides)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"nima params: {e}") from None
 
     if args.explore:
@@ -172,6 +180,21 @@ def params(args: argparse.Namespace) -> None:
             raise SystemExit(1)
 
 
+def _model_of(path: str, vocab_size: int | None) -> Any:
+    """The `GPTConfig` of a training config file (or a run directory's `config.yaml`)."""
+    from pathlib import Path
+
+    from nima.training import load_config
+    from nima.training.trainer import CONFIG_FILE
+
+    target = Path(path)
+    model = load_config(target / CONFIG_FILE if target.is_dir() else target).model
+    if model.vocab_size is None and vocab_size is None:
+        raise ValueError(f"model.vocab_size: null in {path} (the tokenizer's size); give "
+                         f"--vocab-size")
+    return model.to_gpt_config(vocab_size)
+
+
 def add_params_parser(commands: Any) -> None:
     from nima.models import GPTConfig, budget
 
@@ -180,6 +203,9 @@ def add_params_parser(commands: Any) -> None:
     p.add_argument("--preset", choices=list(GPTConfig.PRESETS),
                    help="start from a preset (default: GPT-2 small's shape; for --explore, the "
                         "Micro-Transformer's vocab 5000 and context 512)")
+    p.add_argument("--config", metavar="CONFIG",
+                   help="start from the model section of a training config (a YAML file or a "
+                        "run directory)")
     p.set_defaults(fields=setting_flags(p, GPTConfig))
     p.add_argument("--instantiate", action="store_true",
                    help="also build the model and count its parameters (both must agree)")
@@ -226,7 +252,7 @@ def train(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         result = trainer.fit()
     except (ConfigError, TrainingError, CheckpointError, FileNotFoundError) as e:
-        raise SystemExit(f"nima train: {e}") from None
+        raise SystemExit(f"nima {args.command}: {e}") from None
     print(summary(result, time.perf_counter() - start))
     if result.interrupted:
         raise SystemExit(130)
@@ -238,7 +264,9 @@ def train(args: argparse.Namespace) -> None:
 
 
 def add_train_parser(commands: Any) -> None:
-    p = commands.add_parser("train", help="train a GPT from a YAML config (or resume a run)",
+    p = commands.add_parser("train", aliases=["build"],
+                            help="train a GPT from a YAML config (or resume a run); build is "
+                                 "the same command",
                             description="Train the GPT a YAML config describes; metrics, "
                                         "plots and checkpoints go into training.run_dir.")
     p.add_argument("target", help="a config file (configs/shakespeare_char.yaml), or a run "
@@ -285,6 +313,10 @@ def sample(args: argparse.Namespace) -> None:
         print(tokenizer.decode(row))
     if args.stats and out.stats is not None:
         print(out.stats.table())
+    if args.tree and out.trees is not None:
+        for tree in out.trees:
+            print("--- the search tree ---")
+            print(tree.render(tokenizer.decode))
 
 
 def repl(args: argparse.Namespace) -> None:
@@ -334,6 +366,8 @@ def add_generation_parsers(commands: Any) -> None:
             p.add_argument("--prompt", default="\n", help="the text to continue")
             p.add_argument("--stats", action="store_true",
                            help="print the generation statistics table")
+            p.add_argument("--tree", action="store_true",
+                           help="print the search tree (strategy tree_beam)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -349,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         demo(quick=args.quick)
     elif args.command == "params":
         params(args)
-    elif args.command == "train":
+    elif args.command in ("train", "build"):
         train(args)
     elif args.command == "sample":
         sample(args)

@@ -12,11 +12,12 @@ import threading
 import numba
 import numpy as np
 import pytest
+from numba import prange
 from threadpoolctl import threadpool_info
 
 import nima
 from nima import kernels, runtime
-from nima.kernels.threads import launch
+from nima.kernels.threads import launch, parallel_kernel
 
 
 def blas_threads() -> list[int]:
@@ -149,19 +150,32 @@ def test_using_rejects_bad_settings(kwargs: dict, message: str) -> None:
         pass
 
 
-def test_a_small_kernel_runs_on_one_thread_and_gives_the_count_back() -> None:
-    seen = []
+def test_small_work_runs_the_serial_twin_and_changes_no_thread_count() -> None:
+    @parallel_kernel()
+    def double(x: np.ndarray, out: np.ndarray) -> None:
+        for i in prange(x.shape[0]):
+            out[i] = 2 * x[i]
 
-    def kernel() -> None:
-        seen.append(numba.get_num_threads())
+    x = np.arange(10.0)
+    small, large = np.empty(10), np.empty(10)
+    before = numba.get_num_threads()
+    launch(double, 10, x, small)  # below the grain: the serial compilation
+    launch(double, 10**9, x, large)  # above it: the parallel one
+    np.testing.assert_array_equal(small, 2 * x)
+    np.testing.assert_array_equal(large, 2 * x)
+    assert numba.get_num_threads() == before
+    calls = []
 
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("numba has one thread here")
-    with runtime.using(numba_threads=2):
-        launch(kernel, 10)  # small: the calling thread alone
-        launch(kernel, 10**9)  # large: the caller's count
-        assert numba.get_num_threads() == 2
-    assert seen == [1, 2]
+    class Kernel:
+        def __call__(self, *args: object) -> None:
+            calls.append("parallel")
+
+        def serial(self, *args: object) -> None:
+            calls.append("serial")
+
+    launch(Kernel(), 5)
+    launch(Kernel(), 10**9)
+    assert calls == ["serial", "parallel"]
 
 
 def in_thread(fn):

@@ -198,26 +198,21 @@ class GPTStage(Module):
         self.block_range = (L * stage // n_stages, L * (stage + 1) // n_stages)
         self.blocks = model.blocks[slice(*self.block_range)]
         self.n_stages = n_stages
-        if self.first:
+        if self.first:  # registered, so that this stage's parameters include them
             self.wte, self.wpe, self.drop = model.wte, model.wpe, model.drop
         if self.last:
             self.ln_f, self.lm_head = model.ln_f, model.lm_head
         self.tie_weights = model.config.tie_weights
+        object.__setattr__(self, "model", model)  # not a submodule: its embed and head run here
 
     # --8<-- [start:gpt_stage]
     def forward(self, x: Tensor | np.ndarray) -> Tensor:
-        if self.first:  # x: (b, T) token ids
-            idx = np.asarray(x)
-            x = self.wte(idx)  # (b, T, C)
-            if self.wpe is not None:
-                x = x + self.wpe(idx.shape[1])  # (b, T, C) + (T, C)
-            x = self.drop(x)
+        if self.first:  # x: (b, T) token ids, through the GPT's own embedding
+            x = self.model.embed(self.model.token_ids(x)[0])  # (b, T, C)
         for block in self.blocks:
             x = block(x)  # (b, T, C)
         if self.last:
-            if self.ln_f is not None:
-                x = self.ln_f(x)
-            x = self.lm_head(x)  # (b, T, V) logits
+            x = self.model.head(x)  # (b, T, V) logits: the GPT's own final norm and head
         return x
     # --8<-- [end:gpt_stage]
 

@@ -58,6 +58,9 @@ def model_spec(model: GPT) -> dict[str, Any]:
     if c.attention != "content":
         raise ValueError(f"export_npz: attention={c.attention!r} is not exported (the NumPy "
                          f"script runs content attention only)")
+    if c.stateful_or_recursive is not None:
+        raise ValueError(f"export_npz: {c.stateful_or_recursive} is not exported (the NumPy "
+                         f"script runs a plain GPT)")
     s = model_settings(model)
     return {"vocab_size": c.vocab_size, "block_size": c.block_size, "n_layer": c.n_layer,
             "n_head": c.n_head, "n_kv_head": s["n_kv_head"], "head_dim": s["head_dim"],

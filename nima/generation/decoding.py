@@ -1,4 +1,5 @@
-r"""`generate`: greedy decoding, sampling, entropy-aware sampling and (via `beam.py`) beam search.
+r"""`generate`: greedy decoding, sampling, entropy-aware sampling and (via `beam.py`) beam search
+and tree beam search.
 
 One loop serves the token-by-token strategies. Each step takes the next-token logits $z$ of
 every row from the KV-cached `ContextWindow`, lets the processors reshape them, and chooses:
@@ -24,7 +25,7 @@ import numpy as np
 
 from nima.autograd import no_grad
 from nima.generation.beam import beam_search
-from nima.generation.config import STRATEGIES, GenerationConfig
+from nima.generation.config import BEAM_STRATEGIES, STRATEGIES, GenerationConfig
 from nima.generation.entropy import entropy_temperature
 from nima.generation.output import GenerationOutput
 from nima.generation.processors import (
@@ -116,7 +117,7 @@ def generate(model: Any, idx: Any, max_new_tokens: int | None = None, *,
     model.eval()
     try:
         with no_grad():
-            if config.resolved_strategy == "beam":
+            if config.resolved_strategy in BEAM_STRATEGIES:
                 return beam_search(model, prompts, config, logits_processor=pre, stats=stats)
             return _token_by_token(
                 model, np.repeat(prompts, config.num_return_sequences, axis=0), config,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nima.generation.stats import GenerationStats
+from nima.generation.tree_beam import SearchTree
 
 __all__ = ["GenerationOutput"]
 
@@ -28,8 +29,9 @@ class GenerationOutput:
         scores: `(N,)` beam search: `sequence_logprobs / generated_length ** length_penalty`,
             what the beams were ranked by; other strategies: `sequence_logprobs`.
         prompt_length: `T0`.
-        strategy: `"greedy"`, `"sample"`, `"entropy"` or `"beam"`.
+        strategy: `"greedy"`, `"sample"`, `"entropy"`, `"beam"` or `"tree_beam"`.
         stats: per-step entropy, confidence and temperature (`GenerationStats`), or None.
+        trees: tree beam search: each prompt's `SearchTree`; otherwise None.
     """
 
     sequences: np.ndarray
@@ -39,6 +41,7 @@ class GenerationOutput:
     prompt_length: int
     strategy: str
     stats: GenerationStats | None = None
+    trees: list[SearchTree] | None = None
 
     def generated(self, row: int = 0) -> list[int]:
         """The tokens row `row` generated, without the prompt and the padding."""

@@ -18,8 +18,15 @@ tokens every `block_size / 2` steps, and every prediction sees between `block_si
 rebuilds from the last `block_size` tokens: exactly nanoGPT's `idx[:, -block_size:]` crop,
 at the price of a full forward per step (no cache benefit).
 
-Only `model.forward(idx, caches=...) -> (logits, _)`, `model.new_caches()` and
-`model.config.block_size` are used.
+**A model that carries state** (`model.config.carries_state`: echo or memory layers) reads
+the text as it trained, in consecutive segments of `block_size` tokens: the prefill feeds the
+whole prompt, segment by segment, and a full window is followed by `model.next_segment(caches)`
+— the window starts empty at position 0 while the echo state and the memory bank carry on. So
+its predictions draw on text far beyond `block_size`, and equal those of the training forward
+on the same segments.
+
+Only `model.forward(idx, caches=...) -> (logits, _)`, `model.new_caches()`,
+`model.config.block_size` (and, for a model that carries state, `model.next_segment`) are used.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ class ContextWindow:
         if self.keep > self.block_size:
             raise ValueError(f"ContextWindow.keep: must be <= block_size={self.block_size}, "
                              f"got {keep!r}")
+        self.streams = bool(getattr(model.config, "carries_state", False))
         self.caches: list | None = None
         self.start = 0  # position in the sequence of the window's first token
         self.cached = 0  # how many of the window's tokens the caches hold
@@ -64,10 +72,16 @@ class ContextWindow:
         """Logits `(B, V)` float64 for the token after `seq` `(B, n)`, feeding the model only
         the tokens of `seq` its caches do not hold yet (sliding the window when full)."""
         n = seq.shape[1]
-        if self.caches is None:  # prefill: the prompt's last block_size tokens
-            self.start, self.cached = max(0, n - self.block_size), 0
+        if self.caches is None:  # prefill: the prompt's last block_size tokens (all, streaming)
+            self.start, self.cached = 0 if self.streams else max(0, n - self.block_size), 0
             self.caches = self.model.new_caches()
-        elif n - self.start > self.block_size:  # full: restart at the last `keep` tokens
+        while n - self.start > self.block_size and self.streams:  # the next segment
+            rest = seq[:, self.start + self.cached:self.start + self.block_size]
+            if rest.shape[1]:
+                self.model.forward(rest, caches=self.caches)  # the segment's last tokens
+            self.model.next_segment(self.caches)  # state carried, window emptied
+            self.start, self.cached = self.start + self.block_size, 0
+        if n - self.start > self.block_size:  # full: restart at the last `keep` tokens
             self.start, self.cached = n - self.keep, 0
             self.caches = self.model.new_caches()
             self.rebuilds += 1

@@ -39,16 +39,19 @@ class _KernelModule:
 
     Every kernel module imports numba, which takes about 0.2 s — most of what `import nima`
     would cost. The dispatchers below reach their kernels through these stand-ins, so numba
-    loads with the first kernel call instead. After that first use the module's names are the
-    stand-in's own attributes: a lookup costs what a module attribute does.
+    loads with the first kernel call instead. From that first use on, the stand-in's namespace
+    is the module's own (not a copy): a lookup costs what a module attribute does, and a name
+    replaced in the module (a test's monkeypatch) is replaced here too.
     """
+
+    __slots__ = ("__dict__", "_name")
 
     def __init__(self, name: str) -> None:
         self._name = name
 
-    def __getattr__(self, attr: str) -> Any:  # called only while the module is not loaded
+    def __getattr__(self, attr: str) -> Any:  # called only for names the namespace lacks
         module = importlib.import_module(f"nima.kernels.{self._name}")
-        self.__dict__.update(vars(module))
+        self.__dict__ = vars(module)
         return getattr(module, attr)
 
 
@@ -93,7 +96,8 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 def _check_floats(op: str, *arrays: np.ndarray) -> None:
     """All arrays float32, or all float64."""
     dtypes = [a.dtype for a in arrays]
-    if dtypes[0] not in _FLOATS or any(d != dtypes[0] for d in dtypes):
+    first = dtypes[0]
+    if first not in _FLOATS or dtypes.count(first) != len(dtypes):
         shown = ", ".join(str(d) for d in dtypes)
         raise TypeError(f"{op}: expected float32 or float64 arrays of one dtype, got {shown}")
 

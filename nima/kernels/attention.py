@@ -33,7 +33,7 @@ from numba import njit, prange
 
 from nima.kernels.rows import ROW_FASTMATH, as_rows, row_exp
 from nima.kernels.softmax import softmax_forward_numpy
-from nima.kernels.threads import launch
+from nima.kernels.threads import launch, parallel_kernel
 
 
 # --8<-- [start:causal_softmax_forward_numpy]
@@ -64,7 +64,7 @@ def _causal_softmax_row(r: np.ndarray, n_visible: int, out: np.ndarray) -> None:
         out[j] *= inv_s
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _causal_softmax_rows(x: np.ndarray, t_q: int, shift: int, y: np.ndarray) -> None:
     """`prange` over rows; row `r` is query `r % t_q` and sees `r % t_q + shift + 1` keys."""
     t_k = x.shape[1]

@@ -37,7 +37,7 @@ from numba import njit, prange
 
 from nima.kernels.fastexp import fast_exp
 from nima.kernels.rows import ROW_FASTMATH, logsumexp_numpy, row_logsumexp
-from nima.kernels.threads import launch
+from nima.kernels.threads import launch, parallel_kernel
 
 
 # --8<-- [start:cross_entropy_forward_numpy]
@@ -74,7 +74,7 @@ def _cross_entropy_forward_row(
     return (r.dtype.type(1) - smoothing) * (lse - r[t]) + smoothing * (lse - mean), lse
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _cross_entropy_forward_rows(
     logits: np.ndarray,
     targets: np.ndarray,
@@ -165,7 +165,7 @@ def _cross_entropy_backward_row(
     out[t] = g * (fast_exp(r[t] - lse) - off - (r.dtype.type(1) - smoothing))
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _cross_entropy_backward_rows(
     logits: np.ndarray,
     targets: np.ndarray,

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from nima.kernels.fastexp import fast_exp
-from nima.kernels.threads import launch
+from nima.kernels.threads import launch, parallel_kernel
 
 _CHUNK = 4096  # elements per parallel task
 CUBIC = 0.044715  # c, the weight of x^3 in GPT-2's tanh approximation of Phi
@@ -98,7 +98,7 @@ def _gelu_tanh_backward_chunk(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> 
         out[i] = g[i] * (s + two * xi * s * (one - s) * du)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _gelu_tanh_forward_chunks(x: np.ndarray, out: np.ndarray) -> None:
     """`prange` over chunks of 4096 elements, each one serial `_gelu_tanh_forward_chunk`."""
     n = x.size
@@ -107,7 +107,7 @@ def _gelu_tanh_forward_chunks(x: np.ndarray, out: np.ndarray) -> None:
         _gelu_tanh_forward_chunk(x[a:b], out[a:b])
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _gelu_tanh_backward_chunks(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """`prange` over chunks of 4096 elements, each one serial `_gelu_tanh_backward_chunk`."""
     n = x.size

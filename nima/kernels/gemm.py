@@ -42,7 +42,7 @@ such as $(48, 64, 32) \times (48, 32, 64)$ spreads over the cores as one large p
 import numpy as np
 from numba import njit, prange
 
-from nima.kernels.threads import GEMM_GRAIN, launch
+from nima.kernels.threads import GEMM_GRAIN, launch, parallel_kernel
 
 _FASTMATH = {"reassoc", "contract"}  # vectorised sums and FMA; no assumption about inf/NaN
 _PANEL_BYTES = 6144  # widest row of a panel of B: 1536 float32 (see above)
@@ -154,7 +154,7 @@ def _row_block(A: np.ndarray, B: np.ndarray, C: np.ndarray, i0: int, i1: int, j0
                 row[j] = d[j]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _matmul_kernel(a: np.ndarray, panels: np.ndarray, c: np.ndarray) -> None:
     """C = A @ B with B cut into panels (B, P, K, w); c C-contiguous (B, M, N).
 
@@ -181,7 +181,7 @@ def _panel_width(n: int, count: int) -> int:
     return n if count == 1 else width + -width % 16
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+@parallel_kernel(fastmath=_FASTMATH)
 def _dots_kernel(a: np.ndarray, bt: np.ndarray, c: np.ndarray) -> None:
     """C = A @ Bt^T for a few rows of A: $C_{ij} = \\langle A_{i,:}, B^\\top_{j,:}\\rangle$, one
     dot product per element, unit stride in both along k (LLVM vectorises each sum).

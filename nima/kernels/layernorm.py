@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit, prange
 
 from nima.kernels.rows import ROW_FASTMATH, as_rows
-from nima.kernels.threads import launch
+from nima.kernels.threads import launch, parallel_kernel
 
 # Row blocks of the backward pass: enough to balance the cores on small inputs, few enough that
 # the partial sums, (MAX_BLOCKS, C) each, stay small. A constant, so results are reproducible.
@@ -137,7 +137,7 @@ def _norm_forward_row(
     return mean, rstd
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _norm_forward_rows(
     x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float, centered: bool,
     y: np.ndarray, mean: np.ndarray, rstd: np.ndarray,
@@ -199,7 +199,7 @@ def _norm_backward_block(
         _norm_backward_row(dy[i], x[i], w, mean[i], rstd[i], centered, dx[i], dw, db)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _norm_backward_blocks(
     dy: np.ndarray, x: np.ndarray, w: np.ndarray, mean: np.ndarray, rstd: np.ndarray,
     centered: bool, dx: np.ndarray, dw_parts: np.ndarray, db_parts: np.ndarray,

@@ -51,7 +51,7 @@ from nima.kernels.rows import (
     row_logsumexp,
     row_shift_numpy,
 )
-from nima.kernels.threads import launch
+from nima.kernels.threads import launch, parallel_kernel
 
 
 # --8<-- [start:softmax_forward_numpy]
@@ -76,7 +76,7 @@ def _softmax_forward_row(r: np.ndarray, out: np.ndarray) -> None:
         out[j] *= inv_s
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _softmax_forward_rows(x: np.ndarray, y: np.ndarray) -> None:
     """`prange` over rows, each one `_softmax_forward_row`."""
     for i in prange(x.shape[0]):
@@ -110,7 +110,7 @@ def _softmax_backward_row(y: np.ndarray, dy: np.ndarray, out: np.ndarray) -> Non
         out[j] = y[j] * (dy[j] - dot)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _softmax_backward_rows(y: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> None:
     """`prange` over rows, each one `_softmax_backward_row`."""
     for i in prange(y.shape[0]):
@@ -146,7 +146,7 @@ def _log_softmax_forward_row(r: np.ndarray, out: np.ndarray) -> None:
         out[j] = r[j] - lse
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _log_softmax_forward_rows(x: np.ndarray, y: np.ndarray) -> None:
     """`prange` over rows, each one `_log_softmax_forward_row`."""
     for i in prange(x.shape[0]):
@@ -190,7 +190,7 @@ def _log_softmax_backward_row(y: np.ndarray, dy: np.ndarray, out: np.ndarray) ->
         out[:] = 0
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _log_softmax_backward_rows(y: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> None:
     """`prange` over rows, each one `_log_softmax_backward_row`."""
     for i in prange(y.shape[0]):

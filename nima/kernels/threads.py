@@ -36,30 +36,47 @@ ones (32k elements, 2M multiply-adds), which sent nearly every kernel to both co
 training the 26k-parameter model of `configs/tiny_synthetic.yaml` for 100 steps (load average
 9) took 35 s with two numba threads for every kernel and 5.3 s with one. Large kernels use the
 calling thread's numba thread count (`numba.get_num_threads()`, which the caller may set, e.g.
-through `nima.runtime.using(numba_threads=...)`); for a small one `launch` sets one thread and
-puts the caller's count back afterwards.
+through `nima.runtime.using(numba_threads=...)`).
+
+A small kernel does not just run on one thread: it runs a second compilation of the same
+source without `parallel=True` (`parallel_kernel` makes both; numba reads `prange` as `range`
+in it). A parallel function pays for its scheduler even on one thread — at (1, 128) @ (128, 384),
+the product of decoding one token, 20 us against the arithmetic's 3 — and switching numba's
+thread count for the call would cost another microsecond or two each way. The serial twin
+needs neither, and changes no thread count at all.
 """
 
+import types
 from collections.abc import Callable
 from typing import Any
 
-import numba
+from numba import njit
 
 GRAIN = 1 << 20  # elements of work below which a numba kernel runs on the calling thread
 GEMM_GRAIN = 1 << 26  # the same for a matrix product, in multiply-adds (about 406^3)
 
 
+# --8<-- [start:parallel_kernel]
+def parallel_kernel(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """`@parallel_kernel()` instead of `@njit(parallel=True, cache=True)`: compile a `prange`
+    kernel twice — in parallel, and (as the attribute `.serial`) without `parallel=True`, for
+    `launch` to run small work on the calling thread. Both are cached on disk; `options` go to
+    both (e.g. `fastmath`)."""
+    def compile_both(fn: Callable[..., Any]) -> Any:
+        twin = types.FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_serial",
+                                  fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = f"{fn.__qualname__}_serial"  # numba's cache is keyed by it
+        kernel = njit(parallel=True, cache=True, **options)(fn)
+        kernel.serial = njit(cache=True, **options)(twin)
+        return kernel
+    return compile_both
+# --8<-- [end:parallel_kernel]
+
+
 # --8<-- [start:launch]
-def launch(kernel: Callable[..., Any], work: int, *args: Any, grain: int = GRAIN) -> Any:
-    """`kernel(*args)` — a numba `prange` kernel — on the calling thread alone if its `work`
-    (elements, or multiply-adds for a matrix product) is below `grain`, else with this thread's
-    numba thread count. The caller's count is restored after."""
-    threads = numba.get_num_threads()
-    if work >= grain or threads == 1:
-        return kernel(*args)
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
+def launch(kernel: Any, work: int, *args: Any, grain: int = GRAIN) -> Any:
+    """`kernel(*args)` — made by `parallel_kernel` — on the calling thread alone, serially, if
+    its `work` (elements, or multiply-adds for a matrix product) is below `grain`; else in
+    parallel, with this thread's numba thread count."""
+    return (kernel.serial if work < grain else kernel)(*args)
 # --8<-- [end:launch]

@@ -32,13 +32,18 @@ from nima import functional as F
 from nima._tensor import Tensor
 from nima.nn import init
 from nima.nn.attention import MultiHeadAttention
+from nima.nn.cache import CacheGroup, next_segment
 from nima.nn.checkpoint import checkpoint
 from nima.nn.container import ModuleList
 from nima.nn.dropout import Dropout
+from nima.nn.echo_layer import EchoLayer
 from nima.nn.embedding import Embedding
 from nima.nn.feedforward import FeedForward
+from nima.nn.hierarchical_pooling import POOLS
 from nima.nn.hybrid_attention import HybridAttention
 from nima.nn.linear import Linear
+from nima.nn.memory_attention import MemoryAttention
+from nima.nn.memory_bank import MemoryBank
 from nima.nn.module import Module
 from nima.nn.normalization import LayerNorm, RMSNorm
 from nima.nn.positional import (
@@ -47,6 +52,8 @@ from nima.nn.positional import (
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
 )
+from nima.nn.recursive_block import RecursiveBlock
+from nima.nn.tree_attention import GATES, TreeAttention, tree_levels
 from nima.settings import SettingsError, setting, validate
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -55,7 +62,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "norm": ("layernorm", "rmsnorm"),
     "norm_placement": ("pre", "post"),
     "position": ("learned", "sinusoidal", "rope", "alibi"),
-    "attention": ("content", "reweight", "hybrid"),
+    "attention": ("content", "reweight", "hybrid", "tree"),
+    "tree_gate": GATES,
+    "tree_pooling": POOLS,
 }
 
 
@@ -96,8 +105,37 @@ class GPTConfig:
     dropout: float = setting(0.0, "dropout on embeddings, attention weights and both residual "
                                   "branches", ge=0.0, lt=1.0)
     tie_weights: bool = setting(True, "the output head shares the token embedding")
-    attention: str = setting("content", "attention kind (see HybridAttention)",
-                             choices=CHOICES["attention"])
+    attention: str = setting("content", "attention kind (see HybridAttention; tree: "
+                                        "TreeAttention)", choices=CHOICES["attention"])
+    tree_layers: tuple[int, ...] | None = setting(None, "attention 'tree': the blocks with tree "
+                                                        "attention, the others content; null "
+                                                        "is every block without memory", ge=0)
+    tree_chunk: int = setting(16, "tree attention: children per node b", ge=2)
+    tree_levels: int | None = setting(None, "tree attention: levels L above the tokens; null "
+                                            "is the L with b^L < block_size <= b^(L+1)", ge=1)
+    tree_gate: str = setting("sigmoid", "tree attention: branch gates over the levels",
+                             choices=CHOICES["tree_gate"])
+    tree_pooling: str = setting("mean", "tree attention: how a chunk is summarised",
+                                choices=CHOICES["tree_pooling"])
+    memory_layers: tuple[int, ...] = setting((), "blocks whose attention also reads a bank of "
+                                                 "earlier segments' keys (MemoryAttention)", ge=0)
+    memory_capacity: int = setting(1024, "memory bank: entries per stream and head", ge=1)
+    memory_top_k: int | None = setting(None, "memory bank: entries each query reads, the "
+                                             "best-scoring; null reads them all", ge=1)
+    memory_contrastive: float = setting(0.0, "weight of the memory keys' InfoNCE loss in the "
+                                             "training loss; 0 is off", ge=0.0)
+    echo_layers: tuple[int, ...] = setting((), "blocks with an echo layer: state slots carried "
+                                               "from segment to segment (EchoLayer)", ge=0)
+    echo_slots: int = setting(4, "echo layer: state vectors S", ge=1)
+    tbptt: int = setting(1, "stream training: segments per backward; the echo state keeps its "
+                            "graph through them (truncated BPTT)", ge=1)
+    streams: int = setting(1, "rows of the echo state and memory bank training carries: the "
+                              "training batch size", ge=1)
+    recursion_depth: int = setting(1, "blocks without echo or memory applied R times with "
+                                      "shared weights (RecursiveBlock); 1 is off", ge=1)
+    act: bool = setting(False, "recursion halts per position (adaptive computation time)")
+    ponder_cost: float = setting(0.01, "ACT: weight τ of the ponder cost in the training loss",
+                                 ge=0.0)
     gradient_checkpointing: bool = setting(False, "recompute each block in the backward "
                                                   "instead of storing it")
 
@@ -127,6 +165,99 @@ class GPTConfig:
         if self.attention != "content" and self.n_kv_head not in (None, self.n_head):
             raise SettingsError(f"{owner}.n_kv_head: attention {self.attention!r} needs "
                                 f"n_kv_head = n_head, got {self.n_kv_head}")
+        self._check_deep_tree_echo()
+
+    # --8<-- [start:check_deep_tree_echo]
+    def _check_deep_tree_echo(self) -> None:
+        """The rules of the tree, memory, echo and recursion fields; each error names the field
+        to change and its value."""
+        owner = self.owner
+        for key in ("tree_layers", "memory_layers", "echo_layers"):
+            layers = list(getattr(self, key) or ())
+            if any(i >= self.n_layer for i in layers) or len(set(layers)) < len(layers):
+                raise SettingsError(f"{owner}.{key}: must be distinct blocks in [0, n_layer="
+                                    f"{self.n_layer}), got {layers}")
+        if self.tree_layers is not None and self.attention != "tree":
+            raise SettingsError(f"{owner}.tree_layers: needs attention 'tree', got attention "
+                                f"{self.attention!r}")
+        both = sorted(set(self.tree_layers or ()) & set(self.memory_layers))
+        if both:
+            raise SettingsError(f"{owner}.memory_layers: block {both[0]} is in tree_layers too; "
+                                f"a block's attention is tree or memory, got "
+                                f"{list(self.memory_layers)}")
+        if (self.tree_blocks or self.memory_layers) and self.position in ("rope", "alibi"):
+            raise SettingsError(f"{owner}.position: tree and memory attention need positions "
+                                f"added to the embeddings (learned, sinusoidal), got "
+                                f"{self.position!r}")
+        if self.memory_layers and self.n_kv_head not in (None, self.n_head):
+            raise SettingsError(f"{owner}.n_kv_head: memory attention needs n_kv_head = n_head, "
+                                f"got {self.n_kv_head}")
+        if self.tree_blocks:
+            if self.block_size < 2:
+                raise SettingsError(f"{owner}.block_size: tree attention needs at least 2 "
+                                    f"positions, got {self.block_size}")
+            fits = tree_levels(self.block_size, self.tree_chunk)
+            b, L = self.tree_chunk, self.tree_levels
+            if L is not None and fits > L:
+                raise SettingsError(f"{owner}.tree_levels: tree_chunk={b} with tree_levels={L} "
+                                    f"reaches {b ** (L + 1)} positions, fewer than block_size="
+                                    f"{self.block_size}; use tree_levels={fits} or a larger "
+                                    f"tree_chunk, got {L}")
+            if L is not None and fits < L:
+                raise SettingsError(f"{owner}.tree_levels: tree_chunk={b} with tree_levels={L} "
+                                    f"summarises chunks of {b ** L} tokens, no shorter than "
+                                    f"block_size={self.block_size} (no query would see the top "
+                                    f"level); use tree_levels={fits}, got {L}")
+        if self.memory_contrastive > 0 and not self.memory_layers:
+            raise SettingsError(f"{owner}.memory_contrastive: needs memory_layers, got "
+                                f"{self.memory_contrastive}")
+        if self.act and self.recursion_depth == 1:
+            raise SettingsError(f"{owner}.act: adaptive halting needs recursion_depth > 1, got "
+                                f"act true with recursion_depth=1")
+        if self.recursion_depth > 1 and not self.recursive_blocks:
+            raise SettingsError(f"{owner}.recursion_depth: every block has an echo or memory "
+                                f"layer, whose state a recursion would write once per step; "
+                                f"none can recurse, got {self.recursion_depth}")
+        if self.gradient_checkpointing and (self.carries_state or self.act or
+                                            self.memory_contrastive):
+            raise SettingsError(f"{owner}.gradient_checkpointing: recomputing a block would "
+                                f"write its echo state or memory bank twice and drop its side "
+                                f"losses; not with echo_layers, memory_layers or act, got true")
+
+    @property
+    def tree_blocks(self) -> tuple[int, ...]:
+        """The blocks with tree attention."""
+        if self.attention != "tree":
+            return ()
+        if self.tree_layers is not None:
+            return tuple(sorted(self.tree_layers))
+        return tuple(i for i in range(self.n_layer) if i not in self.memory_layers)
+
+    @property
+    def recursive_blocks(self) -> tuple[int, ...]:
+        """The blocks applied `recursion_depth` times: those without echo or memory."""
+        if self.recursion_depth == 1:
+            return ()
+        stateful = set(self.echo_layers) | set(self.memory_layers)
+        return tuple(i for i in range(self.n_layer) if i not in stateful)
+
+    @property
+    def stateful_or_recursive(self) -> str | None:
+        """The first of the memory, echo and recursion fields switched on, as `field=value`
+        (None if none is): a part that formats holding a plain GPT (Hugging Face folders, the
+        NumPy export) cannot represent."""
+        for key in ("memory_layers", "echo_layers", "recursion_depth"):
+            value = getattr(self, key)
+            if value and value != 1:  # a non-empty list of blocks, or a depth above 1
+                return f"{key}={list(value) if isinstance(value, tuple) else value}"
+        return None
+
+    @property
+    def carries_state(self) -> bool:
+        """Whether the model carries state from one segment to the next (echo or memory
+        layers): it trains on streams and decodes beyond `block_size`."""
+        return bool(self.echo_layers or self.memory_layers)
+    # --8<-- [end:check_deep_tree_echo]
 
     @property
     def head_dim(self) -> int:
@@ -180,16 +311,30 @@ def _bias(config: GPTConfig, which: bool | None) -> bool:
     return config.bias if which is None else which
 
 
+# --8<-- [start:make_attention]
 def make_attention(config: GPTConfig, rope: RotaryEmbedding | None,
-                   alibi: ALiBi | None) -> Module:
-    """Causal self-attention of the kind `config.attention` names."""
-    common = dict(bias=_bias(config, config.attn_bias), dropout=config.dropout, rope=rope,
-                  alibi=alibi)
-    if config.attention == "content":
+                   alibi: ALiBi | None, layer: int = 0) -> Module:
+    """Causal self-attention for block `layer`: `MemoryAttention` in the memory layers,
+    `TreeAttention` in the tree layers, else the kind `config.attention` names."""
+    bias, dropout = _bias(config, config.attn_bias), config.dropout
+    if layer in config.memory_layers:
+        return MemoryAttention(config.n_embd, config.n_head, config.block_size,
+                               config.memory_capacity, batch_size=config.streams,
+                               top_k=config.memory_top_k,
+                               contrastive=config.memory_contrastive > 0, bias=bias,
+                               dropout=dropout)
+    if layer in config.tree_blocks:
+        return TreeAttention(config.n_embd, config.n_head, config.block_size,
+                             chunk_size=config.tree_chunk, levels=config.tree_levels,
+                             pooling=config.tree_pooling, gate=config.tree_gate, bias=bias,
+                             dropout=dropout)
+    common = dict(bias=bias, dropout=dropout, rope=rope, alibi=alibi)
+    if config.attention in ("content", "tree"):
         return MultiHeadAttention(config.n_embd, config.n_head, n_kv_head=config.n_kv_head,
                                   causal=True, **common)
     return HybridAttention(config.n_embd, config.n_head, config.block_size,
                            mode=config.attention, **common)
+# --8<-- [end:make_attention]
 
 
 # --8<-- [start:block]
@@ -200,30 +345,53 @@ class Block(Module):
     x \leftarrow x + \operatorname{FFN}(\operatorname{N}_2(x))$$
 
     (pre-norm; post-norm moves each norm after its addition, see `residual`). With a `cache`
-    (from `attn.new_cache`), `x` holds only the new tokens and attention appends their keys and
+    (from `new_cache`), `x` holds only the new tokens and attention appends their keys and
     values to it: the same code trains on whole sequences and decodes token by token.
+
+    In the blocks `config.echo_layers` an echo layer reads the state carried from earlier
+    segments between the two, $x \leftarrow x + \operatorname{Echo}(\operatorname{N}_e(x))$.
     """
 
     def __init__(self, config: GPTConfig, rope: RotaryEmbedding | None = None,
-                 alibi: ALiBi | None = None) -> None:
+                 alibi: ALiBi | None = None, layer: int = 0) -> None:
         super().__init__()
         self.pre_norm = config.norm_placement == "pre"
         self.ln_1 = make_norm(config.norm, config.n_embd, config.bias, config.norm_eps)
-        self.attn = make_attention(config, rope, alibi)
+        self.attn = make_attention(config, rope, alibi, layer)
         self.drop = Dropout(config.dropout)  # on the attention branch (the FFN drops its own)
+        self.echo = None
+        if layer in config.echo_layers:
+            self.ln_e = make_norm(config.norm, config.n_embd, config.bias, config.norm_eps)
+            self.echo = EchoLayer(config.n_embd, config.n_head, config.block_size,
+                                  slots=config.echo_slots, batch_size=config.streams,
+                                  tbptt=config.tbptt, bias=_bias(config, config.attn_bias))
         self.ln_2 = make_norm(config.norm, config.n_embd, config.bias, config.norm_eps)
         self.ffn = FeedForward(config.n_embd, config.ffn_hidden, kind=config.ffn,
                                bias=_bias(config, config.mlp_bias), dropout=config.dropout,
                                approximate=config.gelu_approximate)
 
     def forward(self, x: Tensor, cache: Any = None) -> Tensor:
+        attn_cache, echo_cache = cache.parts if self.echo is not None and cache is not None \
+            else (cache, None)
+
         def attend(h: Tensor) -> Tensor:
-            return self.drop(self.attn(h, cache=cache))  # (B, T, C)
+            return self.drop(self.attn(h, cache=attn_cache))  # (B, T, C)
+
+        def recall(h: Tensor) -> Tensor:
+            return self.drop(self.echo(h, cache=echo_cache))  # (B, T, C): the carried state
 
         x = residual(x, attend, self.ln_1, self.pre_norm)  # (B, T, C): tokens mix
+        if self.echo is not None:
+            x = residual(x, recall, self.ln_e, self.pre_norm)  # (B, T, C): earlier segments
         x = residual(x, self.ffn, self.ln_2, self.pre_norm)  # (B, T, C): each token alone
         return x
 # --8<-- [end:block]
+
+    def new_cache(self, max_len: int | None = None) -> Any:
+        """The block's empty decoding state for sequences of at most `max_len` positions: its
+        attention's (with an echo layer, a `CacheGroup` of the attention's and the echo's)."""
+        attn = self.attn.new_cache(max_len)
+        return attn if self.echo is None else CacheGroup([attn, self.echo.new_cache(max_len)])
 
 
 class GPT(Module):
@@ -258,7 +426,7 @@ class GPT(Module):
         alibi = ALiBi(config.n_head) if config.position == "alibi" else None
         self.drop = Dropout(config.dropout)
         # --8<-- [end:embeddings]
-        self.blocks = ModuleList(Block(config, rope, alibi) for _ in range(config.n_layer))
+        self.blocks = ModuleList(self._block(config, rope, alibi, i) for i in range(config.n_layer))
         # --8<-- [start:head]
         # post-norm blocks already end in a norm; pre-norm needs one before the head
         self.ln_f = make_norm(config.norm, C, config.bias, config.norm_eps) \
@@ -268,6 +436,19 @@ class GPT(Module):
             self.lm_head.weight = self.wte.weight  # one Parameter, two uses, one gradient
         # --8<-- [end:head]
         self._init_gpt2()
+
+    # --8<-- [start:recursive_blocks]
+    @staticmethod
+    def _block(config: GPTConfig, rope: RotaryEmbedding | None, alibi: ALiBi | None,
+               layer: int) -> Module:
+        """Block `layer`; in `config.recursive_blocks`, wrapped to be applied `recursion_depth`
+        times with shared weights."""
+        block = Block(config, rope, alibi, layer)
+        if layer not in config.recursive_blocks:
+            return block
+        return RecursiveBlock(block, config.n_embd, config.recursion_depth, act=config.act,
+                              ponder_weight=config.ponder_cost)
+    # --8<-- [end:recursive_blocks]
 
     # --8<-- [start:init]
     def _init_gpt2(self) -> None:
@@ -285,6 +466,9 @@ class GPT(Module):
         for name, param in self.named_parameters():
             if name.endswith("proj.weight"):
                 init.scaled_residual_normal_(param, self.config.n_layer)
+        for module in self.modules():
+            if isinstance(module, RecursiveBlock) and module.act:
+                init.ones_(module.halt.bias)  # ACT's own start: p = 0.73, halting after ~2 steps
     # --8<-- [end:init]
 
     def token_ids(self, idx: Any, caches: list[Any] | None = None) -> tuple[np.ndarray, int]:
@@ -357,7 +541,26 @@ class GPT(Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits, targets)  # mean over (B, T) of $-\log p(\text{target})$
+            side = self.side_loss() if self.training and caches is None else None
+            if side is not None:
+                loss = loss + side  # ACT's ponder cost, the memory keys' InfoNCE
         return logits, loss
+
+    # --8<-- [start:side_loss]
+    def side_loss(self) -> Tensor | None:
+        r"""The side losses of the last forward, weighted and summed (None if there are none):
+        $\tau\bar\rho$ of each recursion with ACT (`ponder_cost` $\tau$) and $w\,\mathcal
+        L_\text{InfoNCE}$ of each memory layer (`memory_contrastive` $w$). In training mode
+        `forward` adds them to the cross-entropy it returns; in eval mode the loss is the
+        cross-entropy alone, comparable with any other model's."""
+        terms = []
+        for module in self.modules():
+            if isinstance(module, RecursiveBlock) and module.act:
+                terms.append(module.aux_loss)  # already times ponder_cost
+            elif isinstance(module, MemoryAttention) and module.aux_loss is not None:
+                terms.append(module.aux_loss * self.config.memory_contrastive)
+        return sum(terms[1:], terms[0]) if terms else None
+    # --8<-- [end:side_loss]
 
     @classmethod
     def from_pretrained(cls, path: Any, *, dtype: Any = np.float32) -> GPT:
@@ -377,7 +580,23 @@ class GPT(Module):
     def new_caches(self) -> list[Any]:
         """Empty decoding caches, one per block, each holding up to `block_size` positions, for
         incremental decoding with `forward(caches=...)`."""
-        return [block.attn.new_cache(self.config.block_size) for block in self.blocks]
+        return [block.new_cache(self.config.block_size) for block in self.blocks]
+
+    # --8<-- [start:segments]
+    def next_segment(self, caches: list[Any]) -> None:
+        """Decoding past `block_size` with echo or memory layers: after a full segment, forget
+        the window (positions start again at 0) and keep the echo state and memory bank —
+        exactly what training on consecutive segments does."""
+        for cache in caches:
+            next_segment(cache)
+
+    def reset_state(self) -> None:
+        """Start the training streams afresh: empty every memory bank, return every echo layer
+        to its initial state."""
+        for module in self.modules():
+            if isinstance(module, EchoLayer | MemoryBank):
+                module.reset()
+    # --8<-- [end:segments]
 
     def extra_repr(self) -> str:
         return f"{self.num_parameters():,} parameters"

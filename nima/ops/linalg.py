@@ -45,8 +45,14 @@ def batched_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         product = batched_matmul(a.astype(np.float32), b.astype(np.float32))
         with np.errstate(over="ignore"):  # beyond 65504 is inf, for GradScaler to find
             return product.astype(np.float16)
+    if a.ndim == 2 and b.ndim == 2:  # a linear layer's rows: nothing to fold or broadcast
+        return kernels.matmul(a, b)
     *batch_a, m, k = a.shape
     *batch_b, _, n = b.shape
+    if batch_a == batch_b:  # attention's (B, nh) batches: nothing to broadcast
+        size = math.prod(batch_a)
+        out = kernels.matmul(a.reshape(size, m, k), b.reshape(size, k, n))
+        return out.reshape(*batch_a, m, n)
     batch = np.broadcast_shapes(tuple(batch_a), tuple(batch_b))
     if math.prod(batch_b) == 1:  # `b` is shared by the whole batch: fold the batch into rows
         out = kernels.matmul(a.reshape(1, math.prod(batch_a) * m, k), b.reshape(1, k, n))
@@ -174,16 +180,19 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """
     if isinstance(x, np.ndarray):  # an array is a constant input, as for the other ops
         x = Tensor(x)
-    x, weight, bias = autocast_lower(x), autocast_lower(weight), autocast_lower(bias)
+    if amp.autocast_dtype() is not None:
+        x, weight, bias = autocast_lower(x), autocast_lower(weight), autocast_lower(bias)
     if not isinstance(x, Tensor) or not isinstance(weight, Tensor) or weight.ndim != 2 or \
             x.ndim < 1 or x.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: expected x (..., in) and weight (out, in), got "
                          f"{getattr(x, 'shape', x)} and {getattr(weight, 'shape', weight)}")
-    dtypes = {x.dtype, weight.dtype} | ({bias.dtype} if bias is not None else set())
-    if len(dtypes) != 1 or x.dtype not in FLOAT_DTYPES:
+    dtype = x.data.dtype
+    if weight.data.dtype != dtype or (bias is not None and bias.data.dtype != dtype) or \
+            dtype not in FLOAT_DTYPES:
+        dtypes = {dtype, weight.dtype} | ({bias.dtype} if bias is not None else set())
         raise TypeError(f"linear: x, weight and bias must share one float dtype, got "
                         f"{', '.join(sorted(map(str, dtypes)))}")
-    if x.dtype == np.float16 and amp.autocast_dtype() is None:
+    if dtype == np.float16 and amp.autocast_dtype() is None:
         raise TypeError("linear: float16 operands are multiplied only inside nima.autocast")
     if bias is not None and bias.shape != weight.shape[:1]:
         raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")

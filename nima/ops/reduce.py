@@ -23,6 +23,8 @@ def normalize_dims(op: str, dim: Axis, ndim: int) -> tuple[int, ...]:
     """`dim` as a sorted tuple of non-negative axes; None means every axis."""
     if dim is None:
         return tuple(range(ndim))
+    if type(dim) is int and -ndim <= dim < ndim:  # the common case, checked the quick way
+        return (dim % ndim,)
     dims = (dim,) if isinstance(dim, (int, np.integer)) else \
         tuple(dim) if isinstance(dim, tuple | list) else (dim,)
     span = ndim or 1  # a 0-d tensor accepts dim 0 or -1, as in PyTorch

@@ -7,6 +7,7 @@ Where NumPy can, the forward returns a view that shares memory with its input, a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,7 +42,7 @@ class Permute(Function):
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
-        ctx.inverse = tuple(np.argsort(dims))
+        ctx.inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
         return x.transpose(dims)
 
     @staticmethod
@@ -124,7 +125,7 @@ class Triangle(Function):
 def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
     """`x` with a new shape of the same size; one entry may be -1 (inferred)."""
     shape = tuple(int(n) for n in shape)
-    known = int(np.prod([n for n in shape if n != -1]))
+    known = math.prod(n for n in shape if n != -1)
     if shape.count(-1) > 1 or (-1 not in shape and known != x.size) or \
             (-1 in shape and (known == 0 or x.size % known)):
         raise ValueError(f"reshape: cannot view a tensor of shape {x.shape} as {shape}")

@@ -67,16 +67,19 @@ _field = setting  # the sections below declare their fields the one way every co
 
 @dataclass
 class ModelConfig(GPTConfig):
-    """`GPTConfig`, field for field and default for default; only `vocab_size` may be null,
-    meaning "the prepared data's tokenizer's size"."""
+    """`GPTConfig`, field for field and default for default; only `vocab_size` and `streams`
+    may be null, meaning "the prepared data's tokenizer's size" and "`training.batch_size`"."""
 
     owner: ClassVar[str] = "model"
     vocab_size: int | None = setting(None, "token ids; null takes the tokenizer's size", ge=1)
+    streams: int | None = setting(None, "rows of the echo state and memory bank training "
+                                        "carries; null is training.batch_size", ge=1)
 
-    def to_gpt_config(self, vocab_size: int | None = None) -> GPTConfig:
-        """The model's `GPTConfig`; `vocab_size` fills in a null `model.vocab_size`."""
+    def to_gpt_config(self, vocab_size: int | None = None, streams: int = 1) -> GPTConfig:
+        """The model's `GPTConfig`; `vocab_size` and `streams` fill in null fields."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(GPTConfig)}
         values["vocab_size"] = self.vocab_size if self.vocab_size is not None else vocab_size
+        values["streams"] = self.streams if self.streams is not None else streams
         if values["vocab_size"] is None:
             raise ConfigError("model.vocab_size: null needs the tokenizer's vocabulary size")
         return GPTConfig(**values)
@@ -87,8 +90,17 @@ class DataConfig:
     """The corpus and how `nima.data.prepare` tokenizes it."""
 
     corpus: str = _field("data/tinyshakespeare.txt",
-                         "UTF-8 text file, or `synthetic` for `nima.data.synthetic`")
+                         "a UTF-8 text file, or generated: `synthetic`, `brackets`, `recall`")
     synthetic_sections: int = _field(200, "sections of the synthetic corpus", ge=1)
+    bracket_lines: int = _field(400, "lines of the bracket corpus", ge=1)
+    bracket_length: int = _field(256, "brackets per line of the bracket corpus (even)", ge=2)
+    recall_queries: int = _field(400, "key-value definitions of the recall corpus, each "
+                                      "queried once", ge=1)
+    recall_distance: tuple[int, int] | None = _field(None, "recall: fewest and most characters "
+                                                           "to a query; null: block_size + 1, "
+                                                           "2 block_size", ge=1)
+    sampling: str = _field("uniform", "training windows: random, by their loss, or streams of "
+                                      "segments", choices=("uniform", "loss_guided", "stream"))
     tokenizer: str = _field("char", "tokenizer kind", choices=("char", "bpe"))
     vocab_size: int | None = _field(None, "BPE target vocabulary (needed for bpe)", ge=257)
     val_fraction: float = _field(0.1, "share of the text, at its end, for validation",
@@ -140,6 +152,8 @@ class TrainingConfig:
     run_dir: str = _field("runs/default", "folder for metrics, plots and checkpoints")
     keep_last: int = _field(3, "checkpoints kept besides the best", ge=1)
     checkpoint_interval: int = _field(250, "steps between checkpoints", ge=1)
+    progressive_depth: int | None = _field(None, "steps in which the recursion depth rises to "
+                                                 "model.recursion_depth; null: none", ge=1)
 
 
 @dataclass(frozen=True)
@@ -237,7 +251,22 @@ def _kind(value: Any) -> str:
 
 def _check_cross_fields(c: Config) -> None:
     """The rules that relate two values; each error names the key to change."""
-    s = c.schedule
+    s, d, m, t = c.schedule, c.data, c.model, c.training
+    if m.carries_state and d.sampling != "stream":
+        raise ConfigError(f"data.sampling: a model with echo or memory layers carries state "
+                          f"from one segment to the next, so it trains on streams; use "
+                          f"'stream', got {d.sampling!r}")
+    if m.streams is not None and m.streams != t.batch_size:
+        raise ConfigError(f"model.streams: the training state holds one row per stream, "
+                          f"training.batch_size={t.batch_size}; use null, got {m.streams}")
+    if t.progressive_depth is not None and m.recursion_depth == 1:
+        raise ConfigError(f"training.progressive_depth: needs model.recursion_depth > 1, got "
+                          f"{t.progressive_depth}")
+    if d.bracket_length % 2:
+        raise ConfigError(f"data.bracket_length: must be even, got {d.bracket_length}")
+    if d.recall_distance is not None and d.recall_distance[0] > d.recall_distance[1]:
+        raise ConfigError(f"data.recall_distance: the fewest characters must not exceed the "
+                          f"most, got {list(d.recall_distance)}")
     if c.data.tokenizer == "bpe" and c.data.vocab_size is None:
         raise ConfigError("data.vocab_size: tokenizer 'bpe' needs a target vocabulary size")
     if c.optimizer.nesterov and (c.optimizer.name != "sgd" or c.optimizer.momentum == 0):

@@ -9,7 +9,12 @@ over $A$ = `training.grad_accum` micro-batches of `training.batch_size` windows 
 `model.block_size` tokens, with $\eta_t$ from the schedule. Around it the loop logs the batch
 loss, the learning rate and tokens/s every `log_interval` steps; estimates train and validation
 loss every `eval_interval` steps (and at the last step); and saves a checkpoint every
-`checkpoint_interval` steps (and at the last step) into `training.run_dir`:
+`checkpoint_interval` steps (and at the last step) into `training.run_dir`. The micro-batches
+come from `data.sampling` (`nima.training.batches`): random windows, windows drawn by their
+loss, or streams of consecutive segments — $A \cdot k$ segments a step, with $k$ =
+`model.tbptt`, the losses of each $k$ summed into one backward (truncated backpropagation
+through time for the echo state); the side losses a model adds in training (ACT's ponder cost,
+InfoNCE) are part of the loss it returns.
 
     run_dir/
       config.yaml          the resolved configuration (vocab size filled in)
@@ -21,10 +26,12 @@ loss every `eval_interval` steps (and at the last step); and saves a checkpoint 
 
 Three promises:
 
-* **Resume gives the same curve.** A checkpoint holds the weights, the optimizer's moments, the
-  schedule's step, the loss scaler, Nima's generator (dropout) and the batch sampler's generator;
-  evaluation batches are drawn from a generator seeded by `(seed, step)`, so they never disturb
-  training. Stopping at step $s$ and resuming replays steps $s+1, s+2, \dots$ exactly.
+* **Resume gives the same curve.** A checkpoint holds the weights and buffers (the echo state
+  and memory bank of the training streams too), the optimizer's moments, the schedule's step,
+  the loss scaler, Nima's generator (dropout), the batch sampler's generator and position;
+  evaluation batches are drawn from a generator seeded by `(seed, step)` (streams: the first
+  `eval_iters` segments, read from a fresh state through the decoding caches), so they never
+  disturb training. Stopping at step $s$ and resuming replays steps $s+1, s+2, \dots$ exactly.
 * **Ctrl-C saves and exits.** The first SIGINT only sets a flag: the step in flight finishes,
   a checkpoint is written and `fit` returns with `interrupted=True` (a second Ctrl-C stops at
   once). A half-updated set of weights is never saved.
@@ -54,15 +61,16 @@ from nima import runtime
 from nima.amp import autocast
 from nima.autograd import no_grad
 from nima.data.dataset import TOKENIZER_FILE, TokenDataset, prepare, text_digest
-from nima.data.synthetic import generate_corpus
 from nima.data.tokenizers import load_tokenizer
 from nima.generation import GenerationConfig, generate
 from nima.models.gpt import GPT
+from nima.nn.recursive_block import ProgressiveDepth
 from nima.optim import SGD, Adam, AdamW, GradScaler, clip_grad_norm_
 from nima.optim.adam import param_groups_for_decay
 from nima.optim.optimizer import Optimizer
 from nima.optim.schedule import Constant, Linear, LRScheduler, Noam, WarmupCosine
 from nima.serialization import CheckpointError, PathLike, atomic_write_text
+from nima.training.batches import make_batches
 from nima.training.checkpoint import (
     BEST,
     best_checkpoint,
@@ -76,6 +84,7 @@ from nima.training.checkpoint import (
 from nima.training.config import Config, ConfigError, DataConfig
 from nima.training.metrics import PLOT, MetricsLog, plot_curves
 from nima.training.progress import ProgressBar, format_duration
+from nima.training.tasks import GENERATED, corpus_text, stream_loss
 
 __all__ = ["FitResult", "Trainer", "TrainingError", "build_optimizer", "build_scheduler",
            "load_run", "prepare_data"]
@@ -89,12 +98,13 @@ class TrainingError(RuntimeError):
 
 
 # --8<-- [start:prepare_data]
-def prepare_data(data: DataConfig, seed: int = 0) -> dict[str, Any]:
+def prepare_data(data: DataConfig, seed: int = 0, block_size: int = 256) -> dict[str, Any]:
     """Tokenize the corpus into `data.out_dir` unless a matching preparation is already there.
 
     A preparation matches when its `meta.json` records the same corpus text (sha256), tokenizer,
-    vocabulary target and validation fraction; anything else is prepared again. The corpus
-    `synthetic` is generated (`nima.data.synthetic`, seeded) into `out_dir/corpus.txt` first.
+    vocabulary target and validation fraction; anything else is prepared again. A generated
+    corpus (`synthetic`, `brackets`, `recall`: `nima.training.tasks.corpus_text`, seeded; the
+    recall distances default to `block_size`) is written into `out_dir/corpus.txt` first.
 
     Returns:
         The preparation's `meta.json`, plus `out_dir`.
@@ -104,10 +114,10 @@ def prepare_data(data: DataConfig, seed: int = 0) -> dict[str, Any]:
             directory).
     """
     out = Path(data.out_dir)
-    if data.corpus == "synthetic":
+    if data.corpus in GENERATED:
         out.mkdir(parents=True, exist_ok=True)
         source = out / "corpus.txt"
-        text = generate_corpus(n_sections=data.synthetic_sections, seed=seed)
+        text = corpus_text(data, seed, block_size)
         if not source.exists() or source.read_text(encoding="utf-8") != text:
             atomic_write_text(source, text)
     else:
@@ -196,7 +206,7 @@ class Trainer:
             raise TrainingError(f"{self.run_dir} already holds {len(existing)} checkpoint(s); "
                                 f"resume it (nima train {self.run_dir}) or start over with "
                                 f"--overwrite")
-        self.meta = prepare_data(config.data, t.seed)
+        self.meta = prepare_data(config.data, t.seed, config.model.block_size)
         out = Path(self.meta["out_dir"])
         self.tokenizer_path = out / self.meta["tokenizer_file"]
         self.train_data = TokenDataset(out / "train.bin", self.meta["dtype"])
@@ -208,6 +218,7 @@ class Trainer:
 
         resolved = Config.from_dict(config.to_dict())  # a copy; fill in the vocabulary
         resolved.model.vocab_size = config.model.vocab_size or int(self.meta["vocab_size"])
+        resolved.model.streams = t.batch_size  # one row of echo state and memory per stream
         if resolved.model.vocab_size < self.meta["vocab_size"]:
             raise ConfigError(f"model.vocab_size: {resolved.model.vocab_size} is smaller than "
                               f"the tokenizer's {self.meta['vocab_size']} tokens")
@@ -219,6 +230,17 @@ class Trainer:
         self.scheduler = build_scheduler(resolved, self.optimizer)
         self.scaler = GradScaler(enabled=t.mixed_precision)
         self.data_rng = np.random.default_rng(t.seed)  # the batch sampler's own generator
+        try:
+            self.batches = make_batches(resolved.data.sampling, self.train_data, t.batch_size,
+                                        resolved.model.block_size, self.data_rng,
+                                        group=resolved.model.tbptt)
+            if resolved.data.sampling == "stream":
+                make_batches("stream", self.val_data, t.batch_size, resolved.model.block_size,
+                             self.data_rng)  # validation must hold a segment per stream too
+        except ValueError as e:
+            raise ConfigError(f"training.batch_size: {e}") from None
+        self.depth = ProgressiveDepth(1, resolved.model.recursion_depth, t.progressive_depth) \
+            if t.progressive_depth is not None else None
         self.step = 0
         self.best_val: float | None = None
         self.last_eval: dict[str, float] = {}
@@ -251,6 +273,7 @@ class Trainer:
         info = load_checkpoint(path, self.model, self.optimizer, self.scheduler)  # + Nima's RNG
         self.data_rng.bit_generator.state = info["rng_states"]["data"]
         self.scaler.load_state_dict(info["extra"]["scaler"])
+        self.batches.load_state_dict(info["extra"].get("batches", {}))
         self.step = info["step"]
         self.best_val = info["best"]["metric"] if info["best"] else None  # the run's best
         self.last_eval = info["metrics"]
@@ -269,22 +292,33 @@ class Trainer:
             config=self.config.to_dict(),
             rng_states={"nima": nima_random.get_state(), "data": self.data_rng.bit_generator.state},
             metrics=self.last_eval, keep_last=self.config.training.keep_last,
-            best_metric=val, extra={"scaler": self.scaler.state_dict()})
+            best_metric=val, extra={"scaler": self.scaler.state_dict(),
+                                    "batches": self.batches.state_dict()})
         self._log(f"step {self.step}: saved {path.name}")
         return path
 
     # --8<-- [start:train_step]
     def train_step(self) -> float:
-        """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
-        t, m = self.config.training, self.config.model
+        """One optimizer step over `grad_accum` micro-batches (each `batches.group` batches:
+        `model.tbptt` consecutive segments of a stream); returns the mean loss."""
+        t = self.config.training
         self.model.train()
+        if self.depth is not None:
+            self.depth.apply(self.model, self.step)  # progressive depth: R for this step
+        parts = t.grad_accum * self.batches.group
         total = 0.0
         for _ in range(t.grad_accum):
-            x, y = self.train_data.get_batch(t.batch_size, m.block_size, self.data_rng)
-            with autocast(enabled=t.mixed_precision):
-                _, loss = self.model(x, y)
-            if t.grad_accum > 1:
-                loss = loss / t.grad_accum  # the mean over micro-batches, summed by backward
+            loss = None
+            for _ in range(self.batches.group):  # one graph: the echo state links them
+                x, y = self.batches.next()
+                if self.batches.starts_streams:
+                    self.model.reset_state()  # the streams begin again: so does their state
+                with autocast(enabled=t.mixed_precision):
+                    logits, part = self.model(x, y)
+                self.batches.record(logits.data, y)
+                if parts > 1:
+                    part = part / parts  # the mean over micro-batches, summed by backward
+                loss = part if loss is None else loss + part
             self.scaler.scale(loss).backward()
             total += loss.item()
         if not math.isfinite(total) and not t.mixed_precision:
@@ -306,12 +340,21 @@ class Trainer:
         """Mean loss over `eval_iters` random batches of each split, in eval mode (no dropout).
 
         The batches come from a generator seeded by `(seed, step)`: the same at a given step
-        in any run, and independent of the training batches."""
+        in any run, and independent of the training batches. With `data.sampling: stream`,
+        the first `eval_iters` segments of each split's streams, read from a fresh state
+        (`nima.training.tasks.stream_loss`)."""
         t, m = self.config.training, self.config.model
         rng = np.random.default_rng([t.seed, self.step])
         self.model.eval()
+        if self.depth is not None:
+            self.depth.apply(self.model, self.step)
         result = {}
         for split, data in (("train", self.train_data), ("val", self.val_data)):
+            if self.config.data.sampling == "stream":
+                with autocast(enabled=t.mixed_precision):
+                    result[f"{split}_loss"] = stream_loss(self.model, data, t.batch_size,
+                                                          t.eval_iters)
+                continue
             losses = []
             for _ in range(t.eval_iters):
                 x, y = data.get_batch(t.batch_size, m.block_size, rng)
@@ -341,7 +384,8 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train from the current step to `training.max_iters`."""
         t = self.config.training
-        tokens_per_step = t.batch_size * self.config.model.block_size * t.grad_accum
+        tokens_per_step = (t.batch_size * self.config.model.block_size * t.grad_accum
+                           * self.batches.group)
         self._log(f"training {self.model.num_parameters():,} parameters for {t.max_iters} steps"
                   f" ({tokens_per_step:,} tokens each) into {self.run_dir}")
         self.bar = ProgressBar(t.max_iters, self.step, self.stream)

@@ -125,6 +125,11 @@ def test_pickled_and_foreign_files_are_refused(tmp_path) -> None:
 def test_unsupported_models_are_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="attention='hybrid'"):
         export_npz(random_gpt(attention="hybrid"), tmp_path / "m.npz")
+    for part, name in ((dict(memory_layers=(1,)), r"memory_layers=\[1\]"),
+                       (dict(echo_layers=(0,)), r"echo_layers=\[0\]"),
+                       (dict(recursion_depth=2), "recursion_depth=2")):
+        with pytest.raises(ValueError, match=f"export_npz: {name} is not exported"):
+            export_npz(random_gpt(**part), tmp_path / "m.npz")
     assert not any(tmp_path.iterdir())
 
 

@@ -154,7 +154,17 @@ VARIANTS = [dict(), dict(n_kv_head=1), dict(n_kv_head=1, position="rope"),
         ("position", ["learned", "sinusoidal", "rope", "alibi"]),
         ("ffn", ["gelu", "relu", "glu", "swiglu"]),
         ("norm", ["layernorm", "rmsnorm"]), ("norm_placement", ["pre", "post"]),
-        ("attention", ["content", "reweight", "hybrid"])) for value in values]
+        ("attention", ["content", "reweight", "hybrid"])) for value in values] + [
+    # the Deep Tree Echo parts (echo and memory layers hold one training stream per row: B = 2)
+    dict(attention="tree", tree_chunk=2), dict(attention="tree", tree_chunk=4, tree_gate="softmax",
+                                               tree_pooling="attention"),
+    dict(attention="tree", tree_layers=(1,), tree_chunk=2, tree_levels=2, position="sinusoidal"),
+    dict(memory_layers=(1,), streams=2), dict(memory_layers=(0,), memory_top_k=2, streams=2),
+    dict(echo_layers=(0,), streams=2, echo_slots=3), dict(echo_layers=(1,), streams=2,
+                                                          norm_placement="post"),
+    dict(recursion_depth=2), dict(recursion_depth=3, act=True),
+    dict(attention="tree", tree_chunk=2, memory_layers=(1,), echo_layers=(1,), streams=2,
+         recursion_depth=2, act=True, memory_contrastive=0.1)]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in
