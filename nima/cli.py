@@ -9,7 +9,7 @@ is the interactive loop of `nima.generation.repl`.
 `python -m nima demo` builds a small graph, runs backward, checks the gradients against central
 differences, and races the fused softmax kernel against NumPy — Nima's main job in one minute.
 
-`nima params` is the parameter budget of `nima.models.budget`: `--preset tiny` (or
+`nima params` is the parameter budget of `nima.models.budget`: `--preset baby` (or
 `--n-layer 6 --n-embd 384 ...`) counts a GPT's parameters part by part; `--micro` prints the
 Micro-Transformer design's three configurations; `--explore --target 2.0M-2.5M` lists the
 configurations of a grid in a range.

@@ -65,7 +65,7 @@ def model_spec(model: GPT) -> dict[str, Any]:
             "gelu_approximate": s["gelu_approximate"], "norm": c.norm,
             "norm_eps": s["norm_eps"], "norm_placement": c.norm_placement,
             "position": c.position, "rope_theta": s["rope_theta"],
-            "tie_weights": c.tie_weights}
+            "tie_weights": c.tie_weights, "embed_scale": c.embed_scale}
 # --8<-- [end:model_spec]
 
 

@@ -17,7 +17,8 @@ unless `n_kv_head < n_head`), and $b$, $b_a$, $b_f$ = 1 where there are biases (
 | output head | $0$ if tied to `wte`, else $VC$ (never a bias) |
 
 "reweight" attention adds $(C + b)\,n_h T$ per block (its layer `reweight`, $C \to n_h T$), and
-"hybrid" attention $(C + b)\,n_h T + n_h$ (plus one learned mixing logit per head).
+"hybrid" attention $(C + b)\,n_h T + n_h$ (plus one learned mixing logit per head, unless
+`hybrid_learn_alpha` is off).
 
 GPT-2 small ($V = 50257$, $T = 1024$, $C = 768$, $L = 12$, $h = 4C$, biases, LayerNorm,
 tied): $VC + TC + 12(12C^2 + 13C) + 2C = 124{,}439{,}808$.
@@ -55,7 +56,7 @@ def attention_parameters(config: GPTConfig) -> int:
     params = C * (C + 2 * K) + C * C + (2 * C + 2 * K) * b  # qkv and proj
     if config.attention != "content":
         params += (C + b) * nh * T  # reweight: a row of T logits per head from each token
-    if config.attention == "hybrid":
+    if config.attention == "hybrid" and config.hybrid_learn_alpha:
         params += nh  # alpha_logit
     return params
 # --8<-- [end:attention_parameters]
@@ -69,7 +70,7 @@ def count_parameters(config: GPTConfig) -> dict[str, int]:
     per-block parts `attention`, `ffn`, `norms` and their sum `block`, then `blocks`
     ($L \times$ `block`) and `total`. The formulas are in this module's docstring.
 
-    Example: the `tiny` preset ($V = 65$, $T = 64$, $C = 128$, $L = 4$, no biases) has
+    Example: the `baby` preset ($V = 65$, $T = 64$, $C = 128$, $L = 4$, no biases) has
     $65 \cdot 128 + 64 \cdot 128 + 4\,(12 \cdot 128^2 + 2 \cdot 128) + 128 = 804{,}096$.
     """
     V, T, C, L = config.vocab_size, config.block_size, config.n_embd, config.n_layer

@@ -44,7 +44,7 @@ def test_shakespeare_config_is_nanogpts_baby_gpt():
     assert (ROOT / cfg.data.corpus).is_file()
     assert cfg.sampling.max_new_tokens == 500
     gpt = m.to_gpt_config(vocab_size=65)
-    assert gpt == GPTConfig.preset("tiny")
+    assert gpt == GPTConfig.preset("baby")
 
 
 def test_tiny_synthetic_config_loads():
