@@ -72,7 +72,7 @@ from nima.training.checkpoint import (
     save_checkpoint,
 )
 from nima.training.config import Config, ConfigError, DataConfig
-from nima.training.metrics import PLOT, MetricsLog, plot_curves
+from nima.training.metrics import PLOT, MetricsLog, perplexity, plot_curves
 from nima.training.progress import ProgressBar, format_duration
 
 __all__ = ["FitResult", "Trainer", "TrainingError", "build_optimizer", "build_scheduler",
@@ -319,10 +319,13 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Estimate the losses at the current step, record them, redraw the plot."""
         losses = self.estimate_loss()
+        ppl = {f"{split}_perplexity": perplexity(losses[f"{split}_loss"])
+               for split in ("train", "val")}
         self.last_eval = {"step": self.step, **losses}
-        self.metrics.append({"step": self.step, "kind": "eval", **losses})
-        self._log(f"step {self.step}: train loss {losses['train_loss']:.4f}, "
-                  f"val loss {losses['val_loss']:.4f}")
+        self.metrics.append({"step": self.step, "kind": "eval", **losses, **ppl})
+        self._log(f"step {self.step}: train loss {losses['train_loss']:.4f} "
+                  f"(ppl {ppl['train_perplexity']:.2f}), val loss {losses['val_loss']:.4f} "
+                  f"(ppl {ppl['val_perplexity']:.2f})")
         self.plot()
         return losses
 
@@ -357,6 +360,7 @@ class Trainer:
                 if self.step % t.log_interval == 0 or last:
                     speed = interval_steps * tokens_per_step / interval_time
                     self.metrics.append({"step": self.step, "kind": "train", "loss": loss,
+                                         "perplexity": perplexity(loss),
                                          "lr": lr, "tokens_per_s": speed,
                                          "elapsed_s": interval_time})
                     self.bar.update(self.step, loss, lr, speed)
