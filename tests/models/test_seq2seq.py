@@ -60,14 +60,14 @@ def test_shapes_loss_and_tying() -> None:
 
 
 def test_config_and_input_errors() -> None:
-    with pytest.raises(ValueError, match="TransformerConfig.d_model: must be divisible by "
-                                         "n_head=4, got 10"):
+    with pytest.raises(ValueError, match=r"TransformerConfig\.d_model: must be divisible by "
+                                         r"n_head=4, got 10"):
         config(d_model=10, n_head=4)
-    with pytest.raises(ValueError, match="TransformerConfig.position: must be one of"):
+    with pytest.raises(ValueError, match=r"TransformerConfig\.position: must be one of"):
         config(position="rope")
-    with pytest.raises(ValueError, match="TransformerConfig.ffn: must be one of"):
+    with pytest.raises(ValueError, match=r"TransformerConfig\.ffn: must be one of"):
         config(ffn="tanh")
-    with pytest.raises(ValueError, match="TransformerConfig.dropout: must be < 1"):
+    with pytest.raises(ValueError, match=r"TransformerConfig\.dropout: must be < 1"):
         config(dropout=1.0)
     with pytest.raises(ValueError, match=r"TransformerConfig\.n_decoder_layers: must be >= 1"):
         config(n_decoder_layers=0)

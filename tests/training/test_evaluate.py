@@ -118,7 +118,7 @@ def test_bad_arguments_are_named() -> None:
         evaluate_tokens(gpt, np.arange(10) % 13, stride=9)
     with pytest.raises(ValueError, match="need at least 2 tokens"):
         evaluate_tokens(gpt, np.array([1]))
-    with pytest.raises(ValueError, match="evaluate.batch_size: must be >= 1"):
+    with pytest.raises(ValueError, match=r"evaluate\.batch_size: must be >= 1"):
         evaluate_tokens(gpt, np.arange(10) % 13, batch_size=0)
 
 
@@ -160,7 +160,7 @@ def test_cli_eval_on_the_run_split_and_a_file(run, capsys) -> None:
     text.write_text((tmp / "data" / "corpus.txt").read_text()[:500])
     cli.main(["eval", str(tmp / "run"), "--data", str(text), "--stride", "4"])
     assert "499 tokens predicted" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="nima eval: .*no checkpoint"):
+    with pytest.raises(SystemExit, match=r"nima eval: .*no checkpoint"):
         cli.main(["eval", str(tmp)])
     with pytest.raises(SystemExit, match="stride 99 exceeds context 16"):
         cli.main(["eval", str(tmp / "run"), "--stride", "99"])
