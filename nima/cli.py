@@ -272,21 +272,19 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def sample(args: argparse.Namespace) -> None:
-    """Print `--num-return-sequences` continuations of `--prompt`."""
-    from nima.generation import generate
+    """Print `--num-return-sequences` continuations of `--prompt` (for an encoder-decoder run,
+    the targets it writes for the source `--prompt`)."""
+    from nima.training.trainer import complete
 
     model, tokenizer, settings = _load(args)
     try:
-        ids = tokenizer.encode(args.prompt)
-        if not ids:
-            raise ValueError("--prompt encodes to no tokens")
-        out = generate(model, np.asarray([ids]), config=settings, tokenizer=tokenizer)
+        texts, out = complete(model, tokenizer, args.prompt, settings)
     except ValueError as e:
         raise SystemExit(f"nima sample: {e}") from None
-    for i, row in enumerate(out.tolist()):
-        if len(out.tolist()) > 1:
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
             print(f"--- sample {i + 1} (log-probability {out.sequence_logprobs[i]:.2f}) ---")
-        print(tokenizer.decode(row))
+        print(text)
     if args.stats and out.stats is not None:
         print(out.stats.table())
 
@@ -294,8 +292,12 @@ def sample(args: argparse.Namespace) -> None:
 def repl(args: argparse.Namespace) -> None:
     """The interactive loop; reads stdin line by line (with line editing on a terminal)."""
     from nima.generation.repl import Repl
+    from nima.models import GPT
 
     model, tokenizer, settings = _load(args)
+    if not isinstance(model, GPT):
+        raise SystemExit(f"nima repl: {args.run} holds an encoder-decoder, which writes a "
+                         f"target for a source; use nima sample {args.run} --prompt SOURCE")
     loop = Repl(model, tokenizer, settings)
     if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 become U+FFFD, not a crash
         sys.stdin.reconfigure(errors="replace")
@@ -345,37 +347,49 @@ def evaluate(args: argparse.Namespace) -> None:
     order."""
     from pathlib import Path
 
-    from nima.data.dataset import TokenDataset
+    from nima.data.pairs import PairDataset, read_pairs
+    from nima.models import Transformer
     from nima.models.pretrained import PretrainedError
     from nima.serialization import CheckpointError
     from nima.training import ConfigError, prepare_data
-    from nima.training.evaluate import evaluate_tokens, units_of
+    from nima.training.evaluate import evaluate_pairs, evaluate_tokens, units_of
     from nima.training.sources import load_model
+    from nima.training.trainer import load_datasets
 
     try:
         model, tokenizer, config = load_model(args.source, args.checkpoint)
-        if args.data is not None:
-            if tokenizer is None:
-                raise ValueError(f"{args.source} has no tokenizer to encode {args.data} with "
-                                 f"(a model folder needs vocab.json and merges.txt)")
-            tokens = np.asarray(tokenizer.encode(Path(args.data).read_text(encoding="utf-8")))
-            what = args.data
-        elif config is None:
-            raise ValueError(f"{args.source} is a model folder: give the text to evaluate "
-                             f"with --data FILE")
+        if isinstance(model, Transformer):  # pairs, in order
+            if args.data is not None:
+                data = PairDataset(read_pairs(args.data), tokenizer)
+                what = args.data
+            else:
+                meta = prepare_data(config.data, config.training.seed, pairs=True)
+                data = load_datasets(meta)[0 if args.split == "train" else 1]
+                what = f"the {args.split} split of {config.data.corpus}"
+            print(f"nima eval: {args.source} on {what} ({len(data):,} pairs)", file=sys.stderr)
+            result = evaluate_pairs(model, data, batch_size=args.batch_size, stream=sys.stderr)
         else:
-            meta = prepare_data(config.data, config.training.seed)  # as the run prepared it
-            tokens = TokenDataset(Path(meta["out_dir"]) / f"{args.split}.bin",
-                                  meta["dtype"]).data
-            what = f"the {args.split} split of {config.data.corpus}"
-        context = args.context or model.config.block_size
-        print(f"nima eval: {args.source} on {what} (context {context}, stride "
-              f"{args.stride or context})", file=sys.stderr)
-        result = evaluate_tokens(model, tokens, context=args.context, stride=args.stride,
-                                 batch_size=args.batch_size, stream=sys.stderr)
-        if tokenizer is not None:
-            units, unit = units_of(tokenizer, tokens)
-            result = dataclasses.replace(result, units=units, unit=unit)
+            if args.data is not None:
+                if tokenizer is None:
+                    raise ValueError(f"{args.source} has no tokenizer to encode {args.data} "
+                                     f"with (a model folder needs vocab.json and merges.txt)")
+                text = Path(args.data).read_text(encoding="utf-8")
+                tokens, what = np.asarray(tokenizer.encode(text)), args.data
+            elif config is None:
+                raise ValueError(f"{args.source} is a model folder: give the text to evaluate "
+                                 f"with --data FILE")
+            else:
+                meta = prepare_data(config.data, config.training.seed)  # as the run did
+                tokens = load_datasets(meta)[0 if args.split == "train" else 1].data
+                what = f"the {args.split} split of {config.data.corpus}"
+            context = args.context or model.config.block_size
+            print(f"nima eval: {args.source} on {what} (context {context}, stride "
+                  f"{args.stride or context})", file=sys.stderr)
+            result = evaluate_tokens(model, tokens, context=args.context, stride=args.stride,
+                                     batch_size=args.batch_size, stream=sys.stderr)
+            if tokenizer is not None:
+                units, unit = units_of(tokenizer, tokens)
+                result = dataclasses.replace(result, units=units, unit=unit)
     except (CheckpointError, PretrainedError, ConfigError, FileNotFoundError,
             ValueError) as e:
         raise SystemExit(f"nima eval: {e}") from None
@@ -389,8 +403,9 @@ def add_eval_parser(commands: Any) -> None:
                                         "per character (per byte for byte-level BPE).")
     p.add_argument("source", help="a run directory or checkpoint, or a Hugging Face model "
                                   "folder")
-    p.add_argument("--data", metavar="FILE", help="a UTF-8 text file to evaluate (default: "
-                                                  "the run's own split)")
+    p.add_argument("--data", metavar="FILE", help="a UTF-8 text file to evaluate, or a pairs "
+                                                  "file for an encoder-decoder (default: the "
+                                                  "run's own split)")
     p.add_argument("--split", choices=["val", "train"], default="val",
                    help="the run's split, without --data (default: val)")
     p.add_argument("--checkpoint", choices=["best", "latest"], default="best",
@@ -402,7 +417,7 @@ def add_eval_parser(commands: Any) -> None:
                         "each scored token sees at least context - stride before it (default: "
                         "the context, no overlap)")
     p.add_argument("--batch-size", type=_argtype(_positive), default=8,
-                   help="windows per forward (default 8)")
+                   help="windows (or pairs) per forward (default 8)")
 
 
 def export(args: argparse.Namespace) -> None:

@@ -36,12 +36,12 @@ FIGURES.mkdir(parents=True, exist_ok=True)
 # ## 1. The configuration
 #
 # `configs/shakespeare_char.yaml` holds nanoGPT's settings. Paths in it are relative to the
-# current directory, so the tutorial points the corpus at the repository's copy and puts the
-# prepared data and the run under `runs/` wherever it is started.
+# file's own folder (the corpus, not found there, comes from Nima's `data/` folder), so it
+# works from any directory; paths given as overrides are taken from the current directory, so
+# the tutorial puts the prepared data and the run under `runs/` wherever it is started.
 
 # %%
 overrides = [
-    f"data.corpus={ROOT / 'data' / 'tinyshakespeare.txt'}",
     "data.out_dir=runs/tutorial_07/data",
     "training.run_dir=runs/tutorial_07/run",
 ]

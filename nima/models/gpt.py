@@ -44,6 +44,7 @@ from nima.nn.hybrid_attention import HybridAttention
 from nima.nn.linear import Linear
 from nima.nn.module import Module
 from nima.nn.normalization import LayerNorm, RMSNorm
+from nima.nn.parameter import Parameter
 from nima.nn.positional import (
     ALiBi,
     LearnedPositionalEmbedding,
@@ -477,6 +478,45 @@ class GPT(Module):
         from nima.models.pretrained import save_pretrained
 
         save_pretrained(self, path, **options)
+
+    # --8<-- [start:crop_block_size]
+    def crop_block_size(self, block_size: int) -> None:
+        """Shorten the context to `block_size` positions, in place (nanoGPT's model surgery
+        for fine-tuning on shorter sequences): every per-position table keeps its first
+        `block_size` rows — the learned positions `wpe`, the sinusoidal and RoPE tables,
+        reweight attention's logits per key position — so the model computes exactly the
+        logits it did on any sequence that fits.
+
+        Raises:
+            ValueError: `block_size` is not in `[1, config.block_size]`.
+        """
+        old = self.config.block_size
+        if not isinstance(block_size, int) or not 1 <= block_size <= old:
+            raise ValueError(f"GPT.crop_block_size: block_size must be in [1, {old}] (a model "
+                             f"cannot learn positions it never had), got {block_size!r}")
+        self.config = dataclasses.replace(self.config, block_size=block_size)
+        for module in self.modules():  # slicing is idempotent: a shared table may come twice
+            if isinstance(module, LearnedPositionalEmbedding):
+                w = module.weight  # (block_size, C)
+                module.weight = Parameter(w.data[:block_size].copy(), decay=w.decay)
+                module.max_len = block_size
+            elif isinstance(module, SinusoidalPositionalEncoding):
+                module.pe = Tensor(module.pe.data[:block_size].copy())  # (block_size, C)
+                module.max_len = block_size
+            elif isinstance(module, RotaryEmbedding):
+                module.cos = Tensor(module.cos.data[:block_size].copy())  # (block_size, hd/2)
+                module.sin = Tensor(module.sin.data[:block_size].copy())
+                module.max_len = block_size
+            elif isinstance(module, HybridAttention):
+                if module.mode != "content":  # reweight rows: head h, key position j
+                    rw, nh = module.reweight, module.n_head
+                    rows = (np.arange(nh)[:, None] * old + np.arange(block_size)).ravel()
+                    rw.weight = Parameter(rw.weight.data[rows].copy(), decay=rw.weight.decay)
+                    if rw.bias is not None:
+                        rw.bias = Parameter(rw.bias.data[rows].copy(), decay=rw.bias.decay)
+                    rw.out_features = nh * block_size
+                module.block_size = block_size
+    # --8<-- [end:crop_block_size]
 
     def new_caches(self) -> list[Any]:
         """Empty decoding caches, one per block, each holding up to `block_size` positions, for

@@ -2,15 +2,20 @@ r"""The training configuration: a typed YAML schema, validated with errors that 
 
 A run is described by one YAML file with seven sections — `model`, `data`, `optimizer`,
 `schedule`, `training`, `sampling` and `runtime` — each a dataclass below. `model` is
-`GPTConfig` itself (with `vocab_size` allowed to be null: the tokenizer's), and `sampling` is
-`GenerationConfig` plus the prompt, so a field and its default are written once, where the model
-or the decoder defines it. Every field has a type, a default, an allowed range and a one-line
+`GPTConfig` itself (with `vocab_size` allowed to be null: the tokenizer's), or, with
+`kind: seq2seq`, the encoder–decoder's `TransformerConfig`; `sampling` is `GenerationConfig`
+plus the prompt, so a field and its default are written once, where the model or the decoder
+defines it. Every field has a type, a default, an allowed range and a one-line
 meaning (a `nima.settings.setting`); `docs/configuration.md` lists them all, and a test keeps
 that page in step with this file.
 
-`load_config` reads the file, applies `--set section.key=value` overrides (the value is parsed
-with YAML's scalar rules, so `10` is an int, `0.1` a float, `true` a bool and `null` None; a
-string key takes the text as written), then checks every value. A mistake is reported with
+`load_config` reads the file, resolves the paths it names (`data.corpus`, `data.out_dir`,
+`training.run_dir`, `training.init_from`) against the file's own folder — or, for an input not
+found there, Nima's bundled `data/` folder — so a config works from any directory; applies
+`--set section.key=value` overrides (the value is parsed with YAML's scalar rules, so `10` is an
+int, `0.1` a float, `true` a bool and `null` None; a string key takes the text as written;
+a path given on the command line is taken from the current directory, as any command-line
+path), then checks every value. A mistake is reported with
 its full dotted key::
 
     optimizer.lr: must be > 0, got -1.0
@@ -33,6 +38,7 @@ import dataclasses
 import os
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
@@ -40,6 +46,7 @@ import yaml
 from nima.generation.config import GenerationConfig
 from nima.kernels.backend import BACKENDS
 from nima.models.gpt import GPTConfig
+from nima.models.seq2seq import TransformerConfig
 from nima.settings import SettingsError, check_known, check_value, setting
 
 __all__ = [
@@ -51,10 +58,16 @@ __all__ = [
     "RuntimeConfig",
     "SamplingConfig",
     "ScheduleConfig",
+    "Seq2SeqModelConfig",
     "TrainingConfig",
     "load_config",
     "parse_overrides",
 ]
+
+# The repository's data folder beside the package (a clone or an editable install): where a
+# config's corpus is looked for when it is not beside the config file.
+BUNDLED_DATA = Path(__file__).resolve().parents[2] / "data"
+GENERATED = ("synthetic", "reversal")  # corpora made from the seed, not read from a file
 
 
 class ConfigError(SettingsError):
@@ -65,6 +78,9 @@ class ConfigError(SettingsError):
 _field = setting  # the sections below declare their fields the one way every config does
 
 
+MODEL_KINDS = ("gpt", "seq2seq")
+
+
 @dataclass
 class ModelConfig(GPTConfig):
     """`GPTConfig`, field for field and default for default; only `vocab_size` may be null,
@@ -72,6 +88,8 @@ class ModelConfig(GPTConfig):
 
     owner: ClassVar[str] = "model"
     vocab_size: int | None = setting(None, "token ids; null takes the tokenizer's size", ge=1)
+    kind: str = setting("gpt", "the model: gpt (decoder-only, these fields) or seq2seq (the "
+                               "encoder-decoder, the fields below)", choices=("gpt",))
 
     def to_gpt_config(self, vocab_size: int | None = None) -> GPTConfig:
         """The model's `GPTConfig`; `vocab_size` fills in a null `model.vocab_size`."""
@@ -83,12 +101,44 @@ class ModelConfig(GPTConfig):
 
 
 @dataclass
+class Seq2SeqModelConfig(TransformerConfig):
+    """`model:` with `kind: seq2seq`: `TransformerConfig`, field for field; the vocabularies
+    may be null, meaning the pair tokenizer's size (sources and targets share it)."""
+
+    owner: ClassVar[str] = "model"
+    src_vocab_size: int | None = setting(None, "source token ids; null takes the tokenizer's "
+                                               "size", ge=1)
+    tgt_vocab_size: int | None = setting(None, "target token ids; null takes the tokenizer's "
+                                               "size", ge=1)
+    kind: str = setting("seq2seq", "the model: seq2seq (the encoder-decoder Transformer)",
+                        choices=("seq2seq",))
+
+    def to_transformer_config(self, vocab_size: int | None = None) -> TransformerConfig:
+        """The model's `TransformerConfig`; `vocab_size` fills in null vocabularies."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(TransformerConfig)}
+        for name in ("src_vocab_size", "tgt_vocab_size"):
+            if values[name] is None:
+                if vocab_size is None:
+                    raise ConfigError(f"model.{name}: null needs the tokenizer's vocabulary "
+                                      f"size")
+                values[name] = vocab_size
+        return TransformerConfig(**values)
+
+    @property
+    def block_size(self) -> int:
+        """The longest sequence, as `TransformerConfig.max_len`."""
+        return self.max_len
+
+
+@dataclass
 class DataConfig:
     """The corpus and how `nima.data.prepare` tokenizes it."""
 
-    corpus: str = _field("data/tinyshakespeare.txt",
-                         "UTF-8 text file, or `synthetic` for `nima.data.synthetic`")
+    corpus: str = _field("tinyshakespeare.txt",
+                         "UTF-8 text file (seq2seq: source<TAB>target lines), or `synthetic` "
+                         "(nima.data.synthetic) or `reversal` (nima.data.pairs) to generate")
     synthetic_sections: int = _field(200, "sections of the synthetic corpus", ge=1)
+    synthetic_pairs: int = _field(4000, "pairs of the generated reversal task", ge=2)
     tokenizer: str = _field("char", "tokenizer kind", choices=("char", "bpe"))
     vocab_size: int | None = _field(None, "BPE target vocabulary (needed for bpe)", ge=257)
     val_fraction: float = _field(0.1, "share of the text, at its end, for validation",
@@ -138,6 +188,8 @@ class TrainingConfig:
     mixed_precision: bool = _field(False, "float16 autocast with dynamic loss scaling")
     seed: int = _field(1337, "seed of weights, batches and dropout", ge=0)
     run_dir: str = _field("runs/default", "folder for metrics, plots and checkpoints")
+    init_from: str | None = _field(None, "a run directory or Hugging Face model folder whose "
+                                         "weights start this run (fine-tuning)")
     keep_last: int = _field(3, "checkpoints kept besides the best", ge=1)
     checkpoint_interval: int = _field(250, "steps between checkpoints", ge=1)
 
@@ -172,7 +224,7 @@ class RuntimeConfig:
 class Config:
     """A whole run: one dataclass per YAML section."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | Seq2SeqModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -215,12 +267,17 @@ class Config:
             if not isinstance(values, dict):
                 raise ConfigError(f"{name}: expected a mapping, got {_kind(values)}")
             section_cls = SECTIONS[name]
+            if name == "model":  # the kind decides which fields the section has
+                kind = check_value("model.kind", values.get("kind", "gpt"), str,
+                                   {"choices": MODEL_KINDS})
+                section_cls = MODEL_SECTIONS[kind]
             known = {f.name: f for f in dataclasses.fields(section_cls)}
+            hints = typing.get_type_hints(section_cls)
             kwargs = {}
             for key, value in values.items():
                 dotted = f"{name}.{key}"
                 check_known(dotted, key, known)
-                kwargs[key] = check_value(dotted, value, _HINTS[name][key], known[key].metadata)
+                kwargs[key] = check_value(dotted, value, hints[key], known[key].metadata)
             sections[name] = section_cls(**kwargs)  # rules between two values checked here
         config = cls(**sections)
         _check_cross_fields(config)
@@ -228,7 +285,9 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+MODEL_SECTIONS: dict[str, type] = {"gpt": ModelConfig, "seq2seq": Seq2SeqModelConfig}
 _HINTS = {name: typing.get_type_hints(cls) for name, cls in SECTIONS.items()}
+_HINTS["model"] = {**typing.get_type_hints(Seq2SeqModelConfig), **_HINTS["model"]}
 
 
 def _kind(value: Any) -> str:
@@ -238,6 +297,18 @@ def _kind(value: Any) -> str:
 def _check_cross_fields(c: Config) -> None:
     """The rules that relate two values; each error names the key to change."""
     s = c.schedule
+    seq2seq = c.model.kind == "seq2seq"
+    if seq2seq and (c.data.corpus == "synthetic" or c.data.tokenizer != "char"):
+        field_, value = ("corpus", "synthetic") if c.data.corpus == "synthetic" else \
+            ("tokenizer", c.data.tokenizer)
+        raise ConfigError(f"data.{field_}: model.kind 'seq2seq' reads pairs of texts as "
+                          f"characters (a pairs file or 'reversal'), got {value!r}")
+    if not seq2seq and c.data.corpus == "reversal":
+        raise ConfigError("data.corpus: 'reversal' is a sequence-to-sequence task; it needs "
+                          "model.kind 'seq2seq'")
+    if seq2seq and c.training.init_from is not None:
+        raise ConfigError("training.init_from: fine-tuning starts a GPT (model.kind 'gpt'), "
+                          "got model.kind 'seq2seq'")
     if c.data.tokenizer == "bpe" and c.data.vocab_size is None:
         raise ConfigError("data.vocab_size: tokenizer 'bpe' needs a target vocabulary size")
     if c.optimizer.nesterov and (c.optimizer.name != "sgd" or c.optimizer.momentum == 0):
@@ -278,12 +349,38 @@ def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, dict[str, Any]
     return result
 
 
+# --8<-- [start:resolve_paths]
+def resolve_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The raw config `raw` with its relative paths made absolute: outputs (`data.out_dir`,
+    `training.run_dir`) in `folder`, the config file's; inputs (`data.corpus`,
+    `training.init_from`) there too, or else in `BUNDLED_DATA` when they are found there and
+    not in `folder`. Generated corpora (`synthetic`, `reversal`) and absolute paths stay."""
+    wanted = {("data", "corpus"): True, ("training", "init_from"): True,
+              ("data", "out_dir"): False, ("training", "run_dir"): False}
+    resolved = {name: dict(values) if isinstance(values, dict) else values
+                for name, values in raw.items()}
+    for (section, key), is_input in wanted.items():
+        values = resolved.get(section)
+        value = values.get(key) if isinstance(values, dict) else None
+        if not isinstance(value, str) or Path(value).is_absolute() or (
+                key == "corpus" and value in GENERATED):
+            continue
+        path = folder / value
+        if is_input and not path.exists() and (BUNDLED_DATA / value).exists():
+            path = BUNDLED_DATA / value
+        values[key] = os.path.normpath(path)
+    return resolved
+# --8<-- [end:resolve_paths]
+
+
 def load_config(path: str | os.PathLike, overrides: typing.Iterable[str] = ()) -> Config:
-    """Read a YAML config, apply `--set` overrides, and validate the result.
+    """Read a YAML config, resolve its paths against its folder (`resolve_paths`), apply
+    `--set` overrides, and validate the result.
 
     Args:
         path: the YAML file.
-        overrides: `section.key=value` strings, applied in order after the file.
+        overrides: `section.key=value` strings, applied in order after the file (a path among
+            them is taken from the current directory).
 
     Returns:
         The validated `Config`.
@@ -299,6 +396,7 @@ def load_config(path: str | os.PathLike, overrides: typing.Iterable[str] = ()) -
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"<root>: expected a mapping of sections, got {_kind(raw)}")
+    raw = resolve_paths(raw, Path(path).resolve().parent)
     for section, values in parse_overrides(overrides).items():
         current = raw.get(section)
         if not isinstance(current, dict):

@@ -21,6 +21,11 @@ $0 \dots T - 1$ tokens before it in its window (the first of each window with no
 loss is what the model computes on its own training windows. A smaller `stride` gives every
 scored token at least `context - stride` tokens of context — a lower, fairer loss, at
 `context / stride` times the cost.
+
+An encoder–decoder is evaluated on every pair of a pairs file (`evaluate_pairs`): each target
+token, its end token included, predicted from the whole source and the target before it; bits
+per character divide by the targets' characters (the end tokens' cost counted, their
+characters not).
 """
 
 from __future__ import annotations
@@ -35,12 +40,13 @@ import numpy as np
 
 from nima import functional as F
 from nima.autograd import no_grad
+from nima.data.pairs import PAD, PairDataset
 from nima.data.tokenizers import ByteBPETokenizer
 from nima.settings import check_int
 from nima.training.metrics import perplexity
 from nima.training.progress import ProgressBar
 
-__all__ = ["Evaluation", "evaluate_tokens", "units_of", "windows"]
+__all__ = ["Evaluation", "evaluate_pairs", "evaluate_tokens", "units_of", "windows"]
 
 LN2 = math.log(2.0)
 
@@ -54,7 +60,8 @@ class Evaluation:
         tokens: how many tokens were predicted, $N$.
         units: the characters (or bytes) those tokens spell, $C$; None if unknown.
         unit: `"character"` or `"byte"`.
-        windows: how many windows the text was cut into.
+        windows: how many windows the text was cut into (or pairs evaluated).
+        of: what `windows` counts, `"windows"` or `"pairs"`.
     """
 
     nats: float
@@ -62,6 +69,7 @@ class Evaluation:
     units: int | None = None
     unit: str = "character"
     windows: int = 0
+    of: str = "windows"
 
     @property
     def loss(self) -> float:
@@ -85,7 +93,7 @@ class Evaluation:
         """Two lines for a terminal."""
         per_unit = "" if self.bits_per_unit is None else \
             f", {self.bits_per_unit:.4f} bits per {self.unit}"
-        return (f"{self.tokens:,} tokens predicted in {self.windows:,} windows\n"
+        return (f"{self.tokens:,} tokens predicted in {self.windows:,} {self.of}\n"
                 f"loss {self.loss:.4f} nats/token, perplexity {self.perplexity:.3f}, "
                 f"{self.bits_per_token:.4f} bits/token{per_unit}")
 
@@ -173,6 +181,36 @@ def evaluate_tokens(model: Any, tokens: np.ndarray, *, context: int | None = Non
             bar.close()
     return Evaluation(nats=nats, tokens=scored, windows=len(spans))
 # --8<-- [end:evaluate_tokens]
+
+
+@no_grad()
+def evaluate_pairs(model: Any, data: PairDataset, *, batch_size: int = 64,
+                   stream: TextIO | None = None) -> Evaluation:
+    """The summed loss of an encoder-decoder `model` on every pair of `data`, in order
+    (teacher forcing, padding ignored); `units` counts the targets' characters.
+
+    Raises:
+        ValueError: `batch_size` below 1.
+    """
+    batch_size = check_int("evaluate.batch_size", batch_size, ge=1)
+    n = -(-len(data) // batch_size)
+    bar = ProgressBar(n, stream=stream, label="batch") if stream else None
+    was_training = getattr(model, "training", False)
+    model.eval()
+    nats, scored, start = 0.0, 0, time.perf_counter()
+    try:
+        for i, (src, tgt_in, tgt_out) in enumerate(data.batches(batch_size)):
+            logits, _ = model(src, tgt_in)  # (B, T, V)
+            nats += F.cross_entropy(logits, tgt_out, reduction="sum", ignore_index=PAD).item()
+            scored += int((tgt_out != PAD).sum())
+            if bar is not None:
+                bar.update(i + 1, nats / scored, None, scored / (time.perf_counter() - start))
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
+    return Evaluation(nats=nats, tokens=scored, units=sum(len(t) for t in data.targets),
+                      windows=len(data), of="pairs")
 
 
 def units_of(tokenizer: Any, tokens: np.ndarray) -> tuple[int, str]:

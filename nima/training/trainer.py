@@ -1,6 +1,9 @@
-r"""The training loop: a `Config` in, a trained GPT, its metrics, plots and checkpoints out.
+r"""The training loop: a `Config` in, a trained model, its metrics, plots and checkpoints out.
 
-`Trainer(config).fit()` is what `nima train CONFIG.yaml` runs. One optimizer step is
+`Trainer(config).fit()` is what `nima train CONFIG.yaml` runs, for a GPT (`model.kind: gpt`,
+windows of a token file) or the encoder–decoder (`model.kind: seq2seq`, batches of
+`(src, tgt_in, tgt_out)` from a pairs file), and, with `training.init_from`, from another
+model's weights. One optimizer step is
 
 $$\theta \leftarrow \text{AdamW}\Bigl(\theta,\ \text{clip}\Bigl(\tfrac{1}{A}\sum_{a=1}^{A}
 \nabla_\theta\,\mathcal{L}(x_a, y_a)\Bigr),\ \eta_t\Bigr)$$
@@ -35,6 +38,7 @@ Three promises:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import shutil
@@ -54,18 +58,19 @@ from nima import runtime
 from nima.amp import autocast
 from nima.autograd import no_grad
 from nima.data.dataset import TOKENIZER_FILE, TokenDataset, prepare, text_digest
+from nima.data.pairs import BOS, EOS, PAD, PairDataset, prepare_pairs, read_pairs, reversal_pairs
 from nima.data.synthetic import generate_corpus
 from nima.data.tokenizers import load_tokenizer
-from nima.generation import GenerationConfig, generate
+from nima.generation import GenerationConfig, GenerationOutput, generate
 from nima.models.gpt import GPT
+from nima.models.seq2seq import Transformer
 from nima.optim import SGD, Adam, AdamW, GradScaler, clip_grad_norm_
 from nima.optim.adam import param_groups_for_decay
 from nima.optim.optimizer import Optimizer
 from nima.optim.schedule import Constant, Linear, LRScheduler, Noam, WarmupCosine
-from nima.serialization import CheckpointError, PathLike, atomic_write_text
+from nima.serialization import atomic_write_text
 from nima.training.checkpoint import (
     BEST,
-    checkpoint_info,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -74,9 +79,10 @@ from nima.training.checkpoint import (
 from nima.training.config import Config, ConfigError, DataConfig
 from nima.training.metrics import PLOT, MetricsLog, perplexity, plot_curves
 from nima.training.progress import ProgressBar, format_duration
+from nima.training.sources import build_model, fine_tune_config, load_run, load_source
 
 __all__ = ["FitResult", "Trainer", "TrainingError", "build_optimizer", "build_scheduler",
-           "load_run", "prepare_data"]
+           "complete", "load_run", "prepare_data", "sample_text"]
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "log.txt"
@@ -87,44 +93,64 @@ class TrainingError(RuntimeError):
 
 
 # --8<-- [start:prepare_data]
-def prepare_data(data: DataConfig, seed: int = 0) -> dict[str, Any]:
+def prepare_data(data: DataConfig, seed: int = 0, *, pairs: bool = False,
+                 tokenizer: Any = None) -> dict[str, Any]:
     """Tokenize the corpus into `data.out_dir` unless a matching preparation is already there.
 
     A preparation matches when its `meta.json` records the same corpus text (sha256), tokenizer,
-    vocabulary target and validation fraction; anything else is prepared again. The corpus
-    `synthetic` is generated (`nima.data.synthetic`, seeded) into `out_dir/corpus.txt` first.
+    vocabulary target and validation fraction; anything else is prepared again. The corpora
+    `synthetic` (`nima.data.synthetic`) and `reversal` (`nima.data.pairs`) are generated from
+    the seed into `out_dir/corpus.txt` first. With `pairs` the corpus is a pairs file, split
+    by `prepare_pairs`; with a `tokenizer` (a fine-tuning run keeps its source's) the text is
+    encoded with it, always afresh.
 
     Returns:
         The preparation's `meta.json`, plus `out_dir`.
 
     Raises:
-        ConfigError: the corpus file does not exist (relative paths are taken from the current
-            directory).
+        ConfigError: the corpus file does not exist, or a pairs file is malformed.
     """
     out = Path(data.out_dir)
-    if data.corpus == "synthetic":
+    if data.corpus in ("synthetic", "reversal"):
         out.mkdir(parents=True, exist_ok=True)
         source = out / "corpus.txt"
-        text = generate_corpus(n_sections=data.synthetic_sections, seed=seed)
+        text = generate_corpus(n_sections=data.synthetic_sections, seed=seed) \
+            if data.corpus == "synthetic" else reversal_pairs(data.synthetic_pairs, seed)
         if not source.exists() or source.read_text(encoding="utf-8") != text:
             atomic_write_text(source, text)
     else:
         source = Path(data.corpus)
         if not source.is_file():
-            raise ConfigError(f"data.corpus: no such file {str(source)!r} (relative paths are "
-                              f"taken from the current directory, {Path.cwd()})")
+            raise ConfigError(f"data.corpus: no such file {str(source)!r} (a config's relative "
+                              f"paths are taken from its folder, then from Nima's data/ folder)")
     meta_path = out / "meta.json"
-    wanted = {"tokenizer": data.tokenizer, "val_fraction": data.val_fraction}
-    if meta_path.exists():
+    wanted = {"tokenizer": data.tokenizer, "val_fraction": data.val_fraction,
+              "kind": "pairs" if pairs else None}
+    if meta_path.exists() and tokenizer is None:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         digest = text_digest(source.read_text(encoding="utf-8"))
         same_vocab = data.tokenizer == "char" or meta.get("vocab_size") == data.vocab_size
         if (meta.get("source_sha256") == digest and same_vocab
                 and all(meta.get(k) == v for k, v in wanted.items())):
             return {**meta, "out_dir": str(out)}
-    meta = prepare(source, out, data.tokenizer, data.vocab_size, data.val_fraction)
+    try:
+        meta = prepare_pairs(source, out, data.val_fraction) if pairs else \
+            prepare(source, out, tokenizer or data.tokenizer, data.vocab_size, data.val_fraction)
+    except ValueError as e:
+        raise ConfigError(f"data.corpus: {e}") from None
     return {**meta, "out_dir": str(out)}
 # --8<-- [end:prepare_data]
+
+
+def load_datasets(meta: dict[str, Any]) -> tuple[Any, Any]:
+    """The train and validation splits of a preparation: `TokenDataset`s, or `PairDataset`s for
+    a pairs corpus."""
+    out = Path(meta["out_dir"])
+    if meta.get("kind") == "pairs":
+        tokenizer = load_tokenizer(out / meta["tokenizer_file"])
+        return tuple(PairDataset(read_pairs(out / f"{split}.tsv"), tokenizer)
+                     for split in ("train", "val"))
+    return tuple(TokenDataset(out / f"{split}.bin", meta["dtype"]) for split in ("train", "val"))
 
 
 # --8<-- [start:build]
@@ -194,25 +220,33 @@ class Trainer:
             raise TrainingError(f"{self.run_dir} already holds {len(existing)} checkpoint(s); "
                                 f"resume it (nima train {self.run_dir}) or start over with "
                                 f"--overwrite")
-        self.meta = prepare_data(config.data, t.seed)
-        out = Path(self.meta["out_dir"])
-        self.tokenizer_path = out / self.meta["tokenizer_file"]
-        self.train_data = TokenDataset(out / "train.bin", self.meta["dtype"])
-        self.val_data = TokenDataset(out / "val.bin", self.meta["dtype"])
-        for name, ds in (("train", self.train_data), ("val", self.val_data)):
-            if len(ds) <= config.model.block_size:
-                raise ConfigError(f"model.block_size: the {name} split holds {len(ds)} tokens, "
-                                  f"not more than block_size={config.model.block_size}")
+        checkpoint = latest_checkpoint(self.run_dir) if resume and existing else None
+        source, tokenizer = None, None  # fine-tuning: the weights and tokenizer to start from
+        if t.init_from is not None:
+            if checkpoint is None:
+                source, tokenizer = load_source(t.init_from)
+            else:  # resuming: the data keeps the tokenizer the run started with
+                tokenizer = load_tokenizer(self.run_dir / TOKENIZER_FILE)
+        pairs = config.model.kind == "seq2seq"
+        self.meta = prepare_data(config.data, t.seed, pairs=pairs, tokenizer=tokenizer)
+        self.tokenizer_path = Path(self.meta["out_dir"]) / self.meta["tokenizer_file"]
+        self.train_data, self.val_data = load_datasets(self.meta)
 
         resolved = Config.from_dict(config.to_dict())  # a copy; fill in the vocabulary
-        resolved.model.vocab_size = config.model.vocab_size or int(self.meta["vocab_size"])
-        if resolved.model.vocab_size < self.meta["vocab_size"]:
-            raise ConfigError(f"model.vocab_size: {resolved.model.vocab_size} is smaller than "
-                              f"the tokenizer's {self.meta['vocab_size']} tokens")
+        if source is not None:
+            resolved.model = fine_tune_config(resolved.model, source.config)
+        self._resolve_vocabulary(resolved)
+        self._check_lengths(resolved)
         self.config = resolved
         self.stream = stream
         nima_random.manual_seed(t.seed)  # weights, then dropout draw from Nima's generator
-        self.model = GPT(resolved.model.to_gpt_config())
+        if source is None:
+            self.model = build_model(resolved.model)
+        else:  # the source's weights, at its context, then cropped to this run's
+            self.model = GPT(dataclasses.replace(resolved.model.to_gpt_config(),
+                                                 block_size=source.config.block_size))
+            self.model.load_state_dict(source.state_dict())
+            self.model.crop_block_size(resolved.model.block_size)
         self.optimizer = build_optimizer(resolved, self.model)
         self.scheduler = build_scheduler(resolved, self.optimizer)
         self.scaler = GradScaler(enabled=t.mixed_precision)
@@ -224,7 +258,6 @@ class Trainer:
         self.bar: ProgressBar | None = None
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint = latest_checkpoint(self.run_dir) if resume else None
         if overwrite and not resume:
             for path in [*existing, self.run_dir / BEST]:
                 path.unlink(missing_ok=True)
@@ -240,6 +273,44 @@ class Trainer:
             self._resume(checkpoint)
         elif resume:
             self._log(f"no checkpoint in {self.run_dir}: starting from step 0")
+        if source is not None:
+            self._log(f"starting from the weights of {t.init_from} (context "
+                      f"{source.config.block_size} -> {resolved.model.block_size})")
+
+    def _resolve_vocabulary(self, config: Config) -> None:
+        """Fill the model's null vocabularies with the tokenizer's size, which they must hold."""
+        m, n = config.model, int(self.meta["vocab_size"])
+        for name in ("src_vocab_size", "tgt_vocab_size") if m.kind == "seq2seq" \
+                else ("vocab_size",):
+            if getattr(m, name) is None:
+                setattr(m, name, n)
+            elif getattr(m, name) < n:
+                raise ConfigError(f"model.{name}: {getattr(m, name)} is smaller than the "
+                                  f"tokenizer's {n} tokens")
+
+    def _check_lengths(self, config: Config) -> None:
+        """The data must fit the model: windows longer than the context, pairs within it."""
+        m = config.model
+        if m.kind == "seq2seq":
+            longest = max(max(d.max_source, d.max_target) for d in (self.train_data,
+                                                                     self.val_data))
+            if longest > m.max_len:
+                raise ConfigError(f"model.max_len: the pairs need {longest} positions (the "
+                                  f"longest source, or target with its start token), more "
+                                  f"than max_len={m.max_len}")
+            return
+        for name, ds in (("train", self.train_data), ("val", self.val_data)):
+            if len(ds) <= m.block_size:
+                raise ConfigError(f"model.block_size: the {name} split holds {len(ds)} tokens, "
+                                  f"not more than block_size={m.block_size}")
+
+    def batch(self, data: Any, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """A random batch of `data` as the model's inputs: `(x, y)` windows of `block_size`
+        tokens, or `(src, tgt_in, tgt_out)` pairs."""
+        t = self.config.training
+        if isinstance(data, PairDataset):
+            return data.get_batch(t.batch_size, rng)
+        return data.get_batch(t.batch_size, self.config.model.block_size, rng)
 
     # --8<-- [start:resume]
     def _resume(self, path: Path) -> None:
@@ -270,13 +341,15 @@ class Trainer:
     # --8<-- [start:train_step]
     def train_step(self) -> float:
         """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
-        t, m = self.config.training, self.config.model
+        t = self.config.training
         self.model.train()
         total = 0.0
+        self.step_tokens = 0  # target positions, for tokens/s
         for _ in range(t.grad_accum):
-            x, y = self.train_data.get_batch(t.batch_size, m.block_size, self.data_rng)
+            batch = self.batch(self.train_data, self.data_rng)
+            self.step_tokens += batch[-1].size
             with autocast(enabled=t.mixed_precision):
-                _, loss = self.model(x, y)
+                _, loss = self.model(*batch)
             if t.grad_accum > 1:
                 loss = loss / t.grad_accum  # the mean over micro-batches, summed by backward
             self.scaler.scale(loss).backward()
@@ -301,16 +374,16 @@ class Trainer:
 
         The batches come from a generator seeded by `(seed, step)`: the same at a given step
         in any run, and independent of the training batches."""
-        t, m = self.config.training, self.config.model
+        t = self.config.training
         rng = np.random.default_rng([t.seed, self.step])
         self.model.eval()
         result = {}
         for split, data in (("train", self.train_data), ("val", self.val_data)):
             losses = []
             for _ in range(t.eval_iters):
-                x, y = data.get_batch(t.batch_size, m.block_size, rng)
+                batch = self.batch(data, rng)
                 with autocast(enabled=t.mixed_precision):
-                    losses.append(self.model(x, y)[1].item())
+                    losses.append(self.model(*batch)[1].item())
             result[f"{split}_loss"] = float(np.mean(losses))
         self.model.train()
         return result
@@ -338,9 +411,10 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train from the current step to `training.max_iters`."""
         t = self.config.training
-        tokens_per_step = t.batch_size * self.config.model.block_size * t.grad_accum
+        unit = "pairs" if self.config.model.kind == "seq2seq" else \
+            f"windows of {self.config.model.block_size} tokens"
         self._log(f"training {self.model.num_parameters():,} parameters for {t.max_iters} steps"
-                  f" ({tokens_per_step:,} tokens each) into {self.run_dir}")
+                  f" ({t.batch_size * t.grad_accum} {unit} each) into {self.run_dir}")
         self.bar = ProgressBar(t.max_iters, self.step, self.stream)
         saved: Path | None = None
         r = self.config.runtime
@@ -348,23 +422,23 @@ class Trainer:
                                                  blas_threads=r.blas_threads):
             if self.step == 0:
                 self.evaluate()
-            interval_time, interval_steps = 0.0, 0
+            interval_time, interval_tokens = 0.0, 0
             while self.step < t.max_iters and not self._stop:
                 start = time.perf_counter()
                 lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
                 loss = self.train_step()
                 self.step += 1
                 interval_time += time.perf_counter() - start
-                interval_steps += 1
+                interval_tokens += self.step_tokens
                 last = self.step == t.max_iters
                 if self.step % t.log_interval == 0 or last:
-                    speed = interval_steps * tokens_per_step / interval_time
+                    speed = interval_tokens / interval_time
                     self.metrics.append({"step": self.step, "kind": "train", "loss": loss,
                                          "perplexity": perplexity(loss),
                                          "lr": lr, "tokens_per_s": speed,
                                          "elapsed_s": interval_time})
                     self.bar.update(self.step, loss, lr, speed)
-                    interval_time, interval_steps = 0.0, 0
+                    interval_time, interval_tokens = 0.0, 0
                 if self.step % t.eval_interval == 0 or last:
                     self.evaluate()
                 if self.step % t.checkpoint_interval == 0 or last or self._stop:
@@ -417,39 +491,34 @@ class Trainer:
             print(text, file=self.stream or sys.stderr, flush=True)
 
 
-def sample_text(model: GPT, tokenizer: Any, prompt: str, config: GenerationConfig) -> str:
-    """The prompt and the text `generate` continues it with under `config`."""
+# --8<-- [start:complete]
+def complete(model: GPT | Transformer, tokenizer: Any, prompt: str, config: GenerationConfig,
+             stats: bool = True) -> tuple[list[str], GenerationOutput]:
+    """What `generate` writes for `prompt` under `config`, as text, one string per returned
+    sequence, and the raw output: for a GPT the prompt and its continuation; for an
+    encoder-decoder the target its decoder writes for the source `prompt`, from the start
+    token to the end token (which stops it unless `config` names another)."""
     ids = tokenizer.encode(prompt)
     if not ids:
         raise ValueError("sample: the prompt must hold at least one token, got an empty one")
-    out = generate(model, np.asarray([ids]), config=config, stats=False)
-    return tokenizer.decode(out.tolist()[0])
+    if isinstance(model, Transformer):
+        config = config.updated(**{k: v for k, v in (("eos_token_id", EOS),
+                                                     ("pad_token_id", PAD))
+                                   if getattr(config, k) is None})
+        out = generate(model.condition(np.asarray([ids])), np.array([[BOS]]), config=config,
+                       tokenizer=tokenizer, stats=stats)
+        texts = [tokenizer.decode([i for i in out.generated(row) if i not in (EOS, PAD)])
+                 for row in range(len(out.lengths))]
+        return texts, out
+    out = generate(model, np.asarray([ids]), config=config, tokenizer=tokenizer, stats=stats)
+    return [tokenizer.decode(row) for row in out.tolist()], out
+# --8<-- [end:complete]
 
 
-def load_run(path: PathLike, which: str = "best") -> tuple[GPT, Any, Config]:
-    """A trained model, its tokenizer and its config, from a run directory (`which`: `"best"`
-    or `"latest"` checkpoint) or from a checkpoint file (its folder must hold
-    `tokenizer.txt`).
-
-    Raises:
-        CheckpointError: no checkpoint, or a damaged one.
-    """
-    path = Path(path)
-    if path.is_dir():
-        ckpt = path / BEST if which == "best" and (path / BEST).exists() else \
-            latest_checkpoint(path)
-        if ckpt is None:
-            raise CheckpointError(f"{path}: no checkpoint in this run directory")
-    else:
-        ckpt = path
-    config = Config.from_dict(checkpoint_info(ckpt)["config"])
-    model = GPT(config.model.to_gpt_config())
-    load_checkpoint(ckpt, model)
-    model.eval()
-    tokenizer_file = ckpt.parent / TOKENIZER_FILE
-    if not tokenizer_file.exists():
-        raise CheckpointError(f"{ckpt}: no {TOKENIZER_FILE} beside it to decode tokens")
-    return model, load_tokenizer(tokenizer_file), config
+def sample_text(model: GPT | Transformer, tokenizer: Any, prompt: str,
+                config: GenerationConfig) -> str:
+    """The first text `complete` writes (statistics off)."""
+    return complete(model, tokenizer, prompt, config, stats=False)[0][0]
 
 
 def summary(result: FitResult, elapsed: float) -> str:

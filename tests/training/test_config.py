@@ -56,7 +56,7 @@ def test_tiny_synthetic_config_loads():
 
 def test_model_section_mirrors_gptconfig():
     names = [f.name for f in dataclasses.fields(SECTIONS["model"])]
-    assert names == [f.name for f in dataclasses.fields(GPTConfig)]
+    assert names == [f.name for f in dataclasses.fields(GPTConfig)] + ["kind"]
 
 
 def test_empty_file_is_all_defaults(tmp_path):
