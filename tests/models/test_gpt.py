@@ -278,6 +278,38 @@ def test_hybrid_alpha_from_the_config() -> None:
         small(hybrid_alpha=1.5)
 
 
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_crop_block_size_keeps_the_logits_of_what_fits(position: str, attention: str) -> None:
+    """nanoGPT's model surgery: after cropping 16 -> 6, every sequence that fits gets the
+    logits it had, through the cache too; the parameters are the budget's for the new size."""
+    from nima.models.budget import count_parameters
+
+    nima.manual_seed(12)
+    model = GPT(small(block_size=16, position=position, attention=attention)).double()
+    idx = ids(2, 6)
+    with nima.no_grad():
+        before = model(idx)[0].data
+        model.crop_block_size(6)
+        after = model(idx)[0].data
+        caches = model.new_caches()
+        steps = [model(idx[:, t:t + 1], caches=caches)[0].data for t in range(6)]
+    np.testing.assert_array_equal(after, before)
+    np.testing.assert_allclose(np.concatenate(steps, 1), before, rtol=1e-12, atol=1e-12)
+    assert model.config.block_size == 6 and caches[0].capacity == 6
+    assert model.num_parameters() == count_parameters(model.config)["total"]
+    with pytest.raises(ValueError, match="exceed block_size=6"):
+        model(ids(1, 7))
+
+
+def test_crop_block_size_errors() -> None:
+    model = GPT(small())
+    with pytest.raises(ValueError, match=r"block_size must be in \[1, 8\].*got 9"):
+        model.crop_block_size(9)
+    with pytest.raises(ValueError, match=r"got 0"):
+        model.crop_block_size(0)
+
+
 def test_state_dict_round_trip() -> None:
     nima.manual_seed(6)
     a = GPT(small(position="rope", attention="hybrid"))
