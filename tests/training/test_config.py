@@ -199,3 +199,11 @@ def test_every_section_has_its_reference_table():
             key = row["key"].strip("`")
             assert yaml.safe_load(row["default"].strip("`")) == defaults[section][key], key
             assert row["meaning"], f"{section}.{key} has no meaning"
+
+
+def test_the_seq2seq_model_section_has_its_table_too():
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert "<!-- settings: nima.training.config:Seq2SeqModelConfig -->" in text
+    rows = reference_rows(config_module.Seq2SeqModelConfig)
+    assert [r["key"].strip("`") for r in rows][-1] == "kind" and all(r["meaning"] for r in rows)
+    assert yaml.safe_load(rows[0]["default"].strip("`")) is None  # the tokenizer's size
