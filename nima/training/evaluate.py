@@ -19,8 +19,8 @@ starts every `stride` tokens, and scores only the tokens no earlier window score
 `stride = context` (the default) the windows do not overlap, each token is predicted once with
 $0 \dots T - 1$ tokens before it in its window (the first of each window with none), and the
 loss is what the model computes on its own training windows. A smaller `stride` gives every
-scored token at least `context - stride` tokens of context — a lower, fairer loss, at
-`context / stride` times the cost.
+scored token at least `context - stride` tokens of context — for a model that uses its context,
+a lower loss — at `context / stride` times the cost.
 
 An encoder–decoder is evaluated on every pair of a pairs file (`evaluate_pairs`): each target
 token, its end token included, predicted from the whole source and the target before it; bits
