@@ -150,12 +150,17 @@ def test_loss_ignores_padding_and_gradients_match() -> None:
     np.testing.assert_allclose(padded_grad, gpt.wte.weight.grad, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("position", ["learned", "rope"])
-@pytest.mark.parametrize("attention", ["content", "hybrid"])
-def test_gradcheck_with_padding(position: str, attention: str) -> None:
+@settings(max_examples=8, deadline=None)
+@given(lengths=st.lists(st.integers(1, 4), min_size=2, max_size=2),
+       position=st.sampled_from(POSITIONS), attention=st.sampled_from(ATTENTIONS),
+       side=st.sampled_from(["left", "right"]))
+def test_gradcheck_with_padding(lengths, position, attention, side) -> None:
+    """float64 central differences through every path padding adds: positions gathered from
+    the learned table, RoPE at per-row angles, ALiBi per row, reweight logits gathered."""
     gpt = model(5, position=position, attention=attention, n_layer=1)
-    ids, mask, _ = padded([np.array([1, 2, 3]), np.array([4, 5])], "left")
-    targets = np.array([[2, 3, 4], [0, 5, 6]])
+    rng = np.random.default_rng(sum(lengths))
+    ids, mask, _ = padded([rng.integers(0, V, n) for n in lengths], side, T=5)
+    targets = rng.integers(0, V, ids.shape)
     params = [p for n, p in gpt.named_parameters() if n in (
         "wte.weight", "blocks.0.attn.qkv.weight", "wpe.weight", "blocks.0.attn.reweight.weight")]
 
@@ -163,6 +168,16 @@ def test_gradcheck_with_padding(position: str, attention: str) -> None:
         return gpt(ids, targets, attention_mask=mask)[1]
 
     assert nima.gradcheck(f, params)
+
+
+def test_gradient_checkpointing_with_padding_gives_the_same_gradients() -> None:
+    grads = []
+    ids, mask, _ = padded(PROMPTS, "left")
+    for flag in (False, True):
+        gpt = model(7, position="rope", gradient_checkpointing=flag).train()
+        gpt(ids, ids, attention_mask=mask)[1].backward()
+        grads.append(gpt.blocks[0].attn.qkv.weight.grad)
+    np.testing.assert_array_equal(grads[0], grads[1])
 
 
 def test_an_all_real_mask_is_the_unpadded_forward() -> None:
