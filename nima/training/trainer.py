@@ -500,7 +500,7 @@ def complete(model: GPT | Transformer, tokenizer: Any, prompt: str, config: Gene
     token to the end token (which stops it unless `config` names another)."""
     ids = tokenizer.encode(prompt)
     if not ids:
-        raise ValueError("sample: the prompt must hold at least one token, got an empty one")
+        raise ValueError(f"the prompt {prompt!r} encodes to no tokens")
     if isinstance(model, Transformer):
         config = config.updated(**{k: v for k, v in (("eos_token_id", EOS),
                                                      ("pad_token_id", PAD))
