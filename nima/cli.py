@@ -1,16 +1,20 @@
-"""The `nima` command: `nima train`, `nima sample`, `nima repl`, `nima demo` and `nima params`.
+"""The `nima` command: `nima train`, `nima sample`, `nima repl`, `nima eval`, `nima export`,
+`nima demo` and `nima params`.
 
-`nima train CONFIG.yaml [--set section.key=value ...]` trains the GPT a YAML config describes
+`nima train CONFIG.yaml [--set section.key=value ...]` trains the model a YAML config describes
 (see `docs/configuration.md`), writing metrics, plots and checkpoints into `training.run_dir`,
 then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint. `nima build`
 is the same command under the name NetRain's Deep Tree Echo gives it.
 `nima sample RUN_DIR --prompt TEXT` prints generated text (for scripts); `nima repl RUN_DIR`
-is the interactive loop of `nima.generation.repl`.
+is the interactive loop of `nima.generation.repl`. `nima eval RUN_DIR_OR_MODEL` measures loss,
+perplexity and bits per character over a whole split or text file
+(`nima.training.evaluate`); `nima export RUN_DIR --format npz` writes the NumPy-only `.npz`
+of `nima.export`.
 
 `python -m nima demo` builds a small graph, runs backward, checks the gradients against central
 differences, and races the fused softmax kernel against NumPy — Nima's main job in one minute.
 
-`nima params` is the parameter budget of `nima.models.budget`: `--preset tiny` (or
+`nima params` is the parameter budget of `nima.models.budget`: `--preset baby` (or
 `--n-layer 6 --n-embd 384 ...`, or `--config CONFIG.yaml` for a training config's model)
 counts a GPT's parameters part by part; `--micro` prints the Micro-Transformer design (a study
 of how to spend about 2.4M parameters) in its three configurations; `--explore --target
@@ -296,21 +300,19 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def sample(args: argparse.Namespace) -> None:
-    """Print `--num-return-sequences` continuations of `--prompt`."""
-    from nima.generation import generate
+    """Print `--num-return-sequences` continuations of `--prompt` (for an encoder-decoder run,
+    the targets it writes for the source `--prompt`)."""
+    from nima.training.trainer import complete
 
     model, tokenizer, settings = _load(args)
     try:
-        ids = tokenizer.encode(args.prompt)
-        if not ids:
-            raise ValueError("--prompt encodes to no tokens")
-        out = generate(model, np.asarray([ids]), config=settings, tokenizer=tokenizer)
+        texts, out = complete(model, tokenizer, args.prompt, settings)
     except ValueError as e:
         raise SystemExit(f"nima sample: {e}") from None
-    for i, row in enumerate(out.tolist()):
-        if len(out.tolist()) > 1:
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
             print(f"--- sample {i + 1} (log-probability {out.sequence_logprobs[i]:.2f}) ---")
-        print(tokenizer.decode(row))
+        print(text)
     if args.stats and out.stats is not None:
         print(out.stats.table())
     if args.tree and out.trees is not None:
@@ -322,8 +324,12 @@ def sample(args: argparse.Namespace) -> None:
 def repl(args: argparse.Namespace) -> None:
     """The interactive loop; reads stdin line by line (with line editing on a terminal)."""
     from nima.generation.repl import Repl
+    from nima.models import GPT
 
     model, tokenizer, settings = _load(args)
+    if not isinstance(model, GPT):
+        raise SystemExit(f"nima repl: {args.run} holds an encoder-decoder, which writes a "
+                         f"target for a source; use nima sample {args.run} --prompt SOURCE")
     loop = Repl(model, tokenizer, settings)
     if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 become U+FFFD, not a crash
         sys.stdin.reconfigure(errors="replace")
@@ -370,6 +376,119 @@ def add_generation_parsers(commands: Any) -> None:
                            help="print the search tree (strategy tree_beam)")
 
 
+def evaluate(args: argparse.Namespace) -> None:
+    """Loss, perplexity and bits per character (or byte) of a model over a whole text, in
+    order."""
+    from pathlib import Path
+
+    from nima.data.pairs import PairDataset, read_pairs
+    from nima.models import Transformer
+    from nima.models.pretrained import PretrainedError
+    from nima.serialization import CheckpointError
+    from nima.training import ConfigError, prepare_data
+    from nima.training.evaluate import evaluate_pairs, evaluate_tokens, units_of
+    from nima.training.sources import load_model
+    from nima.training.trainer import load_datasets
+
+    try:
+        model, tokenizer, config = load_model(args.source, args.checkpoint)
+        if isinstance(model, Transformer):  # pairs, in order
+            if args.data is not None:
+                data = PairDataset(read_pairs(args.data), tokenizer)
+                what = args.data
+            else:
+                meta = prepare_data(config.data, config.training.seed, pairs=True)
+                data = load_datasets(meta)[0 if args.split == "train" else 1]
+                what = f"the {args.split} split of {config.data.corpus}"
+            print(f"nima eval: {args.source} on {what} ({len(data):,} pairs)", file=sys.stderr)
+            result = evaluate_pairs(model, data, batch_size=args.batch_size, stream=sys.stderr)
+        else:
+            if args.data is not None:
+                if tokenizer is None:
+                    raise ValueError(f"{args.source} has no tokenizer to encode {args.data} "
+                                     f"with (a model folder needs vocab.json and merges.txt)")
+                text = Path(args.data).read_text(encoding="utf-8")
+                tokens, what = np.asarray(tokenizer.encode(text)), args.data
+            elif config is None:
+                raise ValueError(f"{args.source} is a model folder: give the text to evaluate "
+                                 f"with --data FILE")
+            else:
+                meta = prepare_data(config.data, config.training.seed)  # as the run did
+                tokens = load_datasets(meta)[0 if args.split == "train" else 1].data
+                what = f"the {args.split} split of {config.data.corpus}"
+            context = args.context or model.config.block_size
+            print(f"nima eval: {args.source} on {what} (context {context}, stride "
+                  f"{args.stride or context})", file=sys.stderr)
+            result = evaluate_tokens(model, tokens, context=args.context, stride=args.stride,
+                                     batch_size=args.batch_size, stream=sys.stderr)
+            if tokenizer is not None:
+                units, unit = units_of(tokenizer, tokens)
+                result = dataclasses.replace(result, units=units, unit=unit)
+    except (CheckpointError, PretrainedError, ConfigError, FileNotFoundError,
+            ValueError) as e:
+        raise SystemExit(f"nima eval: {e}") from None
+    print(result.summary())
+
+
+def add_eval_parser(commands: Any) -> None:
+    p = commands.add_parser("eval", help="loss, perplexity and bits per character over a text",
+                            description="Evaluate a model on every token of a split or text "
+                                        "file, in order: loss, perplexity, bits per token and "
+                                        "per character (per byte for byte-level BPE).")
+    p.add_argument("source", help="a run directory or checkpoint, or a Hugging Face model "
+                                  "folder")
+    p.add_argument("--data", metavar="FILE", help="a UTF-8 text file to evaluate, or a pairs "
+                                                  "file for an encoder-decoder (default: the "
+                                                  "run's own split)")
+    p.add_argument("--split", choices=["val", "train"], default="val",
+                   help="the run's split, without --data (default: val)")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best",
+                   help="which checkpoint of a run directory (default: best)")
+    p.add_argument("--context", type=_argtype(_positive), default=None,
+                   help="tokens per window (default: the model's block_size)")
+    p.add_argument("--stride", type=_argtype(_positive), default=None,
+                   help="tokens between window starts; below the context, windows overlap and "
+                        "each scored token sees at least context - stride before it (default: "
+                        "the context, no overlap)")
+    p.add_argument("--batch-size", type=_argtype(_positive), default=8,
+                   help="windows (or pairs) per forward (default 8)")
+
+
+def export(args: argparse.Namespace) -> None:
+    """Write a run (or a Hugging Face folder) as a NumPy-only `.npz`."""
+    from pathlib import Path
+
+    from nima.export import export_npz
+    from nima.models.pretrained import PretrainedError
+    from nima.serialization import CheckpointError
+
+    source = Path(args.source)
+    out = Path(args.out) if args.out else \
+        (source / "model.npz" if source.is_dir() else source.with_suffix(".npz"))
+    try:
+        path = export_npz(source, out, which=args.checkpoint)
+    except (CheckpointError, PretrainedError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"nima export: {e}") from None
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); run it with NumPy alone:\n"
+          f"  python nima/export/numpy_gpt.py {path} --prompt TEXT")
+
+
+def add_export_parser(commands: Any) -> None:
+    p = commands.add_parser("export", help="write a run as a NumPy-only .npz",
+                            description="Export a run's model, config and tokenizer into one "
+                                        "file that nima/export/numpy_gpt.py runs with NumPy "
+                                        "alone.")
+    p.add_argument("source", help="a run directory or checkpoint, or a Hugging Face model "
+                                  "folder")
+    p.add_argument("--format", choices=["npz"], default="npz",
+                   help="the file format (npz: arrays only, no pickle)")
+    p.add_argument("--out", metavar="FILE", help="where to write (default: model.npz in the "
+                                                 "run directory, or the checkpoint's name "
+                                                 "with .npz)")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best",
+                   help="which checkpoint of a run directory (default: best)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nima", description="Nima: deep learning from scratch.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -378,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_params_parser(commands)
     add_train_parser(commands)
     add_generation_parsers(commands)
+    add_eval_parser(commands)
+    add_export_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(quick=args.quick)
@@ -389,6 +510,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sample(args)
     elif args.command == "repl":
         repl(args)
+    elif args.command == "eval":
+        evaluate(args)
+    elif args.command == "export":
+        export(args)
 
 
 if __name__ == "__main__":

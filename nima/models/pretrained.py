@@ -418,8 +418,9 @@ def hf_config(model: GPT) -> dict[str, Any]:
     s = model_settings(model)
     common = {"vocab_size": c.vocab_size, "tie_word_embeddings": c.tie_weights,
               "torch_dtype": str(model.wte.weight.dtype)}
-    if c.attention != "content" or c.norm_placement != "pre":
-        field = "attention" if c.attention != "content" else "norm_placement"
+    if c.attention != "content" or c.norm_placement != "pre" or c.embed_scale:
+        field = "attention" if c.attention != "content" else \
+            "norm_placement" if c.norm_placement != "pre" else "embed_scale"
         raise PretrainedError(f"save_pretrained: {field}={getattr(c, field)!r} has no GPT-2 or "
                               f"LLaMA equivalent")
     if (c.position, c.norm) == ("learned", "layernorm"):

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from nima.data.dataset import TokenDataset
+from nima.data.pairs import PairDataset
 from nima.data.sampler import LossGuidedSampler
 
-__all__ = ["Batches", "LossGuidedBatches", "StreamBatches", "UniformBatches", "make_batches",
-           "row_losses"]
+__all__ = ["Batches", "LossGuidedBatches", "PairBatches", "StreamBatches", "UniformBatches",
+           "make_batches", "row_losses"]
 
 
 def row_losses(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -78,6 +79,13 @@ class UniformBatches(Batches):
 
     def next(self) -> tuple[np.ndarray, np.ndarray]:
         return self.data.get_batch(self.batch_size, self.block_size, self.rng)
+
+
+class PairBatches(UniformBatches):
+    """Random pairs of a `PairDataset`, for the encoder-decoder: `(src, tgt_in, tgt_out)`."""
+
+    def next(self) -> tuple[np.ndarray, ...]:
+        return self.data.get_batch(self.batch_size, self.rng)
 
 
 class LossGuidedBatches(UniformBatches):
@@ -148,7 +156,10 @@ class StreamBatches(Batches):
 
 def make_batches(sampling: str, data: TokenDataset, batch_size: int, block_size: int,
                  rng: np.random.Generator, group: int = 1) -> Batches:
-    """The batch source `sampling` names (`group`: segments per step, streams only)."""
+    """The batch source `sampling` names (`group`: segments per step, streams only); pairs
+    are drawn uniformly."""
+    if isinstance(data, PairDataset):
+        return PairBatches(data, batch_size, block_size, rng)
     if sampling == "stream":
         return StreamBatches(data, batch_size, block_size, group)
     kind = LossGuidedBatches if sampling == "loss_guided" else UniformBatches

@@ -1,9 +1,10 @@
 """The run's metrics: one record per logged step, appended to `metrics.jsonl` and `metrics.csv`,
 and drawn as `curves.png` (loss and learning rate against the step).
 
-A record is a flat dict with a `kind`: `"train"` (the step's loss, learning rate and tokens/s,
-every `training.log_interval` steps) or `"eval"` (train and validation loss averaged over
-`training.eval_iters` batches, every `training.eval_interval` steps). Both files are appended a
+A record is a flat dict with a `kind`: `"train"` (the step's loss and its perplexity
+$e^{\text{loss}}$, learning rate and tokens/s, every `training.log_interval` steps) or `"eval"`
+(train and validation loss averaged over `training.eval_iters` batches, and their perplexities,
+every `training.eval_interval` steps). Both files are appended a
 line at a time and flushed, so a run killed at any moment loses at most the line being written;
 `read_metrics` skips such a torn last line. On resume, records after the checkpoint's step are
 dropped (`truncate_after`), so the files hold one clean curve.
@@ -27,12 +28,19 @@ from typing import Any
 
 from nima.serialization import PathLike, atomic_write, atomic_write_text
 
-__all__ = ["COLUMNS", "MetricsLog", "plot_curves", "read_metrics"]
+__all__ = ["COLUMNS", "MetricsLog", "perplexity", "plot_curves", "read_metrics"]
 
 JSONL = "metrics.jsonl"
 CSV = "metrics.csv"
 PLOT = "curves.png"
-COLUMNS = ("step", "kind", "loss", "train_loss", "val_loss", "lr", "tokens_per_s", "elapsed_s")
+COLUMNS = ("step", "kind", "loss", "perplexity", "train_loss", "train_perplexity", "val_loss",
+           "val_perplexity", "lr", "tokens_per_s", "elapsed_s")
+
+
+def perplexity(loss: float) -> float:
+    r"""$e^{\mathcal L}$ of a mean loss in nats: the number of equally likely tokens the model is
+    as unsure as; `inf` where the exponential overflows, NaN for NaN."""
+    return math.exp(loss) if loss < 709.0 else (math.nan if math.isnan(loss) else math.inf)
 
 
 def read_metrics(path: PathLike) -> list[dict[str, Any]]:

@@ -1,9 +1,10 @@
-"""A text progress bar for the training loop: step, loss, learning rate, tokens/s and time left.
+"""A text progress bar for the training loop (and `nima eval`): step, loss and perplexity,
+learning rate, tokens/s and time left.
 
 On a terminal the bar redraws one line in place (`\\r`); into a file or a pipe (CI, `| tee`) it
 prints one plain line per update instead, so logs stay readable::
 
-    step  120/2000 [#-------]   6% | loss 2.4127 | lr 1.00e-03 | 11.2k tok/s | 2:31 left
+    step  120/2000 [#-------]   6% | loss 2.4127 ppl 11.15 | lr 1.00e-03 | 11.2k tok/s | 2:31 left
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import TextIO
+
+from nima.training.metrics import perplexity
 
 __all__ = ["ProgressBar", "format_duration"]
 
@@ -31,27 +34,32 @@ class ProgressBar:
         start: the step the run starts (or resumes) from.
         stream: where to write (default `sys.stderr`).
         width: characters of the bar itself.
+        label: what is counted (`"step"`; `nima eval` counts windows).
     """
 
     def __init__(self, total: int, start: int = 0, stream: TextIO | None = None,
-                 width: int = 22) -> None:
-        self.total, self.start, self.width = total, start, width
+                 width: int = 22, label: str = "step") -> None:
+        self.total, self.start, self.width, self.label = total, start, width, label
         self.stream = stream if stream is not None else sys.stderr
         self.inline = bool(getattr(self.stream, "isatty", lambda: False)())
         self.t0 = time.perf_counter()
         self._drawn = False
 
-    def update(self, step: int, loss: float, lr: float, tokens_per_s: float) -> None:
-        """Redraw for `step` (steps done so far)."""
+    def update(self, step: int, loss: float, lr: float | None, tokens_per_s: float) -> None:
+        """Redraw for `step` (steps done so far), with the perplexity `exp(loss)`; `lr` None
+        leaves the learning rate out."""
         done = step / self.total if self.total else 1.0
         filled = int(self.width * done)
         elapsed = time.perf_counter() - self.t0
         rate = (step - self.start) / elapsed if elapsed > 0 and step > self.start else 0.0
         left = format_duration((self.total - step) / rate) if rate else "?"
         digits = len(str(self.total))
-        line = (f"step {step:>{digits}}/{self.total} [{'#' * filled}{'-' * (self.width - filled)}]"
-                f" {done:4.0%} | loss {loss:.4f} | lr {lr:.2e} | "
-                f"{tokens_per_s / 1e3:.1f}k tok/s | {left} left")
+        ppl = perplexity(loss)
+        rate = "" if lr is None else f" | lr {lr:.2e}"
+        line = (f"{self.label} {step:>{digits}}/{self.total} "
+                f"[{'#' * filled}{'-' * (self.width - filled)}] {done:4.0%} | "
+                f"loss {loss:.4f} ppl {ppl:.2f}{rate} | {tokens_per_s / 1e3:.1f}k tok/s | "
+                f"{left} left")
         if self.inline:
             self.stream.write("\r" + line + "\x1b[K")
             self._drawn = True

@@ -1,6 +1,9 @@
-r"""The training loop: a `Config` in, a trained GPT, its metrics, plots and checkpoints out.
+r"""The training loop: a `Config` in, a trained model, its metrics, plots and checkpoints out.
 
-`Trainer(config).fit()` is what `nima train CONFIG.yaml` runs. One optimizer step is
+`Trainer(config).fit()` is what `nima train CONFIG.yaml` runs, for a GPT (`model.kind: gpt`,
+windows of a token file) or the encoder–decoder (`model.kind: seq2seq`, batches of
+`(src, tgt_in, tgt_out)` from a pairs file), and, with `training.init_from`, from another
+model's weights. One optimizer step is
 
 $$\theta \leftarrow \text{AdamW}\Bigl(\theta,\ \text{clip}\Bigl(\tfrac{1}{A}\sum_{a=1}^{A}
 \nabla_\theta\,\mathcal{L}(x_a, y_a)\Bigr),\ \eta_t\Bigr)$$
@@ -42,6 +45,7 @@ Three promises:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import shutil
@@ -61,33 +65,34 @@ from nima import runtime
 from nima.amp import autocast
 from nima.autograd import no_grad
 from nima.data.dataset import TOKENIZER_FILE, TokenDataset, prepare, text_digest
+from nima.data.pairs import BOS, EOS, PAD, PairDataset, prepare_pairs, read_pairs
 from nima.data.tokenizers import load_tokenizer
-from nima.generation import GenerationConfig, generate
+from nima.generation import GenerationConfig, GenerationOutput, generate
 from nima.models.gpt import GPT
+from nima.models.seq2seq import Transformer
 from nima.nn.recursive_block import ProgressiveDepth
 from nima.optim import SGD, Adam, AdamW, GradScaler, clip_grad_norm_
 from nima.optim.adam import param_groups_for_decay
 from nima.optim.optimizer import Optimizer
 from nima.optim.schedule import Constant, Linear, LRScheduler, Noam, WarmupCosine
-from nima.serialization import CheckpointError, PathLike, atomic_write_text
+from nima.serialization import atomic_write_text
 from nima.training.batches import make_batches
 from nima.training.checkpoint import (
     BEST,
-    best_checkpoint,
-    checkpoint_info,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     repair_run_dir,
     save_checkpoint,
 )
-from nima.training.config import Config, ConfigError, DataConfig
-from nima.training.metrics import PLOT, MetricsLog, plot_curves
+from nima.training.config import GENERATED, Config, ConfigError, DataConfig
+from nima.training.metrics import PLOT, MetricsLog, perplexity, plot_curves
 from nima.training.progress import ProgressBar, format_duration
-from nima.training.tasks import GENERATED, corpus_text, stream_loss
+from nima.training.sources import build_model, fine_tune_config, load_run, load_source
+from nima.training.tasks import corpus_text, stream_loss
 
 __all__ = ["FitResult", "Trainer", "TrainingError", "build_optimizer", "build_scheduler",
-           "load_run", "prepare_data"]
+           "complete", "load_run", "prepare_data", "sample_text"]
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "log.txt"
@@ -98,20 +103,22 @@ class TrainingError(RuntimeError):
 
 
 # --8<-- [start:prepare_data]
-def prepare_data(data: DataConfig, seed: int = 0, block_size: int = 256) -> dict[str, Any]:
+def prepare_data(data: DataConfig, seed: int = 0, block_size: int = 256, *,
+                 pairs: bool = False, tokenizer: Any = None) -> dict[str, Any]:
     """Tokenize the corpus into `data.out_dir` unless a matching preparation is already there.
 
     A preparation matches when its `meta.json` records the same corpus text (sha256), tokenizer,
     vocabulary target and validation fraction; anything else is prepared again. A generated
-    corpus (`synthetic`, `brackets`, `recall`: `nima.training.tasks.corpus_text`, seeded; the
-    recall distances default to `block_size`) is written into `out_dir/corpus.txt` first.
+    corpus (`synthetic`, `brackets`, `recall`, `reversal`: `nima.training.tasks.corpus_text`,
+    seeded; the recall distances default to `block_size`) is written into `out_dir/corpus.txt`
+    first. With `pairs` the corpus is a pairs file, split by `prepare_pairs`; with a `tokenizer`
+    (a fine-tuning run keeps its source's) the text is encoded with it, always afresh.
 
     Returns:
         The preparation's `meta.json`, plus `out_dir`.
 
     Raises:
-        ConfigError: the corpus file does not exist (relative paths are taken from the current
-            directory).
+        ConfigError: the corpus file does not exist, or a pairs file is malformed.
     """
     out = Path(data.out_dir)
     if data.corpus in GENERATED:
@@ -123,20 +130,36 @@ def prepare_data(data: DataConfig, seed: int = 0, block_size: int = 256) -> dict
     else:
         source = Path(data.corpus)
         if not source.is_file():
-            raise ConfigError(f"data.corpus: no such file {str(source)!r} (relative paths are "
-                              f"taken from the current directory, {Path.cwd()})")
+            raise ConfigError(f"data.corpus: no such file {str(source)!r} (a config's relative "
+                              f"paths are taken from its folder, then from Nima's data/ folder)")
     meta_path = out / "meta.json"
-    wanted = {"tokenizer": data.tokenizer, "val_fraction": data.val_fraction}
-    if meta_path.exists():
+    wanted = {"tokenizer": data.tokenizer, "val_fraction": data.val_fraction,
+              "kind": "pairs" if pairs else None}
+    if meta_path.exists() and tokenizer is None:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         digest = text_digest(source.read_text(encoding="utf-8"))
         same_vocab = data.tokenizer == "char" or meta.get("vocab_size") == data.vocab_size
         if (meta.get("source_sha256") == digest and same_vocab
                 and all(meta.get(k) == v for k, v in wanted.items())):
             return {**meta, "out_dir": str(out)}
-    meta = prepare(source, out, data.tokenizer, data.vocab_size, data.val_fraction)
+    try:
+        meta = prepare_pairs(source, out, data.val_fraction) if pairs else \
+            prepare(source, out, tokenizer or data.tokenizer, data.vocab_size, data.val_fraction)
+    except ValueError as e:
+        raise ConfigError(f"data.corpus: {e}") from None
     return {**meta, "out_dir": str(out)}
 # --8<-- [end:prepare_data]
+
+
+def load_datasets(meta: dict[str, Any]) -> tuple[Any, Any]:
+    """The train and validation splits of a preparation: `TokenDataset`s, or `PairDataset`s for
+    a pairs corpus."""
+    out = Path(meta["out_dir"])
+    if meta.get("kind") == "pairs":
+        tokenizer = load_tokenizer(out / meta["tokenizer_file"])
+        return tuple(PairDataset(read_pairs(out / f"{split}.tsv"), tokenizer)
+                     for split in ("train", "val"))
+    return tuple(TokenDataset(out / f"{split}.bin", meta["dtype"]) for split in ("train", "val"))
 
 
 # --8<-- [start:build]
@@ -206,36 +229,47 @@ class Trainer:
             raise TrainingError(f"{self.run_dir} already holds {len(existing)} checkpoint(s); "
                                 f"resume it (nima train {self.run_dir}) or start over with "
                                 f"--overwrite")
-        self.meta = prepare_data(config.data, t.seed, config.model.block_size)
-        out = Path(self.meta["out_dir"])
-        self.tokenizer_path = out / self.meta["tokenizer_file"]
-        self.train_data = TokenDataset(out / "train.bin", self.meta["dtype"])
-        self.val_data = TokenDataset(out / "val.bin", self.meta["dtype"])
-        for name, ds in (("train", self.train_data), ("val", self.val_data)):
-            if len(ds) <= config.model.block_size:
-                raise ConfigError(f"model.block_size: the {name} split holds {len(ds)} tokens, "
-                                  f"not more than block_size={config.model.block_size}")
+        checkpoint = latest_checkpoint(self.run_dir) if resume and existing else None
+        source, tokenizer = None, None  # fine-tuning: the weights and tokenizer to start from
+        if t.init_from is not None:
+            if checkpoint is None:
+                source, tokenizer = load_source(t.init_from)
+            else:  # resuming: the data keeps the tokenizer the run started with
+                tokenizer = load_tokenizer(self.run_dir / TOKENIZER_FILE)
+        seq2seq = config.model.kind == "seq2seq"
+        self.meta = prepare_data(config.data, t.seed, getattr(config.model, "block_size", 0),
+                                 pairs=seq2seq, tokenizer=tokenizer)
+        self.tokenizer_path = Path(self.meta["out_dir"]) / self.meta["tokenizer_file"]
+        self.train_data, self.val_data = load_datasets(self.meta)
 
         resolved = Config.from_dict(config.to_dict())  # a copy; fill in the vocabulary
-        resolved.model.vocab_size = config.model.vocab_size or int(self.meta["vocab_size"])
-        resolved.model.streams = t.batch_size  # one row of echo state and memory per stream
-        if resolved.model.vocab_size < self.meta["vocab_size"]:
-            raise ConfigError(f"model.vocab_size: {resolved.model.vocab_size} is smaller than "
-                              f"the tokenizer's {self.meta['vocab_size']} tokens")
+        if source is not None:
+            resolved.model = fine_tune_config(resolved.model, source.config)
+        self._resolve_vocabulary(resolved)
+        self._check_lengths(resolved)
+        if not seq2seq:
+            resolved.model.streams = t.batch_size  # one row of echo state and memory per stream
         self.config = resolved
         self.stream = stream
         nima_random.manual_seed(t.seed)  # weights, then dropout draw from Nima's generator
-        self.model = GPT(resolved.model.to_gpt_config())
+        if source is None:
+            self.model = build_model(resolved.model)
+        else:  # the source's weights, at its context, then cropped to this run's
+            self.model = GPT(dataclasses.replace(resolved.model.to_gpt_config(),
+                                                 block_size=source.config.block_size))
+            self.model.load_state_dict(source.state_dict())
+            self.model.crop_block_size(resolved.model.block_size)
         self.optimizer = build_optimizer(resolved, self.model)
         self.scheduler = build_scheduler(resolved, self.optimizer)
         self.scaler = GradScaler(enabled=t.mixed_precision)
         self.data_rng = np.random.default_rng(t.seed)  # the batch sampler's own generator
+        block_size, group = (0, 1) if seq2seq else (resolved.model.block_size,
+                                                     resolved.model.tbptt)
         try:
             self.batches = make_batches(resolved.data.sampling, self.train_data, t.batch_size,
-                                        resolved.model.block_size, self.data_rng,
-                                        group=resolved.model.tbptt)
+                                        block_size, self.data_rng, group=group)
             if resolved.data.sampling == "stream":
-                make_batches("stream", self.val_data, t.batch_size, resolved.model.block_size,
+                make_batches("stream", self.val_data, t.batch_size, block_size,
                              self.data_rng)  # validation must hold a segment per stream too
         except ValueError as e:
             raise ConfigError(f"training.batch_size: {e}") from None
@@ -249,7 +283,8 @@ class Trainer:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         repairs = repair_run_dir(self.run_dir)  # what a killed run left half-done
-        checkpoint = latest_checkpoint(self.run_dir) if resume else None
+        if resume and checkpoint is None:
+            checkpoint = latest_checkpoint(self.run_dir)
         if overwrite and not resume:
             for path in [*existing, self.run_dir / BEST]:
                 path.unlink(missing_ok=True)
@@ -267,6 +302,44 @@ class Trainer:
             self._resume(checkpoint)
         elif resume:
             self._log(f"no checkpoint in {self.run_dir}: starting from step 0")
+        if source is not None:
+            self._log(f"starting from the weights of {t.init_from} (context "
+                      f"{source.config.block_size} -> {resolved.model.block_size})")
+
+    def _resolve_vocabulary(self, config: Config) -> None:
+        """Fill the model's null vocabularies with the tokenizer's size, which they must hold."""
+        m, n = config.model, int(self.meta["vocab_size"])
+        for name in ("src_vocab_size", "tgt_vocab_size") if m.kind == "seq2seq" \
+                else ("vocab_size",):
+            if getattr(m, name) is None:
+                setattr(m, name, n)
+            elif getattr(m, name) < n:
+                raise ConfigError(f"model.{name}: {getattr(m, name)} is smaller than the "
+                                  f"tokenizer's {n} tokens")
+
+    def _check_lengths(self, config: Config) -> None:
+        """The data must fit the model: windows longer than the context, pairs within it."""
+        m = config.model
+        if m.kind == "seq2seq":
+            longest = max(max(d.max_source, d.max_target) for d in (self.train_data,
+                                                                     self.val_data))
+            if longest > m.max_len:
+                raise ConfigError(f"model.max_len: the pairs need {longest} positions (the "
+                                  f"longest source, or target with its start token), more "
+                                  f"than max_len={m.max_len}")
+            return
+        for name, ds in (("train", self.train_data), ("val", self.val_data)):
+            if len(ds) <= m.block_size:
+                raise ConfigError(f"model.block_size: the {name} split holds {len(ds)} tokens, "
+                                  f"not more than block_size={m.block_size}")
+
+    def batch(self, data: Any, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """A random batch of `data` as the model's inputs: `(x, y)` windows of `block_size`
+        tokens, or `(src, tgt_in, tgt_out)` pairs."""
+        t = self.config.training
+        if isinstance(data, PairDataset):
+            return data.get_batch(t.batch_size, rng)
+        return data.get_batch(t.batch_size, self.config.model.block_size, rng)
 
     # --8<-- [start:resume]
     def _resume(self, path: Path) -> None:
@@ -307,15 +380,17 @@ class Trainer:
             self.depth.apply(self.model, self.step)  # progressive depth: R for this step
         parts = t.grad_accum * self.batches.group
         total = 0.0
+        self.step_tokens = 0  # target positions, for tokens/s
         for _ in range(t.grad_accum):
             loss = None
             for _ in range(self.batches.group):  # one graph: the echo state links them
-                x, y = self.batches.next()
+                batch = self.batches.next()  # (x, y) windows, or (src, tgt_in, tgt_out) pairs
                 if self.batches.starts_streams:
                     self.model.reset_state()  # the streams begin again: so does their state
+                self.step_tokens += batch[-1].size
                 with autocast(enabled=t.mixed_precision):
-                    logits, part = self.model(x, y)
-                self.batches.record(logits.data, y)
+                    logits, part = self.model(*batch)
+                self.batches.record(logits.data, batch[-1])
                 if parts > 1:
                     part = part / parts  # the mean over micro-batches, summed by backward
                 loss = part if loss is None else loss + part
@@ -343,7 +418,7 @@ class Trainer:
         in any run, and independent of the training batches. With `data.sampling: stream`,
         the first `eval_iters` segments of each split's streams, read from a fresh state
         (`nima.training.tasks.stream_loss`)."""
-        t, m = self.config.training, self.config.model
+        t = self.config.training
         rng = np.random.default_rng([t.seed, self.step])
         self.model.eval()
         if self.depth is not None:
@@ -357,9 +432,9 @@ class Trainer:
                 continue
             losses = []
             for _ in range(t.eval_iters):
-                x, y = data.get_batch(t.batch_size, m.block_size, rng)
+                batch = self.batch(data, rng)
                 with autocast(enabled=t.mixed_precision):
-                    losses.append(self.model(x, y)[1].item())
+                    losses.append(self.model(*batch)[1].item())
             result[f"{split}_loss"] = float(np.mean(losses))
         self.model.train()
         return result
@@ -368,10 +443,13 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Estimate the losses at the current step, record them, redraw the plot."""
         losses = self.estimate_loss()
+        ppl = {f"{split}_perplexity": perplexity(losses[f"{split}_loss"])
+               for split in ("train", "val")}
         self.last_eval = {"step": self.step, **losses}
-        self.metrics.append({"step": self.step, "kind": "eval", **losses})
-        self._log(f"step {self.step}: train loss {losses['train_loss']:.4f}, "
-                  f"val loss {losses['val_loss']:.4f}")
+        self.metrics.append({"step": self.step, "kind": "eval", **losses, **ppl})
+        self._log(f"step {self.step}: train loss {losses['train_loss']:.4f} "
+                  f"(ppl {ppl['train_perplexity']:.2f}), val loss {losses['val_loss']:.4f} "
+                  f"(ppl {ppl['val_perplexity']:.2f})")
         self.plot()
         return losses
 
@@ -384,10 +462,10 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train from the current step to `training.max_iters`."""
         t = self.config.training
-        tokens_per_step = (t.batch_size * self.config.model.block_size * t.grad_accum
-                           * self.batches.group)
+        unit = "pairs" if self.config.model.kind == "seq2seq" else \
+            f"windows of {self.config.model.block_size} tokens"
         self._log(f"training {self.model.num_parameters():,} parameters for {t.max_iters} steps"
-                  f" ({tokens_per_step:,} tokens each) into {self.run_dir}")
+                  f" ({t.batch_size * t.grad_accum} {unit} each) into {self.run_dir}")
         self.bar = ProgressBar(t.max_iters, self.step, self.stream)
         saved: Path | None = None
         r = self.config.runtime
@@ -395,22 +473,23 @@ class Trainer:
                                                  blas_threads=r.blas_threads):
             if self.step == 0:
                 self.evaluate()
-            interval_time, interval_steps = 0.0, 0
+            interval_time, interval_tokens = 0.0, 0
             while self.step < t.max_iters and not self._stop:
                 start = time.perf_counter()
                 lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
                 loss = self.train_step()
                 self.step += 1
                 interval_time += time.perf_counter() - start
-                interval_steps += 1
+                interval_tokens += self.step_tokens
                 last = self.step == t.max_iters
                 if self.step % t.log_interval == 0 or last:
-                    speed = interval_steps * tokens_per_step / interval_time
+                    speed = interval_tokens / interval_time
                     self.metrics.append({"step": self.step, "kind": "train", "loss": loss,
+                                         "perplexity": perplexity(loss),
                                          "lr": lr, "tokens_per_s": speed,
                                          "elapsed_s": interval_time})
                     self.bar.update(self.step, loss, lr, speed)
-                    interval_time, interval_steps = 0.0, 0
+                    interval_time, interval_tokens = 0.0, 0
                 if self.step % t.eval_interval == 0 or last:
                     self.evaluate()
                 if self.step % t.checkpoint_interval == 0 or last or self._stop:
@@ -463,38 +542,34 @@ class Trainer:
             print(text, file=self.stream or sys.stderr, flush=True)
 
 
-def sample_text(model: GPT, tokenizer: Any, prompt: str, config: GenerationConfig) -> str:
-    """The prompt and the text `generate` continues it with under `config`."""
+# --8<-- [start:complete]
+def complete(model: GPT | Transformer, tokenizer: Any, prompt: str, config: GenerationConfig,
+             stats: bool = True) -> tuple[list[str], GenerationOutput]:
+    """What `generate` writes for `prompt` under `config`, as text, one string per returned
+    sequence, and the raw output: for a GPT the prompt and its continuation; for an
+    encoder-decoder the target its decoder writes for the source `prompt`, from the start
+    token to the end token (which stops it unless `config` names another)."""
     ids = tokenizer.encode(prompt)
     if not ids:
-        raise ValueError("sample: the prompt must hold at least one token, got an empty one")
-    out = generate(model, np.asarray([ids]), config=config, stats=False)
-    return tokenizer.decode(out.tolist()[0])
+        raise ValueError(f"the prompt {prompt!r} encodes to no tokens")
+    if isinstance(model, Transformer):
+        config = config.updated(**{k: v for k, v in (("eos_token_id", EOS),
+                                                     ("pad_token_id", PAD))
+                                   if getattr(config, k) is None})
+        out = generate(model.condition(np.asarray([ids])), np.array([[BOS]]), config=config,
+                       tokenizer=tokenizer, stats=stats)
+        texts = [tokenizer.decode([i for i in out.generated(row) if i not in (EOS, PAD)])
+                 for row in range(len(out.lengths))]
+        return texts, out
+    out = generate(model, np.asarray([ids]), config=config, tokenizer=tokenizer, stats=stats)
+    return [tokenizer.decode(row) for row in out.tolist()], out
+# --8<-- [end:complete]
 
 
-def load_run(path: PathLike, which: str = "best") -> tuple[GPT, Any, Config]:
-    """A trained model, its tokenizer and its config, from a run directory (`which`: `"best"`
-    or `"latest"` checkpoint) or from a checkpoint file (its folder must hold
-    `tokenizer.txt`).
-
-    Raises:
-        CheckpointError: no checkpoint, or a damaged one.
-    """
-    path = Path(path)
-    if path.is_dir():
-        ckpt = (best_checkpoint(path) if which == "best" else None) or latest_checkpoint(path)
-        if ckpt is None:
-            raise CheckpointError(f"{path}: no checkpoint in this run directory")
-    else:
-        ckpt = path
-    config = Config.from_dict(checkpoint_info(ckpt)["config"])
-    model = GPT(config.model.to_gpt_config())
-    load_checkpoint(ckpt, model)
-    model.eval()
-    tokenizer_file = ckpt.parent / TOKENIZER_FILE
-    if not tokenizer_file.exists():
-        raise CheckpointError(f"{ckpt}: no {TOKENIZER_FILE} beside it to decode tokens")
-    return model, load_tokenizer(tokenizer_file), config
+def sample_text(model: GPT | Transformer, tokenizer: Any, prompt: str,
+                config: GenerationConfig) -> str:
+    """The first text `complete` writes (statistics off)."""
+    return complete(model, tokenizer, prompt, config, stats=False)[0][0]
 
 
 def summary(result: FitResult, elapsed: float) -> str:

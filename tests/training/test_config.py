@@ -44,7 +44,7 @@ def test_shakespeare_config_is_nanogpts_baby_gpt():
     assert (ROOT / cfg.data.corpus).is_file()
     assert cfg.sampling.max_new_tokens == 500
     gpt = m.to_gpt_config(vocab_size=65)
-    assert gpt == GPTConfig.preset("tiny")
+    assert gpt == GPTConfig.preset("baby")
 
 
 def test_tiny_synthetic_config_loads():
@@ -56,7 +56,7 @@ def test_tiny_synthetic_config_loads():
 
 def test_model_section_mirrors_gptconfig():
     names = [f.name for f in dataclasses.fields(SECTIONS["model"])]
-    assert names == [f.name for f in dataclasses.fields(GPTConfig)]
+    assert names == [f.name for f in dataclasses.fields(GPTConfig)] + ["kind"]
 
 
 def test_empty_file_is_all_defaults(tmp_path):
@@ -199,3 +199,11 @@ def test_every_section_has_its_reference_table():
             key = row["key"].strip("`")
             assert yaml.safe_load(row["default"].strip("`")) == defaults[section][key], key
             assert row["meaning"], f"{section}.{key} has no meaning"
+
+
+def test_the_seq2seq_model_section_has_its_table_too():
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert "<!-- settings: nima.training.config:Seq2SeqModelConfig -->" in text
+    rows = reference_rows(config_module.Seq2SeqModelConfig)
+    assert [r["key"].strip("`") for r in rows][-1] == "kind" and all(r["meaning"] for r in rows)
+    assert yaml.safe_load(rows[0]["default"].strip("`")) is None  # the tokenizer's size

@@ -188,7 +188,7 @@ def test_metrics_log_refuses_unknown_columns_and_truncates(tmp_path):
     log.truncate_after(2)
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
     assert (tmp_path / "metrics.csv").read_text().splitlines()[1:] == [
-        "1,train,1.0,,,,,", "2,train,2.0,,,,,"]
+        "1,train,1.0,,,,,,,,", "2,train,2.0,,,,,,,,"]
 
 
 def test_progress_bar_lines_and_durations(tmp_path):
@@ -198,8 +198,13 @@ def test_progress_bar_lines_and_durations(tmp_path):
         bar.update(50, 2.5, 1e-3, 12_300)
         bar.close()
     line = (tmp_path / "out.txt").read_text()
-    assert line.startswith("step  50/200 [##--------]  25% | loss 2.5000 | lr 1.00e-03 | "
-                           "12.3k tok/s |") and "\r" not in line
+    assert line.startswith("step  50/200 [##--------]  25% | loss 2.5000 ppl 12.18 | "
+                           "lr 1.00e-03 | 12.3k tok/s |") and "\r" not in line
+    with open(tmp_path / "eval.txt", "w") as f:  # nima eval's bar: windows, no learning rate
+        bar = ProgressBar(8, stream=f, width=4, label="window")
+        bar.update(8, 0.0, None, 500)
+    assert (tmp_path / "eval.txt").read_text().startswith(
+        "window 8/8 [####] 100% | loss 0.0000 ppl 1.00 | 0.5k tok/s |")
 
 
 def test_cli_trains_resumes_and_reports_errors(tmp_path):
