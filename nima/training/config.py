@@ -40,7 +40,8 @@ import yaml
 from nima.generation.config import GenerationConfig
 from nima.kernels.backend import BACKENDS
 from nima.models.gpt import GPTConfig
-from nima.settings import SettingsError, check_known, check_value, setting
+from nima.settings import SettingsError, check_known, check_value, setting, shown
+from nima.training.yaml_file import YAMLFileError, read_yaml
 
 __all__ = [
     "Config",
@@ -88,7 +89,8 @@ class DataConfig:
 
     corpus: str = _field("data/tinyshakespeare.txt",
                          "UTF-8 text file, or `synthetic` for `nima.data.synthetic`")
-    synthetic_sections: int = _field(200, "sections of the synthetic corpus", ge=1)
+    synthetic_sections: int = _field(200, "sections of the synthetic corpus", ge=1,
+                                     le=100_000)
     tokenizer: str = _field("char", "tokenizer kind", choices=("char", "bpe"))
     vocab_size: int | None = _field(None, "BPE target vocabulary (needed for bpe)", ge=257)
     val_fraction: float = _field(0.1, "share of the text, at its end, for validation",
@@ -209,7 +211,7 @@ class Config:
             raise ConfigError(f"<root>: expected a mapping of sections, got {_kind(raw)}")
         sections = {}
         for name, values in raw.items():
-            check_known(str(name), name, SECTIONS)
+            check_known(shown(name) if not isinstance(name, str) else name, name, SECTIONS)
             if values is None:
                 values = {}
             if not isinstance(values, dict):
@@ -232,7 +234,7 @@ _HINTS = {name: typing.get_type_hints(cls) for name, cls in SECTIONS.items()}
 
 
 def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {shown(value)}"
 
 
 def _check_cross_fields(c: Config) -> None:
@@ -244,12 +246,19 @@ def _check_cross_fields(c: Config) -> None:
         raise ConfigError("optimizer.nesterov: needs optimizer.name 'sgd' and momentum > 0")
     total = s.total if s.total is not None else c.training.max_iters
     if s.name == "warmup_cosine" and s.warmup >= total:
-        raise ConfigError(f"schedule.warmup: must be < schedule.total={total}, got {s.warmup}")
+        source = " (training.max_iters)" if s.total is None else ""
+        raise ConfigError(f"schedule.warmup: must be < schedule.total={total}{source}, got "
+                          f"{s.warmup}")
     if s.name == "noam" and s.warmup == 0:
         raise ConfigError("schedule.warmup: must be > 0 for 'noam', got 0")
     if s.min_lr > c.optimizer.lr:
         raise ConfigError(f"schedule.min_lr: must be <= optimizer.lr={c.optimizer.lr}, "
                           f"got {s.min_lr}")
+    for key, path in (("data.corpus", c.data.corpus), ("data.out_dir", c.data.out_dir),
+                      ("training.run_dir", c.training.run_dir)):
+        if not path.strip():
+            raise ConfigError(f"{key}: must not be empty (that would be the current "
+                              f"directory), got {path!r}")
 
 
 def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -273,7 +282,9 @@ def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, dict[str, Any]
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{key.strip()}: cannot parse {text!r} as YAML: {e}") from None
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{key.strip()}: cannot parse {shown(text)} as YAML: "
+                              f"{problem}") from None
         result.setdefault(section, {})[name] = value
     return result
 
@@ -289,13 +300,14 @@ def load_config(path: str | os.PathLike, overrides: typing.Iterable[str] = ()) -
         The validated `Config`.
 
     Raises:
-        ConfigError: a YAML syntax error, or any invalid key or value (named by its dotted key).
+        ConfigError: a file that is not UTF-8 YAML (or holds aliases or duplicated keys, see
+            `nima.training.yaml_file`), or any invalid key or value (named by its dotted key).
+        FileNotFoundError: there is no such file.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{os.fspath(path)}: not valid YAML: {e}") from None
+        raw = read_yaml(path)
+    except YAMLFileError as e:
+        raise ConfigError(str(e)) from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"<root>: expected a mapping of sections, got {_kind(raw)}")

@@ -37,7 +37,7 @@ def test_shakespeare_config_is_nanogpts_baby_gpt():
     assert (m.n_layer, m.n_head, m.n_embd, m.block_size, m.dropout, m.bias) == (
         4, 4, 128, 64, 0.0, False)
     assert (o.name, o.lr, o.betas, o.weight_decay) == ("adamw", 1e-3, (0.9, 0.99), 0.1)
-    assert (s.name, s.warmup, s.total, s.min_lr) == ("warmup_cosine", 100, 2000, 1e-4)
+    assert (s.name, s.warmup, s.total, s.min_lr) == ("warmup_cosine", 100, None, 1e-4)
     assert (t.batch_size, t.max_iters, t.grad_clip, t.eval_interval, t.eval_iters) == (
         12, 2000, 1.0, 250, 200)
     assert (cfg.data.tokenizer, cfg.data.val_fraction) == ("char", 0.1)
