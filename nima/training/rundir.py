@@ -234,7 +234,7 @@ def write_error(path: Path, error: OSError, run_dir: Path) -> TrainingError:
         advice = (f"free some space, then resume with nima train {run_dir} (the run keeps "
                   f"everything up to its last checkpoint)")
     elif error.errno == errno.EROFS:
-        advice = "the file system is read-only; choose a writable training.run_dir"
+        advice = "choose a training.run_dir on a file system that can be written"
     elif error.errno in (errno.EACCES, errno.EPERM):
         advice = "choose a training.run_dir you may write to, or change its permissions"
     else:

@@ -74,7 +74,7 @@ from nima.optim.adam import param_groups_for_decay
 from nima.optim.optimizer import Optimizer
 from nima.optim.schedule import Constant, Linear, LRScheduler, Noam, WarmupCosine
 from nima.serialization import CheckpointError, PathLike, atomic_write, atomic_write_text
-from nima.settings import shown
+from nima.settings import check_value
 from nima.training.checkpoint import (
     BEST,
     best_checkpoint,
@@ -342,24 +342,26 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         """Restore the checkpoint at `path` into the model, optimizer, schedule, scaler and
         generators; writes nothing. Its tokenizer must be the one the data gives now."""
+        saved = checkpoint_info(path)["extra"].get("tokenizer_sha256") or _file_sha256(
+            self.run_dir / TOKENIZER_FILE)  # checkpoints from before the record: the run's copy
+        if saved is not None and saved != self.tokenizer_sha256:
+            raise TrainingError(
+                f"{self.run_dir}: the corpus {self.config.data.corpus} gives another tokenizer "
+                f"than the one this run was trained with ({TOKENIZER_FILE} sha256 "
+                f"{str(saved)[:12]}..., now {self.tokenizer_sha256[:12]}...); resume with the "
+                f"run's corpus, or start a new run (--overwrite, or another training.run_dir)")
         try:
             info = load_checkpoint(path, self.model, self.optimizer, self.scheduler)  # + RNG
-            saved = info["extra"].get("tokenizer_sha256") or _file_sha256(
-                self.run_dir / TOKENIZER_FILE)
-            if saved is not None and saved != self.tokenizer_sha256:
-                raise TrainingError(
-                    f"{self.run_dir}: the corpus {self.config.data.corpus} gives another "
-                    f"tokenizer than the one this run was trained with ({TOKENIZER_FILE} sha256 "
-                    f"{saved[:12]}..., now {self.tokenizer_sha256[:12]}...); resume with the "
-                    f"run's corpus, or start a new run (--overwrite, or another "
-                    f"training.run_dir)")
             self.data_rng.bit_generator.state = info["rng_states"]["data"]
             self.scaler.load_state_dict(info["extra"]["scaler"])
+            for key, value in info["metrics"].items():  # the last evaluation, as evaluate wrote
+                check_value(f"metrics.{key}", value, int if key == "step" else float)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
             if isinstance(e, CheckpointError):
                 raise
-            raise CheckpointError(f"{path}: its state does not fit this run "
-                                  f"({type(e).__name__}: {shown(e, 80)})") from e
+            problem = f"no {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"{path}: its state does not fit this run ({problem[:100]})"
+                                  ) from e
         self.step = info["step"]
         self.best_val = info["best"]["metric"] if info["best"] else None  # the run's best
         self.last_eval = info["metrics"]
@@ -487,13 +489,13 @@ class Trainer:
         t = self.config.training
         self._lock.acquire()  # again, if an earlier fit let the directory go
         tokens_per_step = t.batch_size * self.config.model.block_size * t.grad_accum
-        self._log(f"training {self.model.num_parameters():,} parameters for {t.max_iters} steps"
-                  f" ({tokens_per_step:,} tokens each) into {self.run_dir}")
-        self.bar = ProgressBar(t.max_iters, self.step, self.stream)
         self._stop, start = None, self.step
         saved: Path | None = None
         r = self.config.runtime
         try:
+            self._log(f"training {self.model.num_parameters():,} parameters for {t.max_iters} "
+                      f"steps ({tokens_per_step:,} tokens each) into {self.run_dir}")
+            self.bar = ProgressBar(t.max_iters, self.step, self.stream)
             with self._signals_save(start), runtime.using(
                     backend=r.backend, numba_threads=r.numba_threads, blas_threads=r.blas_threads):
                 if self.step == 0:
@@ -529,7 +531,8 @@ class Trainer:
             self._log(f"{signal.Signals(self._stop).name} before the first step: stopped at "
                       f"once, nothing new to save")
         finally:
-            self.bar.close()
+            if self.bar is not None:
+                self.bar.close()
             self.close()
         if self._stop:
             self._log(f"interrupted at step {self.step}; resume with: nima train {self.run_dir}")
