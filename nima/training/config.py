@@ -22,9 +22,9 @@ expected (`lr: 1` means 1.0), and so is `1e-3`, which YAML 1.1 (PyYAML) reads as
 because it has no decimal point.
 
 Example:
-    >>> cfg = load_config("configs/shakespeare_char.yaml", ["training.max_iters=10"])
+    >>> cfg = load_config("configs/shakespeare_char.yaml", ["training.max_iters=500"])
     >>> cfg.training.max_iters, cfg.model.n_layer
-    (10, 4)
+    (500, 4)
 """
 
 from __future__ import annotations
@@ -248,7 +248,7 @@ def _check_cross_fields(c: Config) -> None:
     if s.name == "warmup_cosine" and s.warmup >= total:
         source = " (training.max_iters)" if s.total is None else ""
         raise ConfigError(f"schedule.warmup: must be < schedule.total={total}{source}, got "
-                          f"{s.warmup}")
+                          f"{s.warmup}; lower schedule.warmup")
     if s.name == "noam" and s.warmup == 0:
         raise ConfigError("schedule.warmup: must be > 0 for 'noam', got 0")
     if s.min_lr > c.optimizer.lr:

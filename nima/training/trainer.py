@@ -302,7 +302,15 @@ class Trainer:
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
         notes += _start_notes(self.config, self.tokenizer_path)
         if checkpoint is not None:
-            self._resume(checkpoint)  # in memory: a checkpoint that does not fit writes nothing
+            saved = self._resume(checkpoint)  # in memory: one that does not fit writes nothing
+            before = saved.get("training", {}).get("max_iters") if isinstance(saved, dict) else None
+            s = self.config.schedule
+            if (before not in (None, self.config.training.max_iters) and s.total is None
+                    and s.name in ("warmup_cosine", "linear")):
+                notes.append(f"note: training.max_iters is {self.config.training.max_iters}, "
+                             f"was {before}: the schedule now spans the new length "
+                             f"(learning rate {self.scheduler.get_last_lr()[0]:.2e} at step "
+                             f"{self.step}); set schedule.total to keep the old one")
 
         # Everything fits: from here on the run directory is written.
         with writing(self.run_dir, self.run_dir):
@@ -339,9 +347,10 @@ class Trainer:
         self._lock.release()
 
     # --8<-- [start:resume]
-    def _resume(self, path: Path) -> None:
+    def _resume(self, path: Path) -> Any:
         """Restore the checkpoint at `path` into the model, optimizer, schedule, scaler and
-        generators; writes nothing. Its tokenizer must be the one the data gives now."""
+        generators, and return the config it was saved with; writes nothing. Its tokenizer
+        must be the one the data gives now."""
         saved = checkpoint_info(path)["extra"].get("tokenizer_sha256") or _file_sha256(
             self.run_dir / TOKENIZER_FILE)  # checkpoints from before the record: the run's copy
         if saved is not None and saved != self.tokenizer_sha256:
@@ -365,6 +374,7 @@ class Trainer:
         self.step = info["step"]
         self.best_val = info["best"]["metric"] if info["best"] else None  # the run's best
         self.last_eval = info["metrics"]
+        return info["config"]
     # --8<-- [end:resume]
 
     def save(self) -> Path:
@@ -545,7 +555,9 @@ class Trainer:
     def _signals_save(self, start: int) -> Iterator[None]:
         """While training, the first Ctrl-C, SIGTERM or SIGHUP asks for a save and a clean stop
         (or stops at once while no step has been taken since `start`: nothing to save); a
-        second one interrupts at once. The previous handlers come back afterwards."""
+        second one interrupts at once. A signal the process ignores stays ignored (`nohup`
+        ignores SIGHUP; a shell's background job, SIGINT). The previous handlers come back
+        afterwards."""
         def on_signal(signum: int, frame: Any) -> None:
             if self._stop:
                 raise KeyboardInterrupt
@@ -560,7 +572,8 @@ class Trainer:
         previous = {}
         try:
             for signum in STOP_SIGNALS:
-                previous[signum] = signal.signal(signum, on_signal)
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    previous[signum] = signal.signal(signum, on_signal)
         except ValueError:  # not the main thread: no signal handling
             pass
         try:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tiny_runs import tiny_config
+from tiny_runs import on_stop_signal, own_stop_signals, tiny_config
 
 import nima
 from nima.nn import Linear
@@ -464,15 +464,26 @@ def _signal_at(trainer: Trainer, step: int, signum: int) -> None:
 def test_sigterm_and_sighup_save_as_ctrl_c_does(tmp_path, name):
     """The field report: a scheduler's stop lost the steps since the last checkpoint."""
     signum = getattr(signal, name)
-    previous = signal.getsignal(signum)
     trainer = Trainer(tiny_config(tmp_path))
     _signal_at(trainer, 17, signum)
-    result = trainer.fit()
+    with own_stop_signals():
+        result = trainer.fit()
+        assert signal.getsignal(signum) is on_stop_signal  # restored
     assert result.interrupted and result.step == 17 and result.signal == signum
     assert checkpoint_info(list_checkpoints(tmp_path / "run")[-1])["step"] == 17
-    assert signal.getsignal(signum) is previous
     assert f"{name}: finishing this step, then saving" in (tmp_path / "run" / "log.txt").read_text()
     assert summary(result, 3.0).startswith(f"stopped by {name} at step 17 in 0:03: val loss ")
+
+
+def test_an_ignored_signal_stays_ignored(tmp_path):
+    """`nohup` ignores SIGHUP so that a closed terminal does not stop the run: it must not."""
+    trainer = Trainer(tiny_config(tmp_path, training={"max_iters": 20}))
+    _signal_at(trainer, 7, signal.SIGHUP)
+    with own_stop_signals():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        result = trainer.fit()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    assert not result.interrupted and result.step == 20
 
 
 @pytest.mark.parametrize("resume", [False, True])
@@ -491,7 +502,8 @@ def test_a_signal_before_the_first_step_stops_at_once(finished, tmp_path, resume
 
     trainer.model.forward = counting
     kept = [p.name for p in list_checkpoints(tmp_path / "run")]
-    result = trainer.fit()
+    with own_stop_signals():
+        result = trainer.fit()
     assert result.interrupted and result.checkpoint is None and len(calls) == 1
     assert result.step == (20 if resume else 0)
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == kept

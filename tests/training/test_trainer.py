@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from tiny_runs import tiny_config
+from tiny_runs import on_stop_signal, own_stop_signals, tiny_config
 
 from nima.data.synthetic import char_entropy
 from nima.training import Config, ConfigError, Trainer, TrainingError, checkpoint_info, load_run
 from nima.training.checkpoint import latest_checkpoint, list_checkpoints
 from nima.training.metrics import MetricsLog, read_metrics
-from nima.training.progress import ProgressBar, format_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,10 +98,11 @@ def test_ctrl_c_saves_and_resume_gives_the_same_curve(tmp_path):
 
     first = Trainer(tiny_config(tmp_path / "b", **extra))
     _stop_at(first, 23)
-    result = first.fit()
+    with own_stop_signals():  # not what the process inherited: SIG_IGN in a background job
+        result = first.fit()
+        assert signal.getsignal(signal.SIGINT) is on_stop_signal  # the handler before, again
     assert result.interrupted and result.step == 23  # the step in flight finished
     assert latest_checkpoint(tmp_path / "b" / "run").name == "ckpt-0000023.safetensors"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
     resumed = Trainer(tiny_config(tmp_path / "b", **extra), resume=True)
     assert resumed.step == 23
@@ -191,17 +191,6 @@ def test_metrics_log_refuses_unknown_columns_and_truncates(tmp_path):
         "1,train,1.0,,,,,", "2,train,2.0,,,,,"]
 
 
-def test_progress_bar_lines_and_durations(tmp_path):
-    assert format_duration(75.4) == "1:15" and format_duration(3725) == "1:02:05"
-    with open(tmp_path / "out.txt", "w") as f:  # a file: one plain line per update
-        bar = ProgressBar(200, stream=f, width=10)
-        bar.update(50, 2.5, 1e-3, 12_300)
-        bar.close()
-    line = (tmp_path / "out.txt").read_text()
-    assert line.startswith("step  50/200 [##--------]  25% | loss 2.5000 | lr 1.00e-03 | "
-                           "12.3k tok/s |") and "\r" not in line
-
-
 def test_cli_trains_resumes_and_reports_errors(tmp_path):
     """`nima train` end to end in a subprocess, as a user runs it."""
     run = tmp_path / "run"
@@ -227,7 +216,10 @@ def test_cli_trains_resumes_and_reports_errors(tmp_path):
     assert bad.returncode == 1 and "nima train: optimizer.lr: must be > 0" in bad.stderr
 
 
-def test_cli_ctrl_c_saves_and_exits_130(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_cli_a_stop_signal_saves_and_exits_128_plus_its_number(tmp_path, signum):
+    """Ctrl-C exits 130, a scheduler's SIGTERM 143, a closed terminal's SIGHUP 129 — each after
+    saving the step it finished."""
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "nima", "train", str(ROOT / "configs/tiny_synthetic.yaml"),
            "--set", f"data.out_dir={tmp_path / 'data'}", "--set", f"training.run_dir={run}",
@@ -240,10 +232,10 @@ def test_cli_ctrl_c_saves_and_exits_130(tmp_path):
         if metrics.exists() and sum(1 for _ in metrics.open()) >= 5:
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    step = int(out.split("interrupted at step ")[1].split()[0])
+    assert proc.returncode == 128 + signum, err
+    step = int(out.split(" at step ")[1].split()[0])
     assert latest_checkpoint(run).name == f"ckpt-{step:07d}.safetensors"
     assert f"resume with: nima train {run}" in err
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] <= step
