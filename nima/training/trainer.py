@@ -132,6 +132,8 @@ def prepare_data(data: DataConfig, seed: int = 0) -> dict[str, Any]:
                 atomic_write_text(source, text)
         else:
             source = Path(data.corpus)
+            if source.exists() and not source.is_file():  # a FIFO would block, a device never end
+                raise ConfigError(f"data.corpus: {source} is not a regular file")
             if not source.is_file():
                 raise ConfigError(f"data.corpus: no such file {str(source)!r} (relative paths "
                                   f"are taken from the current directory, {Path.cwd()})")
@@ -164,8 +166,10 @@ def _prepared(out: Path, data: DataConfig, digest: str) -> dict[str, Any] | None
         meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
         if not isinstance(meta, dict):
             return None
-        load_tokenizer(out / meta["tokenizer_file"])  # a damaged tokenizer: prepare again
-        complete = (out / "train.bin").is_file() and (out / "val.bin").is_file()
+        files = [out / meta["tokenizer_file"], out / "train.bin", out / "val.bin"]
+        complete = all(f.is_file() for f in files)  # regular files: a FIFO would block
+        if complete:
+            load_tokenizer(files[0])  # a damaged tokenizer: prepare again
     except (OSError, ValueError, KeyError, TypeError):  # missing, not JSON, not a tokenizer
         return None
     same_vocab = data.tokenizer == "char" or meta.get("vocab_size") == data.vocab_size

@@ -25,6 +25,7 @@ import nima
 from nima.nn import Linear
 from nima.serialization import CheckpointError, is_temporary, load, load_metadata, save
 from nima.training import (
+    ConfigError,
     Trainer,
     TrainingError,
     best_checkpoint,
@@ -446,6 +447,34 @@ def test_a_hand_edited_checkpoint_state_is_refused_or_works(finished, tmp_path, 
         assert {k: v for k, v in snapshot(run).items() if k != "run.lock"} == before
         return
     trainer.fit()
+
+
+def test_a_corpus_that_is_not_utf8_or_not_a_file_is_named(tmp_path):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(("plain text\n" * 100 + "café\n").encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"^data.corpus: {latin1} is not UTF-8 text \(byte "
+                                          r"0xe9 on line 101\); convert it"):
+        Trainer(tiny_config(tmp_path, data={"corpus": str(latin1)}))
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(ConfigError, match=r"fifo is not a regular file"):
+            Trainer(tiny_config(tmp_path, data={"corpus": str(tmp_path / "fifo")}))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", ["tokenizer.txt", "meta.json", "train.bin"])
+def test_a_damaged_preparation_is_prepared_again(tmp_path, damage):
+    """A malformed tokenizer file in the prepared data used to surface only after training,
+    when the sample failed to load it."""
+    Trainer(tiny_config(tmp_path)).close()
+    prepared = tmp_path / "data" / damage
+    if damage == "train.bin":
+        prepared.unlink()
+    else:
+        prepared.write_text("nima-tokenizer version=1 kind=char\nchars 9\n")
+    trainer = Trainer(tiny_config(tmp_path), overwrite=True)
+    trainer.close()
+    assert trainer.sample(max_new_tokens=5)
 
 
 # ----------------------------------------------------------------------------- #16 #20 signals
