@@ -155,3 +155,16 @@ def test_params_refuses_to_build_what_cannot_fit(monkeypatch):
         cli.main(["params", "--n-layer", "100000000", "--instantiate"])
     assert str(exit_.value.code).startswith("nima params: --instantiate would need about "
                                             "2.8 PB for the parameters, but ")
+
+
+def test_a_prompt_outside_the_vocabulary_does_not_fail_a_finished_run(tmp_path, capsys):
+    """The field report: training completed, then the sample's prompt raised (exit 1)."""
+    cli.main(["train", str(ROOT / "configs/tiny_synthetic.yaml"),
+              "--set", f"data.out_dir={tmp_path / 'data'}",
+              "--set", f"training.run_dir={tmp_path / 'run'}", "--set", "training.max_iters=20",
+              "--set", "training.eval_iters=2", "--set", "sampling.prompt=ROMEO"])
+    out, err = capsys.readouterr()
+    assert "finished at step 20" in out and "--- a sample" not in out
+    assert "note: sampling.prompt cannot be encoded" in err  # said before training, too
+    assert err.rstrip().splitlines()[-1].startswith(
+        "nima train: no sample: sampling.prompt: CharTokenizer.encode: character 'R'")

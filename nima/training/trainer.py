@@ -48,6 +48,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import signal
 import sys
 import time
@@ -99,6 +100,9 @@ __all__ = ["FitResult", "Trainer", "TrainingError", "build_optimizer", "build_sc
 # the signals that save and stop a run, as Ctrl-C does: a scheduler's stop, a closed terminal
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class _StopAtOnce(KeyboardInterrupt):
@@ -307,22 +311,17 @@ class Trainer:
         notes += _start_notes(self.config, self.tokenizer_path)
         if checkpoint is not None:
             saved = self._resume(checkpoint)  # in memory: one that does not fit writes nothing
-            before = saved.get("training", {}).get("max_iters") if isinstance(saved, dict) else None
-            s = self.config.schedule
-            if (before not in (None, self.config.training.max_iters) and s.total is None
-                    and s.name in ("warmup_cosine", "linear")):
-                notes.append(f"note: training.max_iters is {self.config.training.max_iters}, "
-                             f"was {before}: the schedule now spans the new length "
-                             f"(learning rate {self.scheduler.get_last_lr()[0]:.2e} at step "
-                             f"{self.step}); set schedule.total to keep the old one")
+            notes += _length_notes(saved, self.config, self.scheduler.get_last_lr()[0],
+                                   self.step)
 
         # Everything fits: from here on the run directory is written.
-        with writing(self.run_dir, self.run_dir):
+        if checkpoint is None:  # a new run (or a resume with nothing to resume): a clean slate
             stale = [JSONL, CSV, LOG_FILE, PLOT]
             if overwrite and not resume:
                 stale += [p.name for p in list_checkpoints(self.run_dir)] + [BEST]
-            for name in stale if checkpoint is None else []:
-                (self.run_dir / name).unlink(missing_ok=True)
+            with writing(self.run_dir, self.run_dir):
+                for name in stale:
+                    (self.run_dir / name).unlink(missing_ok=True)
         self.metrics = MetricsLog(self.run_dir)
         if self.metrics.skipped:
             notes.append(f"{JSONL}: skipped {len(self.metrics.skipped)} damaged line(s) "
@@ -357,6 +356,9 @@ class Trainer:
         must be the one the data gives now."""
         saved = checkpoint_info(path)["extra"].get("tokenizer_sha256") or _file_sha256(
             self.run_dir / TOKENIZER_FILE)  # checkpoints from before the record: the run's copy
+        if saved is not None and not (isinstance(saved, str) and _SHA256.fullmatch(saved)):
+            raise CheckpointError(f"{path}: its tokenizer record is not a sha256 digest: "
+                                  f"{str(saved)[:20]!r}")
         if saved is not None and saved != self.tokenizer_sha256:
             raise TrainingError(
                 f"{self.run_dir}: the corpus {self.config.data.corpus} gives another tokenizer "
@@ -704,6 +706,17 @@ def check_training_memory(config: Config) -> None:
     raise ConfigError(f"{key}: a training step would need about {format_bytes(need['total'])} "
                       f"({parts}), but {format_bytes(have)} of memory are available; lower "
                       f"training.batch_size or model.block_size, or use a smaller model")
+
+
+def _length_notes(saved: Any, config: Config, lr: float, step: int) -> list[str]:
+    """A note when a resume changes `max_iters` under a schedule that follows it."""
+    before = saved.get("training", {}).get("max_iters") if isinstance(saved, dict) else None
+    s, now = config.schedule, config.training.max_iters
+    if before in (None, now) or s.total is not None or s.name not in ("warmup_cosine", "linear"):
+        return []
+    return [f"note: training.max_iters is {now}, was {before}: the schedule now spans the new "
+            f"length (learning rate {lr:.2e} at step {step}); set schedule.total to keep the "
+            f"old one"]
 
 
 def _start_notes(config: Config, tokenizer_path: Path) -> list[str]:

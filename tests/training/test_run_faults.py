@@ -124,6 +124,15 @@ def test_another_corpus_is_refused_unless_a_new_run_is_asked_for(finished, tmp_p
     assert (run / "tokenizer.txt").read_bytes() == fresh.tokenizer_path.read_bytes()
 
 
+def test_a_longer_resume_says_the_schedule_stretches(finished, tmp_path):
+    copy_at(finished, tmp_path, 40)
+    trainer = Trainer(tiny_config(tmp_path, training={"max_iters": 60}), resume=True)
+    trainer.close()
+    assert ("note: training.max_iters is 60, was 40: the schedule now spans the new length "
+            f"(learning rate {trainer.scheduler.lr_at(40):.2e} at step 40); set schedule.total "
+            "to keep the old one") in (tmp_path / "run" / "log.txt").read_text()
+
+
 def test_each_checkpoint_records_its_tokenizer(finished, tmp_path):
     run = copy_at(finished, tmp_path, 40)
     recorded = checkpoint_info(list_checkpoints(run)[-1])["extra"]["tokenizer_sha256"]
