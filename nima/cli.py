@@ -176,6 +176,12 @@ def params(args: argparse.Namespace) -> None:
     print(f"{config}\n")
     print(budget.breakdown(config))
     if args.instantiate:
+        from nima.models.memory import available_bytes, format_bytes, inference_bytes
+
+        need, have = inference_bytes(config)["parameters"], available_bytes()
+        if have is not None and need > have:  # refused before a byte of it is allocated
+            raise SystemExit(f"nima params: --instantiate would need about {format_bytes(need)}"
+                             f" for the parameters, but {format_bytes(have)} are available")
         total = budget.count_parameters(config)["total"]
         counted = GPT(config).num_parameters()
         verdict = "agrees" if counted == total else "DISAGREES"
@@ -238,33 +244,39 @@ def _positive(text: str) -> int:
 
 
 def train(args: argparse.Namespace) -> None:
-    """Train from a config file, or resume a run directory; then print a sample."""
+    """Train from a config file, or resume a run directory (or start it over, with
+    `--overwrite`); then print a sample."""
+    import signal
     from pathlib import Path
 
-    from nima.serialization import CheckpointError
-    from nima.training import ConfigError, Trainer, TrainingError, load_config
+    from nima.training import ConfigError, Trainer, load_config
     from nima.training.trainer import CONFIG_FILE, summary
 
     target = Path(args.target)
-    try:
-        if target.is_dir():  # a run directory: its own config, then continue where it stopped
-            config = load_config(target / CONFIG_FILE, [*args.set, f"training.run_dir={target}"])
-            trainer = Trainer(config, resume=True)
-        else:
-            config = load_config(target, args.set)
-            trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
-        start = time.perf_counter()
-        result = trainer.fit()
-    except (ConfigError, TrainingError, CheckpointError, FileNotFoundError) as e:
-        raise SystemExit(f"nima {args.command}: {e}") from None
+    if target.is_dir():  # a run directory: its own config, then continue where it stopped
+        if not (target / CONFIG_FILE).is_file():
+            raise ConfigError(f"{target}: not a run directory (no {CONFIG_FILE}); give a "
+                              f"config file, or the folder of a run")
+        config = load_config(target / CONFIG_FILE, [*args.set, f"training.run_dir={target}"])
+        trainer = Trainer(config, resume=not args.overwrite, overwrite=args.overwrite)
+    else:
+        config = load_config(target, args.set)
+        trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
+    start = time.perf_counter()
+    result = trainer.fit()
     print(summary(result, time.perf_counter() - start))
     if result.interrupted:
-        raise SystemExit(130)
+        raise SystemExit(128 + (result.signal or signal.SIGINT))  # 130 for Ctrl-C, as shells do
     s = trainer.config.sampling
     if args.sample and s.max_new_tokens > 0:
+        try:
+            text = trainer.sample()
+        except ValueError as e:  # a prompt outside the vocabulary: the run itself is done
+            print(f"nima train: no sample: sampling.prompt: {e}", file=sys.stderr)
+            return
         print(f"\n--- a sample: {s.max_new_tokens} tokens, temperature {s.temperature}"
               f"{f', top-k {s.top_k}' if s.top_k else ''} ---")
-        print(trainer.sample())
+        print(text)
 
 
 def add_train_parser(commands: Any) -> None:
@@ -280,7 +292,8 @@ def add_train_parser(commands: Any) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from the run directory's latest checkpoint, if any")
     p.add_argument("--overwrite", action="store_true",
-                   help="start afresh, deleting the run directory's checkpoints")
+                   help="start afresh, deleting the run directory's run (its checkpoints, "
+                        "metrics, log and plot; nothing else in it)")
     p.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True,
                    help="print a sample after training (default: yes)")
 
@@ -489,7 +502,26 @@ def add_export_parser(commands: Any) -> None:
                    help="which checkpoint of a run directory (default: best)")
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are about the input — a setting, a file, a run directory — rather
+    than a bug: `main` prints them as one line. Anything else keeps its traceback."""
+    from nima.data.tokenizers import TokenizerFileError
+    from nima.distributed.comm import DistributedError
+    from nima.models.pretrained import PretrainedError
+    from nima.serialization import CheckpointError
+    from nima.settings import SettingsError
+    from nima.training.errors import TrainingError
+
+    return (SettingsError, CheckpointError, TokenizerFileError, PretrainedError, TrainingError,
+            DistributedError)
+
+
+# --8<-- [start:main]
 def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line and run the command. Nima's own errors (`user_errors`), a file
+    that cannot be read, running out of memory and a second Ctrl-C end it with one line on
+    stderr — exit status 1, or 130 for Ctrl-C; any other exception is a bug and shows its
+    traceback."""
     parser = argparse.ArgumentParser(prog="nima", description="Nima: deep learning from scratch.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="graph, backward, gradcheck and a kernel race")
@@ -500,20 +532,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_eval_parser(commands)
     add_export_parser(commands)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo(quick=args.quick)
-    elif args.command == "params":
-        params(args)
-    elif args.command in ("train", "build"):
-        train(args)
-    elif args.command == "sample":
-        sample(args)
-    elif args.command == "repl":
-        repl(args)
-    elif args.command == "eval":
-        evaluate(args)
-    elif args.command == "export":
-        export(args)
+    from nima import kernels
+
+    run = {"demo": lambda: demo(quick=args.quick), "params": lambda: params(args),
+           "train": lambda: train(args), "sample": lambda: sample(args),
+           "build": lambda: train(args), "repl": lambda: repl(args),
+           "eval": lambda: evaluate(args), "export": lambda: export(args)}[args.command]
+    name = f"nima {args.command}"
+    try:
+        kernels.current()  # reads NIMA_KERNELS: a bad value is reported here, not mid-run
+    except ValueError as e:
+        raise SystemExit(f"{name}: {e}") from None
+    try:
+        run()
+    except KeyboardInterrupt:
+        print(f"\n{name}: stopped (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(130) from None
+    except user_errors() as e:
+        raise SystemExit(f"{name}: {_one_line(e)}") from None
+    except OSError as e:
+        if e.filename is None:  # not about a file the user named: a bug, with its traceback
+            raise
+        raise SystemExit(f"{name}: {e.filename}: {e.strerror or e}") from None
+    except MemoryError:
+        raise SystemExit(f"{name}: out of memory; lower training.batch_size or the model's "
+                         f"size") from None
+# --8<-- [end:main]
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line, at most a few hundred characters."""
+    text = str(error).replace("\n", " ") or type(error).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 if __name__ == "__main__":

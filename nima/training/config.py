@@ -27,9 +27,9 @@ expected (`lr: 1` means 1.0), and so is `1e-3`, which YAML 1.1 (PyYAML) reads as
 because it has no decimal point.
 
 Example:
-    >>> cfg = load_config("configs/shakespeare_char.yaml", ["training.max_iters=10"])
+    >>> cfg = load_config("configs/shakespeare_char.yaml", ["training.max_iters=500"])
     >>> cfg.training.max_iters, cfg.model.n_layer
-    (10, 4)
+    (500, 4)
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ from nima.generation.config import GenerationConfig
 from nima.kernels.backend import BACKENDS
 from nima.models.gpt import GPTConfig
 from nima.models.seq2seq import TransformerConfig
-from nima.settings import SettingsError, check_known, check_value, setting
+from nima.settings import SettingsError, check_known, check_value, setting, shown
+from nima.training.yaml_file import YAMLFileError, read_yaml
 
 __all__ = [
     "Config",
@@ -140,7 +141,8 @@ class DataConfig:
     corpus: str = _field("tinyshakespeare.txt",
                          "a UTF-8 text file (seq2seq: source<TAB>target lines), or generated: "
                          "`synthetic`, `brackets`, `recall`, `reversal` (seq2seq)")
-    synthetic_sections: int = _field(200, "sections of the synthetic corpus", ge=1)
+    synthetic_sections: int = _field(200, "sections of the synthetic corpus", ge=1,
+                                     le=100_000)
     synthetic_pairs: int = _field(4000, "pairs of the generated reversal task", ge=2)
     bracket_lines: int = _field(400, "lines of the bracket corpus", ge=1)
     bracket_length: int = _field(256, "brackets per line of the bracket corpus (even)", ge=2)
@@ -275,7 +277,7 @@ class Config:
             raise ConfigError(f"<root>: expected a mapping of sections, got {_kind(raw)}")
         sections = {}
         for name, values in raw.items():
-            check_known(str(name), name, SECTIONS)
+            check_known(shown(name) if not isinstance(name, str) else name, name, SECTIONS)
             if values is None:
                 values = {}
             if not isinstance(values, dict):
@@ -305,7 +307,7 @@ _HINTS["model"] = {**typing.get_type_hints(Seq2SeqModelConfig), **_HINTS["model"
 
 
 def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {shown(value)}"
 
 
 def _check_cross_fields(c: Config) -> None:
@@ -347,12 +349,19 @@ def _check_cross_fields(c: Config) -> None:
         raise ConfigError("optimizer.nesterov: needs optimizer.name 'sgd' and momentum > 0")
     total = s.total if s.total is not None else c.training.max_iters
     if s.name == "warmup_cosine" and s.warmup >= total:
-        raise ConfigError(f"schedule.warmup: must be < schedule.total={total}, got {s.warmup}")
+        source = " (training.max_iters)" if s.total is None else ""
+        raise ConfigError(f"schedule.warmup: must be < schedule.total={total}{source}, got "
+                          f"{s.warmup}; lower schedule.warmup")
     if s.name == "noam" and s.warmup == 0:
         raise ConfigError("schedule.warmup: must be > 0 for 'noam', got 0")
     if s.min_lr > c.optimizer.lr:
         raise ConfigError(f"schedule.min_lr: must be <= optimizer.lr={c.optimizer.lr}, "
                           f"got {s.min_lr}")
+    for key, path in (("data.corpus", c.data.corpus), ("data.out_dir", c.data.out_dir),
+                      ("training.run_dir", c.training.run_dir)):
+        if not path.strip():
+            raise ConfigError(f"{key}: must not be empty (that would be the current "
+                              f"directory), got {path!r}")
 
 
 def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -376,7 +385,9 @@ def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, dict[str, Any]
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{key.strip()}: cannot parse {text!r} as YAML: {e}") from None
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"{key.strip()}: cannot parse {shown(text)} as YAML: "
+                              f"{problem}") from None
         result.setdefault(section, {})[name] = value
     return result
 
@@ -418,13 +429,14 @@ def load_config(path: str | os.PathLike, overrides: typing.Iterable[str] = ()) -
         The validated `Config`.
 
     Raises:
-        ConfigError: a YAML syntax error, or any invalid key or value (named by its dotted key).
+        ConfigError: a file that is not UTF-8 YAML (or holds aliases or duplicated keys, see
+            `nima.training.yaml_file`), or any invalid key or value (named by its dotted key).
+        FileNotFoundError: there is no such file.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{os.fspath(path)}: not valid YAML: {e}") from None
+        raw = read_yaml(path)
+    except YAMLFileError as e:
+        raise ConfigError(str(e)) from None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"<root>: expected a mapping of sections, got {_kind(raw)}")

@@ -17,10 +17,18 @@ from typing import Any
 from nima.data.dataset import TOKENIZER_FILE
 from nima.data.tokenizers import ByteBPETokenizer, load_tokenizer
 from nima.models.gpt import GPT, GPTConfig
+from nima.models.memory import available_bytes, format_bytes, inference_bytes
 from nima.models.pretrained import CONFIG, load_pretrained
 from nima.models.seq2seq import Transformer
 from nima.serialization import CheckpointError, PathLike
-from nima.training.checkpoint import BEST, checkpoint_info, latest_checkpoint, load_checkpoint
+from nima.training.checkpoint import (
+    best_checkpoint,
+    checkpoint_info,
+    file_sha256,
+    first_nonfinite,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from nima.training.config import Config, ConfigError, ModelConfig, Seq2SeqModelConfig
 
 __all__ = ["build_model", "fine_tune_config", "is_pretrained_folder", "load_model", "load_run",
@@ -50,23 +58,44 @@ def load_run(path: PathLike, which: str = "best") -> tuple[GPT | Transformer, An
     `tokenizer.txt`). The model is in eval mode.
 
     Raises:
-        CheckpointError: no checkpoint, or a damaged one.
+        CheckpointError: no checkpoint, a damaged one, one whose config does not validate or
+            would not fit in memory, one whose weights are not all finite, or one whose
+            `tokenizer.txt` is missing or is not the tokenizer it was trained with.
+        TokenizerFileError: `tokenizer.txt` is malformed.
     """
     path = Path(path)
     if path.is_dir():
-        ckpt = path / BEST if which == "best" and (path / BEST).exists() else \
-            latest_checkpoint(path)
+        ckpt = (best_checkpoint(path) if which == "best" else None) or latest_checkpoint(path)
         if ckpt is None:
             raise CheckpointError(f"{path}: no checkpoint in this run directory")
     else:
         ckpt = path
-    config = Config.from_dict(checkpoint_info(ckpt)["config"])
+    info = checkpoint_info(ckpt)
+    try:
+        config = Config.from_dict(info["config"])
+        model_config = config.model.to_gpt_config() if isinstance(config.model, ModelConfig) \
+            else None
+    except ConfigError as e:
+        raise CheckpointError(f"{ckpt}: its config is not valid: {e}") from None
+    if model_config is not None:
+        need, have = inference_bytes(model_config)["total"], available_bytes()
+        if have is not None and need > have:
+            raise CheckpointError(f"{ckpt}: its model would need about {format_bytes(need)} of "
+                                  f"memory, but {format_bytes(have)} are available")
+    tokenizer_file = ckpt.parent / TOKENIZER_FILE
+    if not tokenizer_file.is_file():
+        raise CheckpointError(f"{ckpt}: no {TOKENIZER_FILE} beside it to decode tokens")
+    trained_with = info["extra"].get("tokenizer_sha256")
+    if trained_with is not None and trained_with != file_sha256(tokenizer_file):
+        raise CheckpointError(f"{ckpt}: the {TOKENIZER_FILE} beside it is not the tokenizer it "
+                              f"was trained with (sha256 {str(trained_with)[:12]}...)")
     model = build_model(config.model)
     load_checkpoint(ckpt, model)
+    bad = first_nonfinite(model.state_dict())
+    if bad is not None:
+        raise CheckpointError(f"{ckpt}: the weights hold NaN or infinities ({bad}), so this "
+                              f"model cannot generate text; use an earlier checkpoint")
     model.eval()
-    tokenizer_file = ckpt.parent / TOKENIZER_FILE
-    if not tokenizer_file.exists():
-        raise CheckpointError(f"{ckpt}: no {TOKENIZER_FILE} beside it to decode tokens")
     return model, load_tokenizer(tokenizer_file), config
 
 

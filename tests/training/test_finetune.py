@@ -82,10 +82,12 @@ def test_architecture_that_differs_from_the_source_is_named(source_run, tmp_path
         Trainer(config)
     longer = load_config(write_config(tmp_path, model={"block_size": 64},
                                       training={"init_from": str(source_run)}))
-    assert Trainer(longer).model.config.block_size == 16  # never grown, only cropped
+    trainer = Trainer(longer)
+    assert trainer.model.config.block_size == 16  # never grown, only cropped
+    trainer.close()  # the run directory is free again
     missing = load_config(write_config(tmp_path, training={"init_from": "nowhere"}))
     with pytest.raises(ConfigError, match=r"training\.init_from: no such run directory"):
-        Trainer(missing)
+        Trainer(missing, overwrite=True)
 
 
 def test_fine_tuning_a_hugging_face_folder_encodes_with_its_tokenizer(tmp_path) -> None:
