@@ -107,8 +107,8 @@ def beam_search(model: Any, idx: Any, config: GenerationConfig, *,
     window = ContextWindow(model, config.window_keep, beams.starts)
     record = GenerationStats() if stats else None
     strategy = config.resolved_strategy
-    trees = [SearchTree(row[start:].tolist()) for row, start in zip(prompts.ids, prompts.starts)
-             ] if strategy == "tree_beam" else None  # each prompt without its padding
+    trees = [SearchTree(prompts.ids[b, prompts.starts[b]:].tolist()) for b in range(B)] \
+        if strategy == "tree_beam" else None  # each prompt without its padding
     nodes = np.zeros(B * K, dtype=np.int64)  # each beam's node in its prompt's tree
     n = T0
     for _ in range(max_new_tokens):
