@@ -128,7 +128,7 @@ def close(actual: Any, expected: Any, what: str, *, rtol: float = 1e-6,
 
 def equal(actual: Any, expected: Any, what: str) -> None:
     """Assert `actual == expected` (numbers, strings, tuples, lists), naming `what`."""
-    if isinstance(actual, np.ndarray) or not actual == expected:
+    if isinstance(actual, np.ndarray) or actual != expected:
         if isinstance(actual, set | frozenset) and isinstance(expected, set | frozenset):
             actual, expected = sorted(actual), sorted(expected)
         raise AssertionError(f"{what}: got {actual!r}, expected {expected!r}")

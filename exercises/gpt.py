@@ -16,7 +16,8 @@ def block_forward(block: Block, x: nima.Tensor) -> nima.Tensor:
 
     Using the block's own modules — `block.ln_1`, `block.attn`, `block.ln_2`, `block.ffn` —
     return its output for `x` `(B, T, C)`: with `block.pre_norm`,
-    $x + \operatorname{Attn}(\operatorname{N}_1(x))$ then $x + \operatorname{FFN}(\operatorname{N}_2(x))$;
+    $x + \operatorname{Attn}(\operatorname{N}_1(x))$ then
+    $x + \operatorname{FFN}(\operatorname{N}_2(x))$;
     otherwise (post-norm) $\operatorname{N}_1(x + \operatorname{Attn}(x))$ then
     $\operatorname{N}_2(x + \operatorname{FFN}(x))$. (Dropout is off in these blocks.)
     """

@@ -20,7 +20,7 @@ def _mean_pyramid_from_tokens_each_level(x, b, L):
 
 
 def upsample(summaries, span, length):
-    B, n, C = summaries.shape
+    B, _, C = summaries.shape
     repeated = np.repeat(summaries, span, axis=1)  # (B, n span, C)
     shifted = np.concatenate([np.zeros((B, span, C)), repeated], axis=1)  # one chunk later
     return shifted[:, :length]

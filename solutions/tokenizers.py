@@ -1,6 +1,7 @@
 """Solutions of exercises/tokenizers.py."""
 
 from collections import Counter
+from itertools import pairwise
 
 
 def _merge(ids, pair, new_id):
@@ -18,7 +19,7 @@ def _merge(ids, pair, new_id):
 def bpe_merges(text, n):
     ids, merges = list(text.encode("utf-8")), []
     for k in range(n):
-        counts = Counter(zip(ids, ids[1:], strict=False))
+        counts = Counter(pairwise(ids))
         if not counts:
             break
         top = max(counts.values())
@@ -32,7 +33,7 @@ def _bpe_merges_first_seen(text, n):
     """Breaks ties by the pair seen first: Wikipedia's example then merges Za, not ab."""
     ids, merges = list(text.encode("utf-8")), []
     for k in range(n):
-        counts = Counter(zip(ids, ids[1:], strict=False))
+        counts = Counter(pairwise(ids))
         if not counts:
             break
         pair = counts.most_common(1)[0][0]
@@ -45,7 +46,7 @@ def bpe_encode(text, merges):
     rank = {pair: r for r, pair in enumerate(merges)}
     ids = list(text.encode("utf-8"))
     while len(ids) > 1:
-        pair = min(zip(ids, ids[1:], strict=False), key=lambda p: rank.get(p, len(rank)))
+        pair = min(pairwise(ids), key=lambda p: rank.get(p, len(rank)))
         if pair not in rank:
             break
         ids = _merge(ids, pair, merges[pair])
