@@ -116,7 +116,8 @@ def close(actual: Any, expected: Any, what: str, *, rtol: float = 1e-6,
     actual, expected = actual.astype(np.float64), expected.astype(np.float64)
     same_nan = np.isnan(actual) & np.isnan(expected)
     same_inf = np.isinf(actual) & (actual == expected)
-    error = np.where(same_nan | same_inf, 0.0, np.abs(actual - expected))
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf where they differ
+        error = np.where(same_nan | same_inf, 0.0, np.abs(actual - expected))
     error = np.where(np.isnan(error), np.inf, error)
     excess = error - (atol + rtol * np.abs(np.where(np.isfinite(expected), expected, 0.0)))
     if excess.size and excess.max() > 0:

@@ -52,7 +52,12 @@ def check_greedy_decode(greedy_decode) -> None:
     """Compares with `nima.generate` (greedy) on a random small GPT, 12 tokens after a prompt
     of 3, for a batch of 2."""
     nima.manual_seed(1)
-    model = GPT(GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16))
+    model = GPT(GPTConfig(vocab_size=13, block_size=16, n_layer=2, n_head=2, n_embd=16,
+                          tie_weights=False))
+    for block in model.blocks:  # weights large enough for the context to matter
+        block.attn.qkv.weight.data *= 8.0
+        block.attn.proj.weight.data *= 8.0
+    model.lm_head.weight.data *= 20.0
     prompt = np.random.default_rng(1).integers(0, 13, (2, 3))
     expected = generate(model, prompt, 12).sequences
     got = np.asarray(greedy_decode(model, prompt.copy(), 12))

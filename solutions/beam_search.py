@@ -11,7 +11,7 @@ def beam_winners():
 
 
 def best_candidates(beam_scores, logp, n):
-    K, V = logp.shape
+    V = logp.shape[1]
     cand = (beam_scores[:, None] + logp).reshape(-1)  # (K V,)
     top = np.argpartition(-cand, n - 1)[:n]  # the n best, unordered
     top = top[np.argsort(-cand[top])]  # best first
@@ -20,7 +20,7 @@ def best_candidates(beam_scores, logp, n):
 
 def _best_candidates_per_beam(beam_scores, logp, n):
     """Takes the best tokens of each beam in turn instead of ranking all candidates together."""
-    K, V = logp.shape
+    K = logp.shape[0]
     order = np.argsort(-logp, axis=1)[:, : max(1, n // K)]
     beam = np.repeat(np.arange(K), order.shape[1])
     token = order.reshape(-1)
@@ -31,7 +31,7 @@ def _best_candidates_per_beam(beam_scores, logp, n):
 
 def _best_candidates_ignore_beam_score(beam_scores, logp, n):
     """Ranks by the new token's log-probability alone, forgetting each beam's past."""
-    K, V = logp.shape
+    V = logp.shape[1]
     flat = logp.reshape(-1)
     top = np.argsort(-flat)[:n]
     return top // V, top % V, beam_scores[top // V] + flat[top]

@@ -15,7 +15,7 @@ from exercises import Exercise, exercises, judge, modules
 ROOT = Path(__file__).resolve().parent.parent
 ALL = [exercise for module in modules() for exercise in exercises(module)]
 IDS = [f"{e.module}.{e.name}" for e in ALL]
-MARKER = re.compile(r"<!-- nima: exercises (\w+) -->")
+MARKER = re.compile(r"^<!-- nima: exercises (\w+) -->$", re.MULTILINE)
 
 
 def test_the_solution_passes_its_check() -> None:
