@@ -2,6 +2,7 @@
 reference solution and fails on its stub and on every slip the solution module lists; every
 guide page and tutorial ends with a summary, questions and its exercises."""
 
+import functools
 import re
 import subprocess
 import sys
@@ -37,6 +38,7 @@ def test_the_stub_and_every_slip_fail(exercise: Exercise) -> None:
         assert verdict.status == "fail", f"{exercise.name}: the slip {slip.__name__} passes"
 
 
+@functools.cache
 def _guide_pages() -> dict[str, str]:
     pages = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md")
              if p.name != "index.md"}

@@ -188,6 +188,9 @@ def _index(entries: list[tuple[str, str, dict[str, float]]]) -> str:
         "compiles the kernels, up to a minute more). The tests run every tutorial that takes",
         "under a minute in full mode and the others in quick mode.",
         "",
+        "Each tutorial ends with a summary, questions to check your understanding and",
+        "exercises checked by code; see [How to use the exercises](../exercises.md).",
+        "",
         "| tutorial | full run | quick mode |",
         "|---|---|---|",
     ]
