@@ -24,7 +24,7 @@ def check_sinusoidal_table(sinusoidal_table) -> None:
 
 
 def shift_matrix(k: int, d: int) -> np.ndarray:
-    r"""The linear map that moves every position $k$ steps on.
+    r"""The linear map that moves every position k steps on.
 
     Return the `(d, d)` matrix $M_k$ with $PE_{p+k} = M_k\,PE_p$ for every position $p$: block
     diagonal, one $2\times2$ rotation by $k\,\omega_i$ per column pair (see the page). The same

@@ -70,6 +70,10 @@ def render(module: str, src_uri: str) -> str:
             raise PluginError(f"exercises/{module}.py: {exercise.name} needs a docstring (the "
                               f"task) and so does check_{exercise.name} (what it checks)")
         title, _, body = task.partition("\n\n")
+        if "$" in title:
+            raise PluginError(f"exercises/{module}.py: {exercise.name}'s title (its docstring's "
+                              f"first paragraph) holds math, which the table of contents "
+                              f"cannot show: {title!r}")
         blocks.append(f"### {i}. {title.rstrip('.')}")
         if body:
             blocks.append(body)
