@@ -29,9 +29,10 @@ def check_tanh_grad(tanh_grad) -> None:
 class Hypot(Function):
     r"""A two-input op: the hypotenuse.
 
-    $y = \sqrt{a^2 + b^2}$. The forward is written and saves the inputs and the output. Write `backward`: return one
-    gradient per input, $\bar a = \bar y\, a / y$ and $\bar b = \bar y\, b / y$. (The engine sums
-    a broadcast input's gradient back to its shape.)
+    $y = \sqrt{a^2 + b^2}$. The forward is written and saves the inputs and the output. Write
+    `backward`: return one gradient per input, $\bar a = \bar y\, a / y$ and
+    $\bar b = \bar y\, b / y$. (The engine sums a broadcast input's gradient back to its
+    shape.)
     """
 
     @staticmethod

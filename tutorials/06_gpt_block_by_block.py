@@ -279,7 +279,7 @@ assert {(c.n_layer, c.n_embd) for c, _ in found} >= {(4, 192), (6, 128), (5, 160
 #
 # ## Check your understanding
 #
-# ??? question "Why does the head's output feel the final LayerNorm's $\beta$ and not just $\gamma$?"
+# ??? question "How does the final LayerNorm's $\beta$ reach the logits?"
 #     The logits are $\operatorname{LN}(h) W_E^\top$; $\beta$ adds the same vector to every
 #     position's normalised state, so it adds $\beta W_E^\top$ to every row of logits.
 #

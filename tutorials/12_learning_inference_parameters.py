@@ -175,7 +175,7 @@ print(tokenizer.decode(out.sequences[0].tolist()))
 #
 # ## Check your understanding
 #
-# ??? question "Why are the inference parameters learned on held-out text rather than on the training text?"
+# ??? question "Why learn the inference parameters on held-out text, not training text?"
 #     On the training text the model is over-confident — it has partly memorised it — so the
 #     learned temperature would be too low for new text.
 #
