@@ -266,3 +266,27 @@ for c, total in found:
     print(f"  {c.n_layer} layers x {c.n_embd} wide, {c.n_head} heads, FFN {c.ffn_hidden}: "
           f"{total:,}")
 assert {(c.n_layer, c.n_embd) for c, _ in found} >= {(4, 192), (6, 128), (5, 160)}
+
+# %% [markdown]
+# ## Summary
+#
+# - A GPT is embeddings, a stack of blocks and a tied head; each block is two residual
+#   additions, attention then the feed-forward network.
+# - The shapes stay `(B, T, C)` through the blocks; the head gives `(B, T, V)` logits and the
+#   loss their mean cross-entropy over the positions with a target.
+# - The parameter count follows from the shapes, and a few training steps show the loss
+#   falling.
+#
+# ## Check your understanding
+#
+# ??? question "How does the final LayerNorm's $\beta$ reach the logits?"
+#     The logits are $\operatorname{LN}(h) W_E^\top$; $\beta$ adds the same vector to every
+#     position's normalised state, so it adds $\beta W_E^\top$ to every row of logits.
+#
+# ??? question "Why is the loss averaged over the positions with a target, not over all of them?"
+#     Positions marked $-100$ (padding) carry no prediction; counting them would dilute the loss
+#     and its gradient by the share of padding in the batch.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_06 -->

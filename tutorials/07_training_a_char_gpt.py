@@ -171,3 +171,26 @@ for temperature in (1.0, 0.5):
                           temperature=temperature)
     print(f"--- temperature {temperature} ---\n{text}\n")
     assert text.startswith("ROMEO:") and len(text) > len("ROMEO:")
+
+# %% [markdown]
+# ## Summary
+#
+# - The baby GPT trains on 12 windows of 64 characters per step; `y` is `x` shifted by one.
+# - An untrained model's loss is about $\ln 65$; one step is forward, backward, clip, AdamW,
+#   schedule.
+# - `Trainer.fit` runs 2000 steps with evaluations and checkpoints; the samples improve from
+#   noise to Shakespeare-like text.
+#
+# ## Check your understanding
+#
+# ??? question "Why clip the gradient's global norm rather than each gradient on its own?"
+#     One factor for all keeps the step's direction and caps only its length; clipping each
+#     gradient separately would rescale parts of the step differently.
+#
+# ??? question "Why does temperature 0.5 give more correct words but more repetition than 1.0?"
+#     Dividing logits by 0.5 sharpens the distribution toward the likeliest characters: fewer
+#     misspellings, but the same likely continuations again and again.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_07 -->

@@ -306,7 +306,7 @@ if halves is not None:
 # Put side by side, the two halves of each weight gradient are the dense layer's gradient.
 # Neither process ever held the whole weight.
 #
-# ## What we saw
+# ## Summary
 #
 # - An allreduce built from point-to-point messages gives MPI's result, and the same result to
 #   the bit on every rank.
@@ -319,3 +319,18 @@ if halves is not None:
 #
 # The [scaling projection](../scaling.md) asks what these costs mean for 8, 64 and 512
 # processes.
+
+# %% [markdown]
+# ## Check your understanding
+#
+# ??? question "Why does the data-parallel run match the one-process run?"
+#     Every rank takes an equal share of the same global batch, and the mean of the ranks'
+#     mean gradients is the gradient of the global mean.
+#
+# ??? question "Why does a fused `qkv` weight need `groups=3` when it is split across ranks?"
+#     Its rows are q, then k, then v; each rank must take its share of each of the three,
+#     not a contiguous block that would give one rank only queries.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_14 -->

@@ -189,3 +189,24 @@ print("numpy_gpt.py:", repr(result.stdout.rstrip("\n")))
 print("Nima:        ", repr(tokenizer.decode(greedy.tolist()[0])))
 assert result.stdout.rstrip("\n") == tokenizer.decode(greedy.tolist()[0])
 print(f"{npz.name}: {npz.stat().st_size / 1e6:.1f} MB")
+
+# %% [markdown]
+# ## Summary
+#
+# - GPT-2 small's 124,439,808 parameters follow from its `config.json` alone.
+# - A Hugging Face folder loads into Nima's GPT — weights through Nima's safetensors reader,
+#   the tokenizer as GPT-2's byte-level BPE — and samples.
+# - `export_npz` and one NumPy-only script run the model without Nima.
+#
+# ## Check your understanding
+#
+# ??? question "Which key of GPT-2's `config.json` gives the context length?"
+#     `n_positions` (1024 by default): the number of learned position vectors.
+#
+# ??? question "Why is `gelu_new` the tanh approximation?"
+#     GPT-2 was trained with the tanh approximation of GELU, which `transformers` calls
+#     `gelu_new`; `gelu` is the exact $x\,\Phi(x)$.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_15 -->

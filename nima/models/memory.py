@@ -24,7 +24,7 @@ Decoding holds the parameters, the key/value caches ($2 L B T n_{kv} d_h$ number
 logits.
 
 Example:
-    >>> need = training_bytes(GPTConfig.preset("tiny"), batch_size=12)
+    >>> need = training_bytes(GPTConfig.preset("baby"), batch_size=12)
     >>> format_bytes(need["total"])
     '70.1 MB'
 """

@@ -58,14 +58,14 @@ def test_the_estimate_is_within_a_quarter_of_the_measured_peak(shape):
 
 
 def test_checkpointing_keeps_one_block_of_activations():
-    plain = GPTConfig.preset("tiny")
-    checkpointed = GPTConfig.preset("tiny", gradient_checkpointing=True)
+    plain = GPTConfig.preset("baby")
+    checkpointed = GPTConfig.preset("baby", gradient_checkpointing=True)
     a, b = (training_bytes(c, 12)["activations"] for c in (plain, checkpointed))
     assert b < a / 2
 
 
 def test_inference_needs_parameters_caches_and_logits():
-    config = GPTConfig.preset("tiny", vocab_size=65)
+    config = GPTConfig.preset("baby", vocab_size=65)
     need = inference_bytes(config, batch_size=2)
     assert need["caches"] == 2 * 4 * 2 * 64 * 128 * 4 and need["logits"] == 2 * 65 * 4
     assert need["total"] == need["parameters"] + need["caches"] + need["logits"]
