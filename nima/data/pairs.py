@@ -151,7 +151,6 @@ class PairDataset:
             yield self.batch(np.arange(start, min(start + batch_size, len(self))))
 
 
-# --8<-- [start:prepare_pairs]
 def prepare_pairs(pairs_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                   val_fraction: float = 0.1) -> dict[str, object]:
     """Split a pairs file into `train.tsv` and `val.tsv` (the last `val_fraction` of the pairs
@@ -187,4 +186,3 @@ def prepare_pairs(pairs_path: str | os.PathLike[str], out_dir: str | os.PathLike
             "train_pairs": split, "val_pairs": len(pairs) - split}
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2) + "\n")
     return meta
-# --8<-- [end:prepare_pairs]

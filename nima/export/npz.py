@@ -85,7 +85,6 @@ def _tables(model: GPT) -> dict[str, np.ndarray]:
     return tables
 
 
-# --8<-- [start:export_npz]
 def export_npz(source: GPT | str | os.PathLike[str], path: str | os.PathLike[str], *,
                tokenizer: Tokenizer | None = None, which: str = "best") -> Path:
     """Write a GPT, its config and its tokenizer into one `.npz` for `numpy_gpt.py`.
@@ -124,7 +123,6 @@ def export_npz(source: GPT | str | os.PathLike[str], path: str | os.PathLike[str
     path = Path(path)
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
-# --8<-- [end:export_npz]
 
 
 __all__ = ["export_npz", "model_spec", "tokenizer_spec"]

@@ -75,7 +75,6 @@ def attention_parameters(config: GPTConfig) -> int:
 # --8<-- [end:attention_parameters]
 
 
-# --8<-- [start:deep_tree_echo_parameters]
 def deep_tree_echo_parameters(config: GPTConfig) -> dict[str, int]:
     r"""Per block that has it: `tree_attention` and `memory_attention` (each in place of the
     block's attention), `echo` (an echo layer with its norm), `recursion` (what wrapping the
@@ -94,7 +93,6 @@ def deep_tree_echo_parameters(config: GPTConfig) -> dict[str, int]:
         "echo": config.echo_slots * C + 2 * cross + 2 * C * C + C * b + norm,
         "recursion": config.recursion_depth * C + (C + 1 if config.act else 0),
     }
-# --8<-- [end:deep_tree_echo_parameters]
 
 
 # --8<-- [start:count_parameters]

@@ -45,7 +45,6 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 709.0 else (math.nan if math.isnan(loss) else math.inf)
 
 
-# --8<-- [start:read_metrics]
 def read_metrics(path: PathLike, skipped: list[str] | None = None) -> list[dict[str, Any]]:
     """The records of a `metrics.jsonl`; a line that is not a record is left out, and what
     was wrong with it (`"line 7: not JSON"`) appended to `skipped` when given."""
@@ -82,7 +81,6 @@ def _parse(raw: bytes) -> tuple[str | None, Any]:
         if not isinstance(value, int | float) or isinstance(value, bool):
             return f"{key} is not a number", None
     return None, record
-# --8<-- [end:read_metrics]
 
 
 def _csv_line(record: dict[str, Any]) -> str:

@@ -226,7 +226,6 @@ def claim(run_dir: Path, data_dir: Path, *, resume: bool, overwrite: bool) -> Ru
     return lock
 
 
-# --8<-- [start:write_error]
 def write_error(path: Path, error: OSError, run_dir: Path) -> TrainingError:
     """A one-line `TrainingError`: the file that could not be written, why, and what to do."""
     reason = error.strerror or str(error)
@@ -251,4 +250,3 @@ def writing(path: Path, run_dir: Path) -> Iterator[None]:
         yield
     except OSError as e:
         raise write_error(Path(e.filename) if e.filename else path, e, run_dir) from e
-# --8<-- [end:write_error]
