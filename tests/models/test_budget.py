@@ -36,7 +36,7 @@ def test_baby_and_tiny_presets() -> None:
     """nanoGPT's baby GPT, and the ≈10M model of width 256 (8,192,000 of it the token table)."""
     config = GPTConfig.preset("baby")
     assert count_parameters(config)["total"] == GPT(config).num_parameters() == 804_096
-    config = GPTConfig.preset("baby")
+    config = GPTConfig.preset("tiny")
     parts = count_parameters(config)
     assert parts["total"] == GPT(config).num_parameters() == 11_482_624
     assert parts["embedding"] == 32_000 * 256

@@ -31,7 +31,7 @@ def test_presets() -> None:
     baby = GPTConfig.preset("baby")
     assert (baby.n_layer, baby.n_head, baby.n_embd, baby.block_size, baby.vocab_size,
             baby.bias) == (4, 4, 128, 64, 65, False)
-    tiny = GPTConfig.preset("baby")
+    tiny = GPTConfig.preset("tiny")
     assert (tiny.n_layer, tiny.n_head, tiny.n_embd, tiny.ffn_hidden) == (4, 4, 256, 1024)
     assert GPTConfig.preset("small") == GPTConfig()  # the defaults are GPT-2 small
     medium = GPTConfig.preset("medium", dropout=0.1)
