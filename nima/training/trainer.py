@@ -30,6 +30,9 @@ Three promises:
   once). A half-updated set of weights is never saved.
 * **Nothing is half-written.** Checkpoints, plots and rewritten metrics go through a temp file
   and a rename (`nima.serialization.atomic_write`).
+
+Under `mpiexec -n N` the same loop is one rank of a data-parallel job, and all three promises
+hold for the job; `nima.training.parallel` says what each rank does differently.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from nima.autograd import no_grad
 from nima.data.dataset import TOKENIZER_FILE, TokenDataset, prepare, text_digest
 from nima.data.synthetic import generate_corpus
 from nima.data.tokenizers import load_tokenizer
+from nima.distributed import Communicator
 from nima.generation import GenerationConfig, generate
 from nima.models.gpt import GPT
 from nima.optim import SGD, Adam, AdamW, GradScaler, clip_grad_norm_
@@ -75,6 +79,7 @@ from nima.training.checkpoint import (
 )
 from nima.training.config import Config, ConfigError, DataConfig
 from nima.training.metrics import PLOT, MetricsLog, plot_curves
+from nima.training.parallel import Ranks
 from nima.training.progress import ProgressBar, format_duration
 
 __all__ = ["FitResult", "Trainer", "TrainingError", "build_optimizer", "build_scheduler",
@@ -178,6 +183,10 @@ class Trainer:
             none).
         overwrite: start afresh even if the run directory holds checkpoints (they are deleted).
         stream: where progress and messages go (default `sys.stderr`).
+        comm: the ranks of a data-parallel job (`nima.training.parallel`); default
+            `nima.distributed.world()`, a single process without `mpiexec`. On several ranks,
+            run the trainer inside `nima.distributed.abort_on_error`, as `nima train` does, so
+            that an error on one rank ends them all.
 
     Raises:
         TrainingError: the run directory holds checkpoints and neither `resume` nor `overwrite`
@@ -186,21 +195,23 @@ class Trainer:
     """
 
     def __init__(self, config: Config, *, resume: bool = False, overwrite: bool = False,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, comm: Communicator | None = None) -> None:
         t = config.training
         if config.runtime.retain_memory:  # the config's explicit, process-wide choice
             runtime.retain_freed_memory()
+        self.ranks = Ranks(comm)  # one process, or rank r of an mpiexec job
         self.run_dir = Path(t.run_dir)
         existing = list_checkpoints(self.run_dir) if self.run_dir.is_dir() else []
         if existing and not resume and not overwrite:
             raise TrainingError(f"{self.run_dir} already holds {len(existing)} checkpoint(s); "
                                 f"resume it (nima train {self.run_dir}) or start over with "
                                 f"--overwrite")
-        self.meta = prepare_data(config.data, t.seed)
+        with self.ranks.first():  # rank 0 prepares the data; the others find it prepared
+            self.meta = prepare_data(config.data, t.seed)
         out = Path(self.meta["out_dir"])
         self.tokenizer_path = out / self.meta["tokenizer_file"]
-        self.train_data = TokenDataset(out / "train.bin", self.meta["dtype"])
-        self.val_data = TokenDataset(out / "val.bin", self.meta["dtype"])
+        self.train_data = self.ranks.shard(TokenDataset(out / "train.bin", self.meta["dtype"]))
+        self.val_data = self.ranks.shard(TokenDataset(out / "val.bin", self.meta["dtype"]))
         for name, ds in (("train", self.train_data), ("val", self.val_data)):
             if len(ds) <= config.model.block_size:
                 raise ConfigError(f"model.block_size: the {name} split holds {len(ds)} tokens, "
@@ -215,6 +226,7 @@ class Trainer:
         self.stream = stream
         nima_random.manual_seed(t.seed)  # weights, then dropout draw from Nima's generator
         self.model = GPT(resolved.model.to_gpt_config())
+        self.ranks.start(self.model, resolved.to_dict())  # the same config; rank 0's weights
         self.optimizer = build_optimizer(resolved, self.model)
         self.scheduler = build_scheduler(resolved, self.optimizer)
         self.scaler = GradScaler(enabled=t.mixed_precision)
@@ -225,26 +237,35 @@ class Trainer:
         self._stop = False
         self.bar: ProgressBar | None = None
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        repairs = repair_run_dir(self.run_dir)  # what a killed run left half-done
-        checkpoint = latest_checkpoint(self.run_dir) if resume else None
-        if overwrite and not resume:
-            for path in [*existing, self.run_dir / BEST]:
-                path.unlink(missing_ok=True)
-        if checkpoint is None:
-            for name in ("metrics.jsonl", "metrics.csv", LOG_FILE, PLOT):
-                (self.run_dir / name).unlink(missing_ok=True)
+        with self.ranks.first():  # rank 0 alone writes the run directory, before others read
+            repairs = self._prepare_run_dir(existing, resume, overwrite)
+            checkpoint = latest_checkpoint(self.run_dir) if resume else None
         self.metrics = MetricsLog(self.run_dir)
-        atomic_write_text(self.run_dir / CONFIG_FILE,
-                          yaml.safe_dump(resolved.to_dict(), sort_keys=False,
-                                         allow_unicode=True))
-        shutil.copyfile(self.tokenizer_path, self.run_dir / TOKENIZER_FILE)
         for note in repairs:
             self._log(note)
         if checkpoint is not None:
             self._resume(checkpoint)
         elif resume:
             self._log(f"no checkpoint in {self.run_dir}: starting from step 0")
+
+    def _prepare_run_dir(self, existing: list[Path], resume: bool, overwrite: bool) -> list[str]:
+        """Repair, clear and fill the run directory (rank 0 only; nothing on other ranks);
+        returns the repairs made, for the log."""
+        if not self.ranks.writes:
+            return []
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        repairs = repair_run_dir(self.run_dir)  # what a killed run left half-done
+        if overwrite and not resume:
+            for path in [*existing, self.run_dir / BEST]:
+                path.unlink(missing_ok=True)
+        if not resume or latest_checkpoint(self.run_dir) is None:
+            for name in ("metrics.jsonl", "metrics.csv", LOG_FILE, PLOT):
+                (self.run_dir / name).unlink(missing_ok=True)
+        atomic_write_text(self.run_dir / CONFIG_FILE,
+                          yaml.safe_dump(self.config.to_dict(), sort_keys=False,
+                                         allow_unicode=True))
+        shutil.copyfile(self.tokenizer_path, self.run_dir / TOKENIZER_FILE)
+        return repairs
 
     # --8<-- [start:resume]
     def _resume(self, path: Path) -> None:
@@ -254,22 +275,30 @@ class Trainer:
         self.step = info["step"]
         self.best_val = info["best"]["metric"] if info["best"] else None  # the run's best
         self.last_eval = info["metrics"]
-        self.metrics.truncate_after(self.step)  # records past the checkpoint are replayed
+        if self.ranks.writes:
+            self.metrics.truncate_after(self.step)  # records past the checkpoint are replayed
+        self.ranks.check_same("the checkpoint resumed from", [path.name, self.step])
         self._log(f"resumed from {path.name} at step {self.step}")
+        change = self.ranks.batch_change(info, self.config.training.batch_size)
+        if change:
+            self._log(change)
     # --8<-- [end:resume]
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
         """Write a checkpoint of the current step (and `best` if its validation loss is the
-        lowest so far)."""
+        lowest so far); returns its path (None on the ranks that do not write)."""
         val = self.last_eval.get("val_loss") if self.last_eval.get("step") == self.step else None
         if val is not None and (self.best_val is None or val < self.best_val):
             self.best_val = val
+        if not self.ranks.writes:
+            return None
         path = save_checkpoint(
             self.run_dir, self.step, self.model, self.optimizer, self.scheduler,
             config=self.config.to_dict(),
             rng_states={"nima": nima_random.get_state(), "data": self.data_rng.bit_generator.state},
             metrics=self.last_eval, keep_last=self.config.training.keep_last,
-            best_metric=val, extra={"scaler": self.scaler.state_dict()})
+            best_metric=val, extra={"scaler": self.scaler.state_dict(),
+                                    "processes": self.ranks.size})
         self._log(f"step {self.step}: saved {path.name}")
         return path
 
@@ -278,6 +307,7 @@ class Trainer:
         """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
         t, m = self.config.training, self.config.model
         self.model.train()
+        self.ranks.seed_dropout(t.seed, self.step)  # several ranks: each its own masks
         total = 0.0
         for _ in range(t.grad_accum):
             x, y = self.train_data.get_batch(t.batch_size, m.block_size, self.data_rng)
@@ -287,6 +317,8 @@ class Trainer:
                 loss = loss / t.grad_accum  # the mean over micro-batches, summed by backward
             self.scaler.scale(loss).backward()
             total += loss.item()
+        self.ranks.allreduce_gradients(self.model.parameters())  # the mean over ranks
+        total = self.ranks.mean(total)
         if not math.isfinite(total) and not t.mixed_precision:
             raise TrainingError(f"step {self.step + 1}: the loss is {total}; lower "
                                 f"optimizer.lr or set training.grad_clip")
@@ -317,7 +349,7 @@ class Trainer:
                 x, y = data.get_batch(t.batch_size, m.block_size, rng)
                 with autocast(enabled=t.mixed_precision):
                     losses.append(self.model(x, y)[1].item())
-            result[f"{split}_loss"] = float(np.mean(losses))
+            result[f"{split}_loss"] = self.ranks.mean(float(np.mean(losses)))
         self.model.train()
         return result
     # --8<-- [end:estimate_loss]
@@ -326,14 +358,16 @@ class Trainer:
         """Estimate the losses at the current step, record them, redraw the plot."""
         losses = self.estimate_loss()
         self.last_eval = {"step": self.step, **losses}
-        self.metrics.append({"step": self.step, "kind": "eval", **losses})
+        self._append({"step": self.step, "kind": "eval", **losses})
         self._log(f"step {self.step}: train loss {losses['train_loss']:.4f}, "
                   f"val loss {losses['val_loss']:.4f}")
         self.plot()
         return losses
 
     def plot(self) -> None:
-        """Redraw `curves.png` from the metrics so far."""
+        """Redraw `curves.png` from the metrics so far (rank 0)."""
+        if not self.ranks.writes:
+            return
         plot_curves(self.metrics.records, self.run_dir / PLOT,
                     title=f"{self.run_dir.name}: {self.model.num_parameters():,} parameters")
 
@@ -341,37 +375,40 @@ class Trainer:
     def fit(self) -> FitResult:
         """Train from the current step to `training.max_iters`."""
         t = self.config.training
-        tokens_per_step = t.batch_size * self.config.model.block_size * t.grad_accum
+        tokens_per_step = (t.batch_size * self.ranks.size * self.config.model.block_size
+                           * t.grad_accum)
         self._log(f"training {self.model.num_parameters():,} parameters for {t.max_iters} steps"
                   f" ({tokens_per_step:,} tokens each) into {self.run_dir}")
-        self.bar = ProgressBar(t.max_iters, self.step, self.stream)
+        self.bar = ProgressBar(t.max_iters, self.step, self.stream) if self.ranks.writes else None
         saved: Path | None = None
         r = self.config.runtime
         with self._ctrl_c_saves(), runtime.using(backend=r.backend, numba_threads=r.numba_threads,
                                                  blas_threads=r.blas_threads):
             if self.step == 0:
                 self.evaluate()
-            interval_time, interval_steps = 0.0, 0
-            while self.step < t.max_iters and not self._stop:
+            interval_time, interval_steps, stop = 0.0, 0, False
+            while self.step < t.max_iters and not stop:
                 start = time.perf_counter()
                 lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
                 loss = self.train_step()
+                stop = self._stop = self.ranks.any(self._stop)  # all stop after the same step
                 self.step += 1
                 interval_time += time.perf_counter() - start
                 interval_steps += 1
                 last = self.step == t.max_iters
                 if self.step % t.log_interval == 0 or last:
                     speed = interval_steps * tokens_per_step / interval_time
-                    self.metrics.append({"step": self.step, "kind": "train", "loss": loss,
-                                         "lr": lr, "tokens_per_s": speed,
-                                         "elapsed_s": interval_time})
-                    self.bar.update(self.step, loss, lr, speed)
+                    self._append({"step": self.step, "kind": "train", "loss": loss, "lr": lr,
+                                  "tokens_per_s": speed, "elapsed_s": interval_time})
+                    if self.bar is not None:
+                        self.bar.update(self.step, loss, lr, speed)
                     interval_time, interval_steps = 0.0, 0
                 if self.step % t.eval_interval == 0 or last:
                     self.evaluate()
-                if self.step % t.checkpoint_interval == 0 or last or self._stop:
+                if self.step % t.checkpoint_interval == 0 or last or stop:
                     saved = self.save()
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
         if self._stop:
             self._log(f"interrupted at step {self.step}; resume with: nima train {self.run_dir}")
         return FitResult(self.step, self.last_eval.get("train_loss"),
@@ -409,7 +446,14 @@ class Trainer:
         tokenizer = load_tokenizer(self.tokenizer_path)
         return sample_text(self.model, tokenizer, s.prompt if prompt is None else prompt, config)
 
+    def _append(self, record: dict[str, Any]) -> None:
+        """Add a record to the metrics (rank 0)."""
+        if self.ranks.writes:
+            self.metrics.append(record)
+
     def _log(self, text: str) -> None:
+        if not self.ranks.writes:
+            return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with (self.run_dir / LOG_FILE).open("a", encoding="utf-8") as f:
             f.write(f"{stamp} {text}\n")
