@@ -2,7 +2,9 @@
 
 `nima train CONFIG.yaml [--set section.key=value ...]` trains the GPT a YAML config describes
 (see `docs/configuration.md`), writing metrics, plots and checkpoints into `training.run_dir`,
-then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint.
+then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint. Under
+`mpiexec -n N` it is one rank of a data-parallel job (`nima.training.parallel`), and
+`--nproc N` starts that job itself.
 `nima sample RUN_DIR --prompt TEXT` prints generated text (for scripts); `nima repl RUN_DIR`
 is the interactive loop of `nima.generation.repl`.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import statistics
 import sys
 import time
@@ -207,34 +210,77 @@ def _positive(text: str) -> int:
     return value
 
 
-def train(args: argparse.Namespace) -> None:
-    """Train from a config file, or resume a run directory; then print a sample."""
+def _train_config(args: argparse.Namespace, processes: int) -> tuple[Any, bool]:
+    """The config `nima train` runs on `processes` ranks, and whether it resumes a run.
+
+    A run directory is resumed with its own config; unless `--set training.batch_size=...`
+    says otherwise, each rank then takes its share of the run's global batch
+    (`resume_batch_size`), so a run written by N processes continues on M along the same
+    curve."""
     from pathlib import Path
 
-    from nima.serialization import CheckpointError
-    from nima.training import ConfigError, Trainer, TrainingError, load_config
-    from nima.training.trainer import CONFIG_FILE, summary
+    from nima.training import load_config
+    from nima.training.parallel import resume_batch_size
+    from nima.training.trainer import CONFIG_FILE
 
     target = Path(args.target)
+    if not target.is_dir():
+        return load_config(target, args.set), args.resume
+    overrides = [*args.set, f"training.run_dir={target}"]
+    if not any(item.partition("=")[0].strip() == "training.batch_size" for item in args.set):
+        batch = resume_batch_size(target, processes)
+        if batch is not None:
+            overrides.insert(0, f"training.batch_size={batch}")
+    return load_config(target / CONFIG_FILE, overrides), True
+
+
+# --8<-- [start:train]
+def train(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Train from a config file, or resume a run directory; then print a sample.
+
+    With `--nproc N` (N > 1) outside `mpiexec`, check the config, then run this same command
+    line as N processes of one numba thread each (`run_job`) and exit with the job's code.
+    Under `mpiexec`, this process is one rank of the job: an error on any rank ends them all
+    (`abort_on_error`), and rank 0 alone prints."""
+    from nima.distributed import DistributedError, abort_on_error, launched_size, run_job, world
+    from nima.serialization import CheckpointError
+    from nima.training import ConfigError, Trainer, TrainingError
+    from nima.training.trainer import summary
+
+    errors = (ConfigError, TrainingError, CheckpointError, FileNotFoundError, DistributedError)
+    if args.nproc is not None and args.nproc > 1 and launched_size() == 1:
+        env = {**os.environ, "NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS", "1")}
+        try:
+            _train_config(args, args.nproc)  # a mistake is reported once, before any start
+            code = run_job(args.nproc, [sys.executable, "-m", "nima", *argv], env)
+        except errors as e:
+            raise SystemExit(f"nima train: {e}") from None
+        raise SystemExit(code)
     try:
-        if target.is_dir():  # a run directory: its own config, then continue where it stopped
-            config = load_config(target / CONFIG_FILE, [*args.set, f"training.run_dir={target}"])
-            trainer = Trainer(config, resume=True)
-        else:
-            config = load_config(target, args.set)
-            trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
-        start = time.perf_counter()
-        result = trainer.fit()
-    except (ConfigError, TrainingError, CheckpointError, FileNotFoundError) as e:
+        comm = world()
+    except DistributedError as e:
         raise SystemExit(f"nima train: {e}") from None
-    print(summary(result, time.perf_counter() - start))
+    if args.nproc is not None and args.nproc != comm.size:
+        raise SystemExit(f"nima train: --nproc {args.nproc}, but mpiexec started {comm.size} "
+                         f"process(es)")
+    with abort_on_error(comm):
+        try:
+            config, resume = _train_config(args, comm.size)
+            trainer = Trainer(config, resume=resume, overwrite=args.overwrite, comm=comm)
+            start = time.perf_counter()
+            result = trainer.fit()
+        except errors as e:
+            raise SystemExit(f"nima train: {e}") from None
+    if trainer.ranks.writes:  # rank 0 alone prints; every rank exits with the same code
+        print(summary(result, time.perf_counter() - start))
     if result.interrupted:
         raise SystemExit(130)
     s = trainer.config.sampling
-    if args.sample and s.max_new_tokens > 0:
+    if trainer.ranks.writes and args.sample and s.max_new_tokens > 0:
         print(f"\n--- a sample: {s.max_new_tokens} tokens, temperature {s.temperature}"
               f"{f', top-k {s.top_k}' if s.top_k else ''} ---")
         print(trainer.sample())
+# --8<-- [end:train]
 
 
 def add_train_parser(commands: Any) -> None:
@@ -251,6 +297,9 @@ def add_train_parser(commands: Any) -> None:
                    help="start afresh, deleting the run directory's checkpoints")
     p.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True,
                    help="print a sample after training (default: yes)")
+    p.add_argument("--nproc", type=_argtype(_positive), default=None, metavar="N",
+                   help="train data-parallel on N processes, started with mpiexec (needs "
+                        "pip install \"nima[mpi]\"); training.batch_size is per process")
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -337,6 +386,7 @@ def add_generation_parsers(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="nima", description="Nima: deep learning from scratch.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="graph, backward, gradcheck and a kernel race")
@@ -350,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "params":
         params(args)
     elif args.command == "train":
-        train(args)
+        train(args, argv)
     elif args.command == "sample":
         sample(args)
     elif args.command == "repl":
