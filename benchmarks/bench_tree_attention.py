@@ -126,15 +126,14 @@ def in_subprocess(threads: str | None, quick: bool) -> list[dict]:
 
 def table(rows: list[dict]) -> list[str]:
     lines = ["| T | levels | tree ms | dense ms | dense / tree time | tree MiB | dense MiB | "
-             "dense / tree memory | tree KiB per token | tree bytes / (T log2 T) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "dense / tree memory | tree bytes / (T log2 T) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         T, tr, de = row["T"], row["tree"], row["dense"]
         lines.append(
             f"| {T} | {row['levels']} | {tr['ms']:.1f} | {de['ms']:.1f} | "
             f"{de['ms'] / tr['ms']:.2f} | {tr['mb']:.1f} | {de['mb']:.1f} | "
-            f"{de['mb'] / tr['mb']:.2f} | {tr['mb'] * 1024 / T:.1f} | "
-            f"{tr['mb'] * 2**20 / (T * math.log2(T)):.0f} |")
+            f"{de['mb'] / tr['mb']:.2f} | {tr['mb'] * 2**20 / (T * math.log2(T)):.0f} |")
     faster, smaller = crossover(rows, "ms"), crossover(rows, "mb")
     return [*lines, "", f"Crossover: tree attention is faster from T = {faster} and smaller "
             f"from T = {smaller} on (at every longer T measured)."]

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # A GPT block by block
 #
-# This tutorial takes the `tiny` GPT apart and puts it back together by hand: token and
+# This tutorial takes the `baby` GPT apart and puts it back together by hand: token and
 # position embeddings, then inside the first block the layer norm, the causal multi-head
 # attention head by head, the feed-forward network and the residual additions, then the other
 # blocks, the final norm and the tied output head. At every step it prints the shapes and checks
@@ -41,7 +41,7 @@ def close(a, b) -> bool:
 # %% [markdown]
 # ## 1. A model and a batch
 #
-# Characters of a line of Shakespeare are the tokens. The `tiny` preset is nanoGPT's CPU
+# Characters of a line of Shakespeare are the tokens. The `baby` preset is nanoGPT's CPU
 # "baby GPT": 4 blocks, 4 heads, a residual stream 128 wide, a context of 64, no biases; the
 # vocabulary is overridden to this text's characters.
 
@@ -52,7 +52,7 @@ chars = sorted(set(text))
 stoi = {c: i for i, c in enumerate(chars)}
 data = np.array([stoi[c] for c in text])
 
-config = GPTConfig.preset("tiny", vocab_size=len(chars))
+config = GPTConfig.preset("baby", vocab_size=len(chars))
 model = GPT(config).double()
 B, T, C, nh = 4, 32, config.n_embd, config.n_head
 hd = C // nh

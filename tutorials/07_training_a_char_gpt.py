@@ -42,14 +42,14 @@ FIGURES.mkdir(parents=True, exist_ok=True)
 # ## 1. The configuration
 #
 # `configs/shakespeare_char.yaml` holds nanoGPT's settings. Paths in it are relative to the
-# current directory, so the tutorial anchors them at the repository root, where
-# `python -m nima train configs/shakespeare_char.yaml` puts them when started there.
+# file's own folder (the corpus, not found there, comes from Nima's `data/` folder), so it
+# works from any directory; paths given as overrides are taken from the current directory, so
+# the tutorial puts the prepared data and the run under `runs/` wherever it is started.
 
 # %%
 overrides = [
-    f"data.corpus={ROOT / 'data' / 'tinyshakespeare.txt'}",
-    f"data.out_dir={ROOT / 'data' / 'shakespeare_char'}",
-    f"training.run_dir={ROOT / 'runs' / 'shakespeare_char'}",
+    "data.out_dir=runs/tutorial_07/data",
+    "training.run_dir=runs/tutorial_07/run",
 ]
 if QUICK:
     overrides[1:] = ["data.out_dir=runs/tutorial_07/data", "training.run_dir=runs/tutorial_07/run"]

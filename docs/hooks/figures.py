@@ -21,6 +21,8 @@ from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
 
 import nima
+from nima.generation import generate
+from nima.models import GPT, GPTConfig
 from nima.nn import Parameter
 from nima.nn.positional import ALiBi, RotaryEmbedding, sinusoidal_table
 from nima.nn.tree_attention import tree_pattern
@@ -264,6 +266,79 @@ def scaling_efficiency(fig: Figure) -> None:
     weak.legend(fontsize=7)
 
 
+STATUS_COLOURS = {"root": "k", "beam": LEVEL_COLOURS[0], "end": LEVEL_COLOURS[2],
+                  "pruned": "#bbbbbb"}
+
+
+def search_tree(fig: Figure) -> None:
+    """Tree beam search on a small random GPT over the letters a-e: 3 beams, 2 children each,
+    5 tokens. Every node a hypothesis (kept, finished at the end token `e`, or pruned); the
+    best sequence returned in red."""
+    nima.manual_seed(3)
+    model = GPT(GPTConfig(vocab_size=5, block_size=16, n_layer=1, n_head=1, n_embd=8)).double()
+    rng = np.random.default_rng(3)
+    for p in model.parameters():
+        p.data[...] = rng.normal(0.0, 0.8, p.data.shape)  # far from uniform predictions
+    out = generate(model, np.array([[0, 1]]), 5, strategy="tree_beam", num_beams=3,
+                   tree_width=2, eos_token_id=4)
+    tree = out.trees[0]
+    leaves = iter(range(len(tree)))
+    y_leaf: dict[int, float] = {}
+
+    def layout(i: int) -> float:  # leaves one below the other, parents amid their children
+        kids = tree.nodes[i].children
+        y_leaf[i] = float(next(leaves)) if not kids else float(np.mean([layout(c) for c in kids]))
+        return y_leaf[i]
+
+    layout(0)
+    best = {0}
+    node = next(i for i, n in enumerate(tree.nodes) if n.status in ("beam", "end") and
+                tree.path(i) == out.generated(0))
+    while node > 0:
+        best.add(node)
+        node = tree.nodes[node].parent
+    ax = fig.subplots()
+    for parent, child in tree.edges():
+        n = tree.nodes[child]
+        on_best = child in best
+        ax.plot([tree.nodes[parent].depth, n.depth], [y_leaf[parent], y_leaf[child]],
+                color="C3" if on_best else STATUS_COLOURS[n.status], lw=2.5 if on_best else 1,
+                zorder=1)
+    for i, n in enumerate(tree.nodes):
+        ax.scatter(n.depth, y_leaf[i], s=120, color=STATUS_COLOURS[n.status], zorder=2,
+                   edgecolor="C3" if i in best else "none", lw=2)
+        label = "ab" if i == 0 else "abcde"[n.token]
+        ax.text(n.depth + 0.09, y_leaf[i], f"{label}  {n.logprob:.1f}" if i else label,
+                va="center", fontsize=7)
+    for status, colour in STATUS_COLOURS.items():
+        if status != "root":
+            ax.scatter([], [], color=colour, label=status)
+    ax.plot([], [], color="C3", lw=2.5, label="best returned")
+    ax.set(xlabel="generated tokens", yticks=[], xticks=range(6),
+           title="tree beam search, 3 beams, at most 2 children a node: every node a "
+                 "hypothesis with its summed log-probability")
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def deep_tree_echo_curves(fig: Figure) -> None:
+    """Validation loss during training, mean over the seeds (band: lowest to highest), per
+    corpus and model, from the committed results of `benchmarks/bench_deep_tree_echo.py`."""
+    results = json.loads(DTE_RESULTS.read_text(encoding="utf-8"))["results"]
+    corpora = list(dict.fromkeys(r["corpus"] for r in results))
+    variants = list(dict.fromkeys(r["variant"] for r in results))
+    for ax, corpus in zip(fig.subplots(1, len(corpora)), corpora, strict=True):
+        for k, variant in enumerate(variants):
+            runs = [r for r in results if r["corpus"] == corpus and r["variant"] == variant]
+            steps = sorted(int(s) for s in runs[0]["curve"])
+            losses = np.array([[r["curve"][str(s)] for s in steps] for r in runs])
+            ax.plot(steps, losses.mean(0), color=f"C{k}", label=variant, lw=1.2)
+            ax.fill_between(steps, losses.min(0), losses.max(0), color=f"C{k}", alpha=0.15)
+        last = np.array([r["val_loss"] for r in results if r["corpus"] == corpus])
+        ax.set(title=corpus, xlabel="step", ylim=(last.min() - 0.15, last.max() + 0.6))
+    fig.axes[0].set_ylabel("validation loss (nats)")
+    fig.axes[0].legend(fontsize=7)
+
+
 FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "positions_sinusoidal": (sinusoidal, (10, 4)),
     "positions_rope": (rope, (7, 4)),
@@ -277,11 +352,14 @@ FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "allreduce_time": (allreduce_time, (7, 4.5)),
     "pipeline_timeline": (pipeline_timeline, (10, 2.6)),
     "scaling_efficiency": (scaling_efficiency, (12, 4.2)),
+    "search_tree": (search_tree, (11, 6)),
+    "deep_tree_echo_curves": (deep_tree_echo_curves, (14, 3.8)),
 }
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 SHAKESPEARE = RESULTS / "shakespeare.json"
 TREE_RESULTS = RESULTS / "tree_attention.json"
 ATTENTION_MEMORY = RESULTS / "attention_memory.json"
+DTE_RESULTS = RESULTS / "deep_tree_echo.json"
 _out = Path(tempfile.mkdtemp(prefix="nima-docs-figures-"))
 
 

@@ -70,7 +70,6 @@ def mpiexec_command(nproc: int, args: Sequence[str]) -> list[str]:
 # --8<-- [end:mpiexec_command]
 
 
-# --8<-- [start:run_job]
 def run_job(nproc: int, args: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     """Run `args` as `nproc` processes under `mpiexec` (as one plain process when `nproc` is
     1) and wait; returns the exit code (the largest of the ranks').
@@ -98,7 +97,6 @@ def run_job(nproc: int, args: Sequence[str], env: Mapping[str, str] | None = Non
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-# --8<-- [end:run_job]
 
 
 # --8<-- [start:abort_on_error]

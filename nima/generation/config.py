@@ -26,9 +26,10 @@ from typing import Any, ClassVar
 
 from nima.settings import SettingsError, check_known, setting, validate
 
-__all__ = ["MAX_NEW_TOKENS", "STRATEGIES", "GenerationConfig"]
+__all__ = ["BEAM_STRATEGIES", "MAX_NEW_TOKENS", "STRATEGIES", "GenerationConfig"]
 
-STRATEGIES = ("greedy", "sample", "entropy", "beam")
+STRATEGIES = ("greedy", "sample", "entropy", "beam", "tree_beam")
+BEAM_STRATEGIES = ("beam", "tree_beam")
 MAX_NEW_TOKENS = 1_000_000  # a bound, so a typo (1e12) is an error, not days of decoding
 
 
@@ -40,8 +41,8 @@ class GenerationConfig:
     owner: ClassVar[str] = "GenerationConfig"  # how errors name a field
 
     max_new_tokens: int = setting(100, "tokens to generate at most", ge=0, le=MAX_NEW_TOKENS)
-    strategy: str | None = setting(None, "greedy, sample, entropy or beam; null chooses from "
-                                         "num_beams, target_entropy and do_sample",
+    strategy: str | None = setting(None, "greedy, sample, entropy, beam or tree_beam; null "
+                                         "chooses from num_beams, target_entropy and do_sample",
                                    choices=STRATEGIES)
     do_sample: bool = setting(False, "sample instead of taking the argmax (strategy null)")
     temperature: float = setting(1.0, "divides the logits before sampling", gt=0.0)
@@ -56,6 +57,8 @@ class GenerationConfig:
     min_temp: float = setting(0.1, "entropy strategy: the coldest temperature", gt=0.0)
     max_temp: float = setting(2.0, "entropy strategy: the hottest temperature", gt=0.0)
     num_beams: int = setting(1, "beams per prompt (beam search)", ge=1)
+    tree_width: int = setting(2, "tree beam search: the most children a hypothesis proposes "
+                                 "per step, c (c >= num_beams is beam search)", ge=1)
     length_penalty: float = setting(1.0, "beam search: alpha in score = log p / length^alpha")
     early_stopping: bool = setting(False, "beam search: a prompt is done once num_beams "
                                           "hypotheses have finished")
@@ -73,9 +76,10 @@ class GenerationConfig:
         name = self.owner
         validate(self, name)
         strategy = self.resolved_strategy
-        if strategy != "beam" and self.num_beams > 1:
+        beams = strategy in BEAM_STRATEGIES
+        if not beams and self.num_beams > 1:
             raise SettingsError(f"{name}.num_beams: {self.num_beams} beams need strategy "
-                                f"'beam', got {strategy!r}")
+                                f"'beam' or 'tree_beam', got {strategy!r}")
         if strategy == "entropy" and self.target_entropy is None:
             raise SettingsError(f"{name}.target_entropy: strategy 'entropy' needs a target in "
                                 f"bits, got None")
@@ -85,11 +89,11 @@ class GenerationConfig:
         if strategy == "greedy" and self.num_return_sequences > 1:
             raise SettingsError(f"{name}.num_return_sequences: greedy decoding gives one "
                                 f"sequence per prompt, got {self.num_return_sequences}")
-        if strategy == "beam" and self.num_return_sequences > self.num_beams:
+        if beams and self.num_return_sequences > self.num_beams:
             raise SettingsError(f"{name}.num_return_sequences: at most num_beams="
                                 f"{self.num_beams} for beam search, got "
                                 f"{self.num_return_sequences}")
-        if strategy == "beam" and self.stop_strings:
+        if beams and self.stop_strings:
             raise SettingsError(f"{name}.stop_strings: not supported with beam search; use "
                                 f"eos_token_id")
         if any(not s for s in self.stop_strings):

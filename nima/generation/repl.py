@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from nima.generation.config import STRATEGIES, GenerationConfig
+from nima.generation.config import BEAM_STRATEGIES, STRATEGIES, GenerationConfig
 from nima.generation.decoding import generate
 from nima.generation.output import GenerationOutput
 
@@ -39,7 +39,9 @@ COMMANDS = {
     "/penalty R|off": "repetition penalty R on tokens already in the text",
     "/entropy BITS": "the target entropy of the entropy strategy",
     "/bounds MIN MAX": "the temperatures entropy-aware sampling may use",
-    "/beams N": "beams of the beam strategy",
+    "/beams N": "beams of the beam and tree_beam strategies",
+    "/width C": "children a hypothesis may propose per step (tree_beam)",
+    "/tree": "the search tree of the last tree_beam generation",
     "/seed N|off": "a seed for reproducible samples",
     "/stats [on|off]": "the statistics of the last generation; on: after every one",
     "/config": "the current settings",
@@ -145,7 +147,7 @@ class Repl:
         except KeyboardInterrupt:  # Ctrl-C stops this generation, not the loop
             self.say("\n[stopped]")
             return
-        if self.config.resolved_strategy == "beam":  # chosen at the end: no streaming
+        if self.config.resolved_strategy in BEAM_STRATEGIES:  # chosen at the end: no streaming
             self.say(self.tokenizer.decode(self.last.tolist()[0])[len(prompt):], end="")
         self.say()
         if not np.isfinite(self.last.sequence_logprobs).all():
@@ -168,7 +170,7 @@ class Repl:
     def cmd_sampling(self, mode: str) -> None:
         if mode not in STRATEGIES:
             raise ValueError(f"the strategy must be one of {', '.join(STRATEGIES)}, got {mode!r}")
-        self._set(strategy=mode, num_beams=self.beams if mode == "beam" else 1)
+        self._set(strategy=mode, num_beams=self.beams if mode in BEAM_STRATEGIES else 1)
 
     def cmd_topk(self, k: str) -> None:
         self._set(top_k=_parse(int, k, off=True))
@@ -187,12 +189,21 @@ class Repl:
 
     def cmd_beams(self, n: str) -> None:
         beams = _parse(int, n)
-        if self.config.resolved_strategy == "beam":
+        if self.config.resolved_strategy in BEAM_STRATEGIES:
             self._set(num_beams=beams)
         else:
             GenerationConfig(strategy="beam", num_beams=beams)  # checks the value
-            self.say(f"beams = {beams} (for /sampling beam)")
+            self.say(f"beams = {beams} (for /sampling beam or tree_beam)")
         self.beams = beams
+
+    def cmd_width(self, c: str) -> None:
+        self._set(tree_width=_parse(int, c))
+
+    def cmd_tree(self) -> None:
+        if self.last is None or self.last.trees is None:
+            self.say("no tree_beam generation yet")
+            return
+        self.say(self.last.trees[0].render(self.tokenizer.decode))
 
     def cmd_seed(self, n: str) -> None:
         self._set(seed=_parse(int, n, off=True))

@@ -17,7 +17,20 @@ unless `n_kv_head < n_head`), and $b$, $b_a$, $b_f$ = 1 where there are biases (
 | output head | $0$ if tied to `wte`, else $VC$ (never a bias) |
 
 "reweight" attention adds $(C + b)\,n_h T$ per block (its layer `reweight`, $C \to n_h T$), and
-"hybrid" attention $(C + b)\,n_h T + n_h$ (plus one learned mixing logit per head).
+"hybrid" attention $(C + b)\,n_h T + n_h$ (plus one learned mixing logit per head, unless
+`hybrid_learn_alpha` is off).
+
+The Deep Tree Echo parts, with $L_t$ tree levels, $S$ echo slots and recursion depth $R$:
+
+| part, per block that has it | parameters |
+|---|---|
+| tree attention (in place of the attention) | content's $+ n_h (L_t + 1) + L_t C$ |
+| memory attention (in place of the attention) | content's $+ n_h$ (gates) |
+| echo layer (`initial`, `read`, `write`, `gate`) | $SC + 10C^2 + 9Cb_a$ + a norm |
+| recursion (step embeddings; ACT's halting unit) | $RC$ $(+\,C + 1)$ |
+
+(tree attention: $n_h (L_t + 1)$ branch gates, and $L_t C$ pooling queries with attention
+pooling only).
 
 GPT-2 small ($V = 50257$, $T = 1024$, $C = 768$, $L = 12$, $h = 4C$, biases, LayerNorm,
 tied): $VC + TC + 12(12C^2 + 13C) + 2C = 124{,}439{,}808$.
@@ -34,6 +47,7 @@ import numpy as np
 
 from nima.models.gpt import GPTConfig
 from nima.nn.feedforward import swiglu_hidden
+from nima.nn.tree_attention import tree_levels
 
 
 def ffn_hidden(config: GPTConfig) -> int:
@@ -53,12 +67,34 @@ def attention_parameters(config: GPTConfig) -> int:
     b = int(config.bias if config.attn_bias is None else config.attn_bias)
     K = (config.n_kv_head or nh) * config.head_dim  # the keys' (and the values') width
     params = C * (C + 2 * K) + C * C + (2 * C + 2 * K) * b  # qkv and proj
-    if config.attention != "content":
+    if config.attention in ("reweight", "hybrid"):
         params += (C + b) * nh * T  # reweight: a row of T logits per head from each token
-    if config.attention == "hybrid":
+    if config.attention == "hybrid" and config.hybrid_learn_alpha:
         params += nh  # alpha_logit
     return params
 # --8<-- [end:attention_parameters]
+
+
+# --8<-- [start:deep_tree_echo_parameters]
+def deep_tree_echo_parameters(config: GPTConfig) -> dict[str, int]:
+    r"""Per block that has it: `tree_attention` and `memory_attention` (each in place of the
+    block's attention), `echo` (an echo layer with its norm), `recursion` (what wrapping the
+    block in a `RecursiveBlock` adds). Their attentions are content attention ($K = C$)."""
+    C, nh = config.n_embd, config.n_head
+    b = int(config.bias if config.attn_bias is None else config.attn_bias)
+    content = 4 * C * C + 4 * C * b  # qkv and proj
+    levels = tree_levels(config.block_size, config.tree_chunk, config.tree_levels) \
+        if config.tree_blocks else 0
+    pooling = levels * C if config.tree_pooling == "attention" else 0  # a query per level
+    cross = 4 * C * C + 4 * C * b  # q, kv (2C wide), proj: a cross-attention, read or write
+    norm = C + C * int(config.bias) if config.norm == "layernorm" else C
+    return {
+        "tree_attention": content + nh * (levels + 1) + pooling,
+        "memory_attention": content + nh,
+        "echo": config.echo_slots * C + 2 * cross + 2 * C * C + C * b + norm,
+        "recursion": config.recursion_depth * C + (C + 1 if config.act else 0),
+    }
+# --8<-- [end:deep_tree_echo_parameters]
 
 
 # --8<-- [start:count_parameters]
@@ -66,10 +102,11 @@ def count_parameters(config: GPTConfig) -> dict[str, int]:
     r"""The analytic breakdown of `GPT(config)`'s parameters (shared ones counted once).
 
     Returns a dict with the per-model parts `embedding`, `position`, `final_norm`, `head`, the
-    per-block parts `attention`, `ffn`, `norms` and their sum `block`, then `blocks`
-    ($L \times$ `block`) and `total`. The formulas are in this module's docstring.
+    per-block parts `attention`, `ffn`, `norms` and their sum `block`, the per-block parts of
+    `deep_tree_echo_parameters`, then `blocks` (every block: $L \times$ `block` when no Deep Tree
+    Echo part is on) and `total`. The formulas are in this module's docstring.
 
-    Example: the `tiny` preset ($V = 65$, $T = 64$, $C = 128$, $L = 4$, no biases) has
+    Example: the `baby` preset ($V = 65$, $T = 64$, $C = 128$, $L = 4$, no biases) has
     $65 \cdot 128 + 64 \cdot 128 + 4\,(12 \cdot 128^2 + 2 \cdot 128) + 128 = 804{,}096$.
     """
     V, T, C, L = config.vocab_size, config.block_size, config.n_embd, config.n_layer
@@ -85,13 +122,27 @@ def count_parameters(config: GPTConfig) -> dict[str, int]:
         "norms": 2 * norm,
     }
     parts["block"] = parts["attention"] + parts["ffn"] + parts["norms"]
-    parts["blocks"] = L * parts["block"]
+    parts.update(deep_tree_echo_parameters(config))
+    n = block_counts(config)
+    parts["blocks"] = (L * parts["block"] + sum(
+        n[kind] * parts[kind] for kind in ("tree_attention", "memory_attention", "echo",
+                                           "recursion"))
+        - (n["tree_attention"] + n["memory_attention"]) * parts["attention"])
     parts["final_norm"] = norm if config.norm_placement == "pre" else 0
     parts["head"] = 0 if config.tie_weights else V * C
     parts["total"] = (parts["embedding"] + parts["position"] + parts["blocks"]
                       + parts["final_norm"] + parts["head"])
     return parts
 # --8<-- [end:count_parameters]
+
+
+def block_counts(config: GPTConfig) -> dict[str, int]:
+    """How many blocks have each part: `attention` (the kind `config.attention` names; content
+    attention when that is tree), `tree_attention`, `memory_attention`, `echo`, `recursion`."""
+    tree, memory = len(config.tree_blocks), len(config.memory_layers)
+    return {"attention": config.n_layer - tree - memory, "tree_attention": tree,
+            "memory_attention": memory, "echo": len(config.echo_layers),
+            "recursion": len(config.recursive_blocks)}
 
 
 def size_mb(n: int, dtype: Any = np.float32) -> float:
@@ -258,10 +309,14 @@ def parse_grid_item(text: str) -> tuple[str, list[Any]]:
 def breakdown(config: GPTConfig) -> str:
     """The parameter count of `config` part by part, as a table with the totals under it."""
     parts = count_parameters(config)
-    total, L = parts["total"], config.n_layer
-    rows = [
-        ("token embedding", parts["embedding"]), ("positions", parts["position"]),
-        (f"attention ({L} x {parts['attention']:,})", L * parts["attention"]),
+    total, L, n = parts["total"], config.n_layer, block_counts(config)
+    names = {"attention": "attention", "tree_attention": "tree attention",
+             "memory_attention": "memory attention", "echo": "echo layers",
+             "recursion": "recursion"}
+    rows = [("token embedding", parts["embedding"]), ("positions", parts["position"])]
+    rows += [(f"{name} ({n[kind]} x {parts[kind]:,})", n[kind] * parts[kind])
+             for kind, name in names.items() if n[kind]]
+    rows += [
         (f"feed-forward ({L} x {parts['ffn']:,})", L * parts["ffn"]),
         (f"block norms ({L} x {parts['norms']:,})", L * parts["norms"]),
         ("final norm", parts["final_norm"]), ("output head", parts["head"]),

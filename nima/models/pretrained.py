@@ -411,11 +411,16 @@ def hf_config(model: GPT) -> dict[str, Any]:
         PretrainedError: the model is neither (the message names the `GPTConfig` field that
             has no equivalent).
     """
-    c, s = model.config, model_settings(model)
+    c = model.config
+    if c.stateful_or_recursive is not None:
+        raise PretrainedError(f"save_pretrained: {c.stateful_or_recursive} has no GPT-2 or "
+                              f"LLaMA equivalent")
+    s = model_settings(model)
     common = {"vocab_size": c.vocab_size, "tie_word_embeddings": c.tie_weights,
               "torch_dtype": str(model.wte.weight.dtype)}
-    if c.attention != "content" or c.norm_placement != "pre":
-        field = "attention" if c.attention != "content" else "norm_placement"
+    if c.attention != "content" or c.norm_placement != "pre" or c.embed_scale:
+        field = "attention" if c.attention != "content" else \
+            "norm_placement" if c.norm_placement != "pre" else "embed_scale"
         raise PretrainedError(f"save_pretrained: {field}={getattr(c, field)!r} has no GPT-2 or "
                               f"LLaMA equivalent")
     if (c.position, c.norm) == ("learned", "layernorm"):

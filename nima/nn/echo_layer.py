@@ -62,6 +62,15 @@ class EchoCache:
         self.state = self.segment = None
         self.length = 0
 
+    def next_segment(self) -> None:
+        """Count positions from 0 again for the next segment; the state carries over. The
+        segment must be complete (its tokens already written into the state)."""
+        if self.segment is not None:
+            raise ValueError(f"EchoCache.next_segment: {self.segment.shape[1]} tokens of the "
+                             f"open segment are not in the state yet (a segment ends after the "
+                             f"layer's segment_size tokens)")
+        self.length = 0
+
     def reorder(self, indices: np.ndarray) -> None:
         held = [a for a in (self.state, self.segment) if a is not None]
         if held:
@@ -118,8 +127,9 @@ class EchoLayer(Module):
         self.segments.data[...] = 0
         self._carried = None
 
-    def new_cache(self) -> EchoCache:
-        """An empty decoding state (independent of the training streams' `state`)."""
+    def new_cache(self, max_len: int | None = None) -> EchoCache:
+        """An empty decoding state (independent of the training streams' `state`); it holds
+        $S$ slots and at most one segment whatever the length, so `max_len` is not needed."""
         return EchoCache()
 
     # --8<-- [start:update]

@@ -50,11 +50,13 @@ from nima.ops.shape import cat
 
 class MemoryCache:
     """The decoding state of a `MemoryAttention` layer: the local window's keys and values
-    (`local`, a `KVCache`) and the bank the full windows moved into (`bank`, None until then).
+    (`local`, a `KVCache`) and the bank of `capacity` entries the full windows moved into
+    (`bank`, None until then).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int) -> None:
         self.local = KVCache()
+        self.capacity = capacity
         self.bank: MemoryBank | None = None
         self.length = 0
 
@@ -63,9 +65,28 @@ class MemoryCache:
         self.bank = None
         self.length = 0
 
+    def move_to_bank(self) -> None:
+        """The local window's keys and values into the bank (made on first use); the window
+        starts empty."""
+        if self.local.length == 0:
+            return
+        k, v = self.local.keys, self.local.values  # (B, nh, n, hd): the filled positions
+        if self.bank is None:
+            B, nh, _, hd = k.shape
+            self.bank = MemoryBank(self.capacity, nh, hd, B, dtype=k.dtype)
+        self.bank.write(k, v)
+        self.local.reset()
+
+    def next_segment(self) -> None:
+        """Start the next segment: the window moves to the bank, positions count from 0."""
+        self.move_to_bank()
+        self.length = 0
+
     def reorder(self, indices: np.ndarray) -> None:
-        if self.local.k is not None:
-            rows = checked_rows("MemoryCache", indices, self.local.k.shape[0])
+        bank = None if self.bank is None else self.bank.keys.data
+        held = [a for a in (self.local.k, bank) if a is not None]
+        if held:  # the window, the bank, or both (the window is empty after next_segment)
+            rows = checked_rows("MemoryCache", indices, held[0].shape[0])
             self.local.reorder(rows)
             if self.bank is not None:
                 self.bank.reorder(rows)
@@ -117,9 +138,10 @@ class MemoryAttention(MultiHeadAttention):
         self.write_memory = True
         self.aux_loss: Tensor | None = None
 
-    def new_cache(self) -> MemoryCache:
-        """An empty decoding state, with a bank of its own."""
-        return MemoryCache()
+    def new_cache(self, max_len: int | None = None) -> MemoryCache:
+        """An empty decoding state, with a bank of its own; the window holds at most
+        `block_size` tokens and the bank `capacity` entries, so `max_len` is not needed."""
+        return MemoryCache(self.memory.capacity)
 
     # --8<-- [start:forward]
     def forward(self, x: Tensor, cache: MemoryCache | None = None) -> Tensor:
@@ -183,11 +205,7 @@ class MemoryAttention(MultiHeadAttention):
         outs, i = [], 0
         while i < T:
             if cache.local.length == self.block_size:  # a segment is over
-                if cache.bank is None:
-                    cache.bank = MemoryBank(self.memory.capacity, self.n_head, self.head_dim,
-                                            B, dtype=x.dtype)
-                cache.bank.write(cache.local.keys, cache.local.values)
-                cache.local.reset()
+                cache.move_to_bank()
             n = min(T - i, self.block_size - cache.local.length)
             q, k, v = self._project(x[:, i:i + n], None, None)  # (B, nh, n, hd) each
             k_all, v_all = cache.local.append(k, v)  # (B, nh, window so far, hd)

@@ -33,48 +33,32 @@ graph, to be added to the training loss) and `ponder` the mean $\bar\rho$ as a f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from nima._tensor import Tensor
 from nima.nn import init
-from nima.nn.cache import DecodingCache
+from nima.nn.cache import CacheGroup, DecodingCache
 from nima.nn.linear import Linear
 from nima.nn.module import Module
 from nima.nn.parameter import Parameter
 from nima.ops.elementwise import sigmoid
 
 
-class RecursiveCache:
+class RecursiveCache(CacheGroup):
     """The decoding state of a `RecursiveBlock`: one state of the block per recursion step
     (each step attends to the keys of its own step)."""
 
-    def __init__(self, steps: Sequence[DecodingCache]) -> None:
-        self.steps = list(steps)
-
     @property
-    def length(self) -> int:
-        return self.steps[0].length
-
-    def reorder(self, indices: np.ndarray) -> None:
-        for step in self.steps:
-            step.reorder(indices)
-
-    def reset(self) -> None:
-        for step in self.steps:
-            step.reset()
-
-    def __repr__(self) -> str:
-        return f"RecursiveCache(length={self.length}, steps={len(self.steps)})"
+    def steps(self) -> list[DecodingCache]:
+        return self.parts
 
 
 class RecursiveBlock(Module):
     r"""`block` applied `depth` times with shared weights and a step embedding; ACT optional.
 
     Args:
-        block: any module with `forward(x, cache=None)` on `(B, T, d_model)` (and `new_cache()`
-            for decoding), e.g. a transformer block with its residuals.
+        block: any module with `forward(x, cache=None)` on `(B, T, d_model)` (and
+            `new_cache(max_len)` for decoding), e.g. a transformer block with its residuals.
         d_model: the width $d$.
         max_depth: the most steps; sizes `step_embedding`, Parameter `(max_depth, d_model)`.
         depth: the steps taken now, $1 \le R \le$ `max_depth` (default `max_depth`); settable,
@@ -118,9 +102,10 @@ class RecursiveBlock(Module):
                              f"got {value}")
         object.__setattr__(self, "_depth", int(value))
 
-    def new_cache(self) -> RecursiveCache:
-        """An empty decoding state: one of the block's per step (up to `max_depth`)."""
-        return RecursiveCache([self.block.new_cache() for _ in range(self.max_depth)])
+    def new_cache(self, max_len: int | None = None) -> RecursiveCache:
+        """An empty decoding state: one of the block's per step (up to `max_depth`), each for
+        sequences of at most `max_len` positions."""
+        return RecursiveCache([self.block.new_cache(max_len) for _ in range(self.max_depth)])
 
     def forward(self, x: Tensor, cache: RecursiveCache | None = None) -> Tensor:
         """`x` `(B, T, d)` -> `(B, T, d)`; with a `cache`, `x` holds only the new tokens."""

@@ -184,8 +184,9 @@ class TreeAttention(MultiHeadAttention):
         self.pool = HierarchicalPooling(d_model, chunk_size, levels, pooling)
         self.gate_logit = Parameter(np.zeros((n_head, levels + 1), dtype=np.float32))
 
-    def new_cache(self) -> TreeCache:
-        """An empty decoding state for this layer."""
+    def new_cache(self, max_len: int | None = None) -> TreeCache:
+        """An empty decoding state for this layer. It holds at most $b$ children per level
+        whatever the length, so `max_len` (the protocol's preallocation hint) is not needed."""
         return TreeCache(self.levels)
 
     def forward(self, x: Tensor, cache: TreeCache | None = None) -> Tensor:

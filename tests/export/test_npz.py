@@ -39,6 +39,7 @@ CONFIGS = {
     "post-norm, rope, rmsnorm": dict(norm_placement="post", position="rope", norm="rmsnorm"),
     "alibi, 3 heads": dict(position="alibi", n_head=3, n_embd=12),
     "grouped-query": dict(position="rope", n_head=4, n_kv_head=2, norm="rmsnorm"),
+    "embedding scale, xavier": dict(embed_scale=True, init="xavier"),
 }
 
 
@@ -125,6 +126,11 @@ def test_pickled_and_foreign_files_are_refused(tmp_path) -> None:
 def test_unsupported_models_are_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="attention='hybrid'"):
         export_npz(random_gpt(attention="hybrid"), tmp_path / "m.npz")
+    for part, name in ((dict(memory_layers=(1,)), r"memory_layers=\[1\]"),
+                       (dict(echo_layers=(0,)), r"echo_layers=\[0\]"),
+                       (dict(recursion_depth=2), "recursion_depth=2")):
+        with pytest.raises(ValueError, match=f"export_npz: {name} is not exported"):
+            export_npz(random_gpt(**part), tmp_path / "m.npz")
     assert not any(tmp_path.iterdir())
 
 

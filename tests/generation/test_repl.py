@@ -129,8 +129,22 @@ def test_entropy_and_beam_modes(repl):
     assert output(repl) == repl.tokenizer.decode(best.tolist()[0]) + "\n"
     repl.run(["/beams 2", "/sampling greedy", "/beams 3", "/sampling beam"])
     assert output(repl).splitlines() == ["num_beams = 2", "strategy = greedy, num_beams = 1",
-                                         "beams = 3 (for /sampling beam)",
+                                         "beams = 3 (for /sampling beam or tree_beam)",
                                          "strategy = beam, num_beams = 3"]
+
+
+def test_tree_beam_mode_and_its_tree(repl):
+    repl.run(["/len 4", "/tree", "/sampling tree_beam", "/width 1", "ab", "/tree"])
+    lines = output(repl).splitlines()
+    assert lines[:4] == ["max_new_tokens = 4", "no tree_beam generation yet",
+                         "strategy = tree_beam, num_beams = 4", "tree_width = 1"]
+    best = generate(repl.model, np.array([repl.tokenizer.encode("ab")]), 4, num_beams=4,
+                    strategy="tree_beam", tree_width=1)
+    assert lines[4] == repl.tokenizer.decode(best.tolist()[0])
+    assert lines[5:] == repl.last.trees[0].render(repl.tokenizer.decode).splitlines()
+    assert lines[5] == "'ab'" and len(lines) > 9
+    repl.run(["/width 0"])
+    assert output(repl) == "error: /width: GenerationConfig.tree_width: must be >= 1, got 0\n"
 
 
 def test_stats_help_and_quit(repl):
@@ -194,8 +208,21 @@ def test_cli_sample(run_dir):
     assert missing.returncode == 1 and "nima sample:" in missing.stderr
 
 
+def test_cli_sample_tree_beam_prints_its_tree(run_dir):
+    done = subprocess.run([sys.executable, "-m", "nima", "sample", str(run_dir), "--prompt",
+                           "# sea", "--length", "6", "--strategy", "tree_beam", "--num-beams",
+                           "3", "--tree-width", "2", "--tree"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("# sea") and lines[1] == "--- the search tree ---"
+    assert lines[2] == "'# sea'" and sum(line.count("─ ") for line in lines[3:]) >= 6
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--temperature", "0"], "GenerationConfig.temperature: must be > 0, got 0.0"),
+    (["--strategy", "tree_beam", "--tree-width", "0"],
+     "GenerationConfig.tree_width: must be >= 1, got 0"),
     (["--top-k", "0"], "GenerationConfig.top_k: must be >= 1, got 0"),
     (["--num-beams", "0"], "GenerationConfig.num_beams: must be >= 1, got 0"),
     (["--length", "1000000000000"], "GenerationConfig.max_new_tokens: must be <= 1000000"),

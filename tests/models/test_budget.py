@@ -32,9 +32,14 @@ def test_breakdown_of_gpt2_small() -> None:
     assert parts["total"] == parts_sum
 
 
-def test_tiny_preset() -> None:
-    config = GPTConfig.preset("tiny")
+def test_baby_and_tiny_presets() -> None:
+    """nanoGPT's baby GPT, and the ≈10M model of width 256 (8,192,000 of it the token table)."""
+    config = GPTConfig.preset("baby")
     assert count_parameters(config)["total"] == GPT(config).num_parameters() == 804_096
+    config = GPTConfig.preset("tiny")
+    parts = count_parameters(config)
+    assert parts["total"] == GPT(config).num_parameters() == 11_482_624
+    assert parts["embedding"] == 32_000 * 256
 
 
 CHOICES = list(itertools.product(
@@ -77,6 +82,44 @@ def test_formula_matches_instantiation_on_random_shapes(n_layer, n_head, head_di
                        attn_bias=data.draw(st.sampled_from([None, True, False])),
                        mlp_bias=data.draw(st.sampled_from([None, True, False])))
     assert count_parameters(config)["total"] == GPT(config).num_parameters()
+
+
+@given(n_layer=st.integers(1, 4), n_head=st.integers(1, 3), head_dim=st.sampled_from([2, 4]),
+       block=st.integers(2, 20), chunk=st.integers(2, 5),
+       norm=st.sampled_from(["layernorm", "rmsnorm"]), bias=st.booleans(),
+       attn_bias=st.sampled_from([None, True, False]),
+       gate=st.sampled_from(["sigmoid", "softmax"]), pooling=st.sampled_from(["mean", "attention"]),
+       slots=st.integers(1, 5), depth=st.integers(1, 3), act=st.booleans(), data=st.data())
+def test_formula_matches_instantiation_with_the_deep_tree_echo_parts(
+        n_layer, n_head, head_dim, block, chunk, norm, bias, attn_bias, gate, pooling, slots,
+        depth, act, data) -> None:
+    """Tree, memory and echo layers on drawn blocks, recursion with or without ACT."""
+    blocks = list(range(n_layer))
+    memory = data.draw(st.lists(st.sampled_from(blocks), unique=True))
+    echo = data.draw(st.lists(st.sampled_from(blocks), unique=True))
+    free = [i for i in blocks if i not in memory]
+    tree = data.draw(st.one_of(st.none(), st.lists(st.sampled_from(free), unique=True))) \
+        if free else None
+    if depth > 1 and not set(blocks) - set(memory) - set(echo):
+        depth = 1  # no block could recurse
+    config = GPTConfig(vocab_size=7, block_size=block, n_layer=n_layer, n_head=n_head,
+                       n_embd=n_head * head_dim, norm=norm, bias=bias, attn_bias=attn_bias,
+                       attention=data.draw(st.sampled_from(["content", "tree"])) if tree is None
+                       else "tree", tree_layers=tree, tree_chunk=chunk, tree_gate=gate,
+                       tree_pooling=pooling, memory_layers=memory, echo_layers=echo,
+                       echo_slots=slots, recursion_depth=depth, act=act and depth > 1)
+    assert count_parameters(config)["total"] == GPT(config).num_parameters()
+
+
+def test_breakdown_names_each_part(capsys) -> None:
+    cli.main(["params", "--preset", "baby", "--attention", "tree", "--tree-chunk", "8",
+              "--tree-layers", "0", "1", "2", "--memory-layers", "3", "--echo-layers", "3",
+              "--recursion-depth", "2", "--act", "--instantiate"])
+    out = capsys.readouterr().out
+    for row in ("| tree attention (3 x 65,544) |", "| memory attention (1 x 65,540) |",
+                "| echo layers (1 x 164,480) |", "| recursion (3 x 385) |"):
+        assert row in out, row
+    assert "agrees with the formula" in out and "| attention (" not in out
 
 
 def test_gpt2_shaped_models_agree_when_instantiated() -> None:
@@ -140,7 +183,7 @@ def test_explore_skips_invalid_combinations_and_checks_its_arguments() -> None:
 
 # ----------------------------------------------------------------------------- nima params
 def test_cli_preset(capsys) -> None:
-    cli.main(["params", "--preset", "tiny", "--instantiate"])
+    cli.main(["params", "--preset", "baby", "--instantiate"])
     out = capsys.readouterr().out
     assert "total: 804,096 parameters" in out and "agrees with the formula" in out
 
@@ -193,7 +236,7 @@ def test_cli_errors_are_one_line(capsys, argv, message) -> None:
 def test_config_fields_are_all_in_the_cli(capsys) -> None:
     """Every field of GPTConfig can be set from `nima params`, its choices and default in the
     help."""
-    cli.main(["params", "--preset", "tiny", "--n-kv-head", "2", "--ffn", "swiglu",
+    cli.main(["params", "--preset", "baby", "--n-kv-head", "2", "--ffn", "swiglu",
               "--no-bias", "--norm-eps", "1e-6", "--rope-theta", "5e5", "--position", "rope"])
     out = capsys.readouterr().out
     assert "n_kv_head=2" in out and "ffn='swiglu'" in out and "rope_theta=500000.0" in out

@@ -29,8 +29,8 @@ class Residual(Module):
         self.calls += 1
         return x + self.attn(self.norm(x), cache=cache)
 
-    def new_cache(self) -> KVCache:
-        return KVCache()
+    def new_cache(self, max_len: int | None = None) -> KVCache:
+        return KVCache(max_len)
 
 
 def make(depth: int = 3, act: bool = False, seed: int = 0, **kwargs) -> RecursiveBlock:
