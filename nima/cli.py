@@ -3,8 +3,10 @@
 
 `nima train CONFIG.yaml [--set section.key=value ...]` trains the model a YAML config describes
 (see `docs/configuration.md`), writing metrics, plots and checkpoints into `training.run_dir`,
-then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint. `nima build`
-is the same command under the name NetRain's Deep Tree Echo gives it.
+then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint. Under
+`mpiexec -n N` it is one rank of a data-parallel job (`nima.training.parallel`), and
+`--nproc N` starts that job itself. `nima build` is the same command under the name NetRain's
+Deep Tree Echo gives it.
 `nima sample RUN_DIR --prompt TEXT` prints generated text (for scripts); `nima repl RUN_DIR`
 is the interactive loop of `nima.generation.repl`. `nima eval RUN_DIR_OR_MODEL` measures loss,
 perplexity and bits per character over a whole split or text file
@@ -30,12 +32,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import statistics
 import sys
 import time
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -243,32 +246,76 @@ def _positive(text: str) -> int:
     return value
 
 
-def train(args: argparse.Namespace) -> None:
-    """Train from a config file, or resume a run directory (or start it over, with
-    `--overwrite`); then print a sample."""
-    import signal
+def _train_config(args: argparse.Namespace, processes: int) -> tuple[Any, bool]:
+    """The config `nima train` runs on `processes` ranks, and whether it resumes a run.
+
+    A run directory is resumed with its own config (or started over, with `--overwrite`);
+    unless `--set training.batch_size=...` says otherwise, each rank of a resumed run takes its
+    share of the run's global batch (`resume_batch_size`), so a run written by N processes
+    continues on M along the same curve.
+
+    Raises:
+        ConfigError: a config that does not load, or cannot run on `processes` ranks.
+    """
     from pathlib import Path
 
-    from nima.training import ConfigError, Trainer, load_config
-    from nima.training.trainer import CONFIG_FILE, summary
+    from nima.training import ConfigError, load_config
+    from nima.training.parallel import check_processes, resume_batch_size
+    from nima.training.trainer import CONFIG_FILE
 
     target = Path(args.target)
-    if target.is_dir():  # a run directory: its own config, then continue where it stopped
-        if not (target / CONFIG_FILE).is_file():
-            raise ConfigError(f"{target}: not a run directory (no {CONFIG_FILE}); give a "
-                              f"config file, or the folder of a run")
-        config = load_config(target / CONFIG_FILE, [*args.set, f"training.run_dir={target}"])
-        trainer = Trainer(config, resume=not args.overwrite, overwrite=args.overwrite)
-    else:
+    if not target.is_dir():
         config = load_config(target, args.set)
-        trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
-    start = time.perf_counter()
-    result = trainer.fit()
-    print(summary(result, time.perf_counter() - start))
+        check_processes(config, processes)
+        return config, args.resume
+    path = target / CONFIG_FILE  # a run directory: its own config, then on where it stopped
+    if not path.is_file():
+        raise ConfigError(f"{target}: not a run directory (no {CONFIG_FILE}); give a config "
+                          f"file, or the folder of a run")
+    overrides = [*args.set, f"training.run_dir={target}"]
+    config, resume = load_config(path, overrides), not args.overwrite
+    check_processes(config, processes)
+    chosen = any(item.partition("=")[0].strip() == "training.batch_size" for item in args.set)
+    batch = resume_batch_size(target, processes) if resume and not chosen else None
+    if batch not in (None, config.training.batch_size):  # streams: one per row, resolved anew
+        config = load_config(path, [f"training.batch_size={batch}", "model.streams=null",
+                                    *overrides])
+    return config, resume
+
+
+def train(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Train from a config file, or resume a run directory (or start it over, with
+    `--overwrite`); then print a sample.
+
+    With `--nproc N` (N > 1) outside `mpiexec`, check the config, then run this same command
+    line `argv` as N processes of one numba thread each (`run_job`) and exit with the job's
+    code. Under `mpiexec`, this process is one rank of the job: an error on any rank ends them
+    all (`abort_on_error`), and rank 0 alone prints."""
+    import signal
+
+    from nima.distributed import DistributedError, abort_on_error, launched_size, run_job, world
+    from nima.training import Trainer
+    from nima.training.trainer import summary
+
+    if args.nproc is not None and args.nproc > 1 and launched_size() == 1:
+        _train_config(args, args.nproc)  # a mistake is reported once, before any start
+        env = {**os.environ, "NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS", "1")}
+        raise SystemExit(run_job(args.nproc, [sys.executable, "-m", "nima", *argv], env))
+    comm = world()
+    with abort_on_error(comm), reporting(f"nima {args.command}"):
+        if args.nproc is not None and args.nproc != comm.size:
+            raise DistributedError(f"--nproc {args.nproc}, but mpiexec started {comm.size} "
+                                   f"process(es)")
+        config, resume = _train_config(args, comm.size)
+        trainer = Trainer(config, resume=resume, overwrite=args.overwrite, comm=comm)
+        start = time.perf_counter()
+        result = trainer.fit()
+    if trainer.ranks.writes:  # rank 0 alone prints; every rank exits with the same code
+        print(summary(result, time.perf_counter() - start))
     if result.interrupted:
         raise SystemExit(128 + (result.signal or signal.SIGINT))  # 130 for Ctrl-C, as shells do
     s = trainer.config.sampling
-    if args.sample and s.max_new_tokens > 0:
+    if trainer.ranks.writes and args.sample and s.max_new_tokens > 0:
         try:
             text = trainer.sample()
         except ValueError as e:  # a prompt outside the vocabulary: the run itself is done
@@ -296,6 +343,9 @@ def add_train_parser(commands: Any) -> None:
                         "metrics, log and plot; nothing else in it)")
     p.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True,
                    help="print a sample after training (default: yes)")
+    p.add_argument("--nproc", type=_argtype(_positive), default=None, metavar="N",
+                   help="train data-parallel on N processes, started with mpiexec (needs "
+                        "pip install \"nima[mpi]\"); training.batch_size is per process")
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -518,10 +568,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 # --8<-- [start:main]
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse the command line and run the command. Nima's own errors (`user_errors`), a file
-    that cannot be read, running out of memory and a second Ctrl-C end it with one line on
-    stderr — exit status 1, or 130 for Ctrl-C; any other exception is a bug and shows its
-    traceback."""
+    """Parse the command line and run the command, `reporting` its errors."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="nima", description="Nima: deep learning from scratch.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="graph, backward, gradcheck and a kernel race")
@@ -535,16 +583,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     from nima import kernels
 
     run = {"demo": lambda: demo(quick=args.quick), "params": lambda: params(args),
-           "train": lambda: train(args), "sample": lambda: sample(args),
-           "build": lambda: train(args), "repl": lambda: repl(args),
+           "train": lambda: train(args, argv), "sample": lambda: sample(args),
+           "build": lambda: train(args, argv), "repl": lambda: repl(args),
            "eval": lambda: evaluate(args), "export": lambda: export(args)}[args.command]
     name = f"nima {args.command}"
     try:
         kernels.current()  # reads NIMA_KERNELS: a bad value is reported here, not mid-run
     except ValueError as e:
         raise SystemExit(f"{name}: {e}") from None
-    try:
+    with reporting(name):
         run()
+
+
+@contextlib.contextmanager
+def reporting(name: str) -> Iterator[None]:
+    """Run the block of the command `name`. Nima's own errors (`user_errors`), a file that
+    cannot be read, running out of memory and a second Ctrl-C end it with one line on stderr
+    — exit status 1, or 130 for Ctrl-C; any other exception is a bug and shows its
+    traceback. (`nima train` on several ranks reports inside `abort_on_error`, so the line
+    ends the job.)"""
+    try:
+        yield
     except KeyboardInterrupt:
         print(f"\n{name}: stopped (Ctrl-C)", file=sys.stderr)
         raise SystemExit(130) from None

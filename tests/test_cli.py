@@ -81,7 +81,7 @@ def test_an_unexpected_exception_keeps_its_traceback(monkeypatch, bug):
 
 
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
-    def interrupted(args):
+    def interrupted(*args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "train", interrupted)

@@ -104,7 +104,11 @@ class LossGuidedBatches(UniformBatches):
 
     def record(self, logits: np.ndarray, targets: np.ndarray) -> None:
         """Each drawn window's loss becomes its priority."""
-        self.sampler.update(self._drawn, row_losses(logits, targets))
+        self.update(row_losses(logits, targets))
+
+    def update(self, losses: np.ndarray) -> None:
+        """The losses `(B,)` of the last batch's rows become their windows' priorities."""
+        self.sampler.update(self._drawn, losses)
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v.tolist() for k, v in self.sampler.state_dict().items()}

@@ -50,6 +50,9 @@ The promises (the fault model is in `docs/promises.md`):
 * **Divergence stops the run.** A non-finite loss, in any precision, stops it with the cause
   named (diverged weights, or an overflowing forward); weights that are not finite are never
   saved.
+
+Under `mpiexec -n N` the same loop is one rank of a data-parallel job, and the promises hold
+for the job; `nima.training.parallel` says what each rank does differently.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ from nima.autograd import no_grad
 from nima.data.dataset import TOKENIZER_FILE, TokenDataset, prepare, text_digest
 from nima.data.pairs import BOS, EOS, PAD, PairDataset, prepare_pairs, read_pairs
 from nima.data.tokenizers import TokenizerFileError, load_tokenizer
+from nima.distributed import Communicator
 from nima.generation import GenerationConfig, GenerationOutput, generate
 from nima.models.gpt import GPT
 from nima.models.memory import available_bytes, format_bytes, training_bytes
@@ -104,8 +108,9 @@ from nima.training.checkpoint import (
 from nima.training.config import GENERATED, Config, ConfigError, DataConfig
 from nima.training.errors import TrainingError
 from nima.training.metrics import CSV, JSONL, PLOT, MetricsLog, perplexity, plot_curves
+from nima.training.parallel import Ranks, check_processes
 from nima.training.progress import ProgressBar, format_duration
-from nima.training.rundir import CONFIG_FILE, LOG_FILE, check_run_dir, claim, writing
+from nima.training.rundir import CONFIG_FILE, LOG_FILE, RunLock, check_run_dir, claim, writing
 from nima.training.sources import build_model, fine_tune_config, load_run, load_source
 from nima.training.tasks import corpus_text, stream_loss
 
@@ -202,12 +207,16 @@ def _read_corpus(source: Path) -> str:
                           f"on line {line}); convert it, e.g. iconv -f latin1 -t utf-8") from None
 
 
+def _meta_of(out: Path) -> dict[str, Any]:
+    """The `meta.json` of the preparation in `out`, plus `out_dir` (what `prepare_data`
+    returned when it prepared it)."""
+    return {**json.loads((out / "meta.json").read_text(encoding="utf-8")), "out_dir": str(out)}
+
+
 def _prepared(out: Path, data: DataConfig, digest: str, pairs: bool) -> dict[str, Any] | None:
     """The `meta.json` of a usable preparation of this corpus in `out`, or None."""
     try:
-        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
-        if not isinstance(meta, dict):
-            return None
+        meta = _meta_of(out)  # not an object: TypeError
         splits = ("train.tsv", "val.tsv") if pairs else ("train.bin", "val.bin")
         files = [out / meta["tokenizer_file"], *(out / name for name in splits)]
         complete = all(f.is_file() for f in files)  # regular files: a FIFO would block
@@ -280,10 +289,15 @@ class Trainer:
         overwrite: start afresh even if the run directory holds a run (its files are deleted;
             files that are not a run's are left alone).
         stream: where progress and messages go (default `sys.stderr`).
+        comm: the ranks of a data-parallel job (`nima.training.parallel`); default
+            `nima.distributed.world()`, a single process without `mpiexec`. On several ranks,
+            run the trainer inside `nima.distributed.abort_on_error`, as `nima train` does, so
+            that an error on one rank ends them all.
 
     Raises:
         ConfigError: a setting that cannot work (data too short, a model that does not fit in
-            memory, a run directory that is a file or the data directory).
+            memory, a run directory that is a file or the data directory, streams or pairs on
+            several processes).
         TrainingError: the run directory is in use, holds something that is not a run, or
             holds a run and neither `resume` nor `overwrite` was given; the corpus gives another
             tokenizer than the run's; a file cannot be written.
@@ -291,23 +305,30 @@ class Trainer:
     """
 
     def __init__(self, config: Config, *, resume: bool = False, overwrite: bool = False,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, comm: Communicator | None = None) -> None:
         t = config.training
+        self.ranks = Ranks(comm)  # one process, or rank r of an mpiexec job
+        check_processes(config, self.ranks.size)
         if config.runtime.retain_memory:  # the config's explicit, process-wide choice
             runtime.retain_freed_memory()
         self.run_dir = Path(t.run_dir)
         self.stream = stream
         self.bar: ProgressBar | None = None
-        check_run_dir(self.run_dir, Path(config.data.out_dir), resume=resume,
-                      overwrite=overwrite)  # reads only: refused before the data is prepared
-        self._build(config, resume=resume)
-        self._lock = claim(self.run_dir, Path(config.data.out_dir), resume=resume,
-                           overwrite=overwrite)  # created, locked, checked again
-        try:
-            self._start(resume=resume, overwrite=overwrite)
-        except BaseException:
-            self.close()
-            raise
+        self._lock: RunLock | None = None  # rank 0's alone
+        with self.ranks.first():  # rank 0 readies the data and the run directory; the others
+            if self.ranks.writes:  # then build from what it prepared, and write nothing
+                check_run_dir(self.run_dir, Path(config.data.out_dir), resume=resume,
+                              overwrite=overwrite)  # reads only: refused before the data
+            self._build(config, resume=resume)
+            if self.ranks.writes:
+                self._lock = claim(self.run_dir, Path(config.data.out_dir), resume=resume,
+                                   overwrite=overwrite)  # created, locked, checked again
+            try:
+                self._start(resume=resume, overwrite=overwrite)
+            except BaseException:
+                self.close()
+                raise
+        self.ranks.start(self.model, {"config": self.config.to_dict(), "step": self.step})
 
     def _build(self, config: Config, *, resume: bool) -> None:
         """The data, the resolved config, the model, optimizer, schedule and scaler; nothing
@@ -318,12 +339,15 @@ class Trainer:
         if t.init_from is not None:
             if not resuming:
                 source, tokenizer = load_source(t.init_from)
-            else:  # resuming: the data keeps the tokenizer the run started with
+            elif self.ranks.writes:  # resuming: the data keeps the tokenizer the run started with
                 tokenizer = load_tokenizer(self.run_dir / TOKENIZER_FILE)
         self.source = source
         seq2seq = config.model.kind == "seq2seq"
-        self.meta = prepare_data(config.data, t.seed, getattr(config.model, "block_size", 0),
-                                 pairs=seq2seq, tokenizer=tokenizer)
+        if self.ranks.writes:
+            self.meta = prepare_data(config.data, t.seed, getattr(config.model, "block_size", 0),
+                                     pairs=seq2seq, tokenizer=tokenizer)
+        else:  # rank 0 has prepared it
+            self.meta = _meta_of(Path(config.data.out_dir))
         self.tokenizer_path = Path(self.meta["out_dir"]) / self.meta["tokenizer_file"]
         self.train_data, self.val_data = load_datasets(self.meta)
 
@@ -350,9 +374,10 @@ class Trainer:
         self.data_rng = np.random.default_rng(t.seed)  # the batch sampler's own generator
         block_size, group = (0, 1) if seq2seq else (resolved.model.block_size,
                                                      resolved.model.tbptt)
-        try:
-            self.batches = make_batches(resolved.data.sampling, self.train_data, t.batch_size,
-                                        block_size, self.data_rng, group=group)
+        try:  # the global batch of every rank's rows; this rank's share of it
+            self.batches = self.ranks.shard(make_batches(
+                resolved.data.sampling, self.train_data, t.batch_size * self.ranks.size,
+                block_size, self.data_rng, group=group))
             if resolved.data.sampling == "stream":
                 make_batches("stream", self.val_data, t.batch_size, block_size,
                              self.data_rng)  # validation must hold a segment per stream too
@@ -367,15 +392,22 @@ class Trainer:
         self.tokenizer_sha256 = file_sha256(self.tokenizer_path)
 
     def _start(self, *, resume: bool, overwrite: bool) -> None:
-        """Repair, resume (in memory), then write the run's files; the directory is locked."""
-        with writing(self.run_dir, self.run_dir):
-            notes = repair_run_dir(self.run_dir)  # what a killed run left half-done
+        """Repair, resume (in memory), then write the run's files; the directory is locked.
+        The ranks other than 0 only resume, from the directory rank 0 has repaired."""
+        notes = []
+        if self.ranks.writes:
+            with writing(self.run_dir, self.run_dir):
+                notes = repair_run_dir(self.run_dir)  # what a killed run left half-done
         checkpoint = latest_checkpoint(self.run_dir) if resume else None
+        if checkpoint is not None:
+            info = self._resume(checkpoint)  # in memory: one that does not fit writes nothing
+        if not self.ranks.writes:
+            return
         notes += _start_notes(self.config, self.tokenizer_path)
         if checkpoint is not None:
-            saved = self._resume(checkpoint)  # in memory: one that does not fit writes nothing
-            notes += _length_notes(saved, self.config, self.scheduler.get_last_lr()[0],
+            notes += _length_notes(info["config"], self.config, self.scheduler.get_last_lr()[0],
                                    self.step)
+            notes += self.ranks.batch_change(info, self.config.training.batch_size)
 
         # Everything fits: from here on the run directory is written.
         if checkpoint is None:  # a new run (or a resume with nothing to resume): a clean slate
@@ -439,22 +471,25 @@ class Trainer:
 
     def batch(self, data: Any, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         """A random batch of `data` as the model's inputs: `(x, y)` windows of `block_size`
-        tokens, or `(src, tgt_in, tgt_out)` pairs."""
-        t = self.config.training
+        tokens, or `(src, tgt_in, tgt_out)` pairs; on several ranks, this rank's rows of the
+        global batch."""
+        rows = self.config.training.batch_size * self.ranks.size
         if isinstance(data, PairDataset):
-            return data.get_batch(t.batch_size, rng)
-        return data.get_batch(t.batch_size, self.config.model.block_size, rng)
+            return self.ranks.rows(data.get_batch(rows, rng))
+        return self.ranks.rows(data.get_batch(rows, self.config.model.block_size, rng))
 
     def close(self) -> None:
         """Let the run directory go: another process may use it now. `fit` does this when it
         returns; a `fit` after it takes the directory again."""
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
 
     # --8<-- [start:resume]
-    def _resume(self, path: Path) -> Any:
+    def _resume(self, path: Path) -> dict[str, Any]:
         """Restore the checkpoint at `path` into the model, optimizer, schedule, scaler and
-        generators, and return the config it was saved with; writes nothing. Its tokenizer
-        must be the one the data gives now."""
+        generators, and return its state (`load_checkpoint`'s answer: the config it was saved
+        with, the processes that wrote it); writes nothing. Its tokenizer must be the one the
+        data gives now."""
         saved = checkpoint_info(path)["extra"].get("tokenizer_sha256") or file_sha256(
             self.run_dir / TOKENIZER_FILE)  # checkpoints from before the record: the run's copy
         if saved is not None and not (isinstance(saved, str) and _SHA256.fullmatch(saved)):
@@ -482,12 +517,12 @@ class Trainer:
         self.step = info["step"]
         self.best_val = info["best"]["metric"] if info["best"] else None  # the run's best
         self.last_eval = info["metrics"]
-        return info["config"]
+        return info
     # --8<-- [end:resume]
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
         """Write a checkpoint of the current step (and `best` if its validation loss is the
-        lowest so far).
+        lowest so far); returns its path (None on the ranks that do not write).
 
         Raises:
             TrainingError: the weights are not all finite (nothing is written: the last
@@ -501,6 +536,8 @@ class Trainer:
         val = self.last_eval.get("val_loss") if self.last_eval.get("step") == self.step else None
         if val is not None and (self.best_val is None or val < self.best_val):
             self.best_val = val
+        if not self.ranks.writes:
+            return None
         with writing(checkpoint_path(self.run_dir, self.step), self.run_dir):
             path = save_checkpoint(
                 self.run_dir, self.step, self.model, self.optimizer, self.scheduler,
@@ -510,7 +547,8 @@ class Trainer:
                 metrics=self.last_eval, keep_last=self.config.training.keep_last,
                 best_metric=val, extra={"scaler": self.scaler.state_dict(),
                                         "tokenizer_sha256": self.tokenizer_sha256,
-                                        "batches": self.batches.state_dict()})
+                                        "batches": self.batches.state_dict(),
+                                        "processes": self.ranks.size})
         self._log(f"step {self.step}: saved {path.name}")
         return path
 
@@ -520,18 +558,19 @@ class Trainer:
         `model.tbptt` consecutive segments of a stream); returns the mean loss."""
         t = self.config.training
         self.model.train()
+        self.ranks.seed_dropout(t.seed, self.step)  # several ranks: each its own masks
         if self.depth is not None:
             self.depth.apply(self.model, self.step)  # progressive depth: R for this step
         parts = t.grad_accum * self.batches.group
         total = 0.0
-        self.step_tokens = 0  # target positions, for tokens/s
+        self.step_tokens = 0  # target positions of the global batch, for tokens/s
         for _ in range(t.grad_accum):
             loss = None
             for _ in range(self.batches.group):  # one graph: the echo state links them
                 batch = self.batches.next()  # (x, y) windows, or (src, tgt_in, tgt_out) pairs
                 if self.batches.starts_streams:
                     self.model.reset_state()  # the streams begin again: so does their state
-                self.step_tokens += batch[-1].size
+                self.step_tokens += batch[-1].size * self.ranks.size
                 with autocast(enabled=t.mixed_precision):
                     logits, part = self.model(*batch)
                 self.batches.record(logits.data, batch[-1])
@@ -540,6 +579,8 @@ class Trainer:
                 loss = part if loss is None else loss + part
             self.scaler.scale(loss).backward()
             total += loss.item()
+        self.ranks.allreduce_gradients(self.model.parameters())  # the mean over ranks
+        total = self.ranks.mean(total)
         if not math.isfinite(total):  # in every precision: a float16 overflow is no excuse
             raise TrainingError(f"step {self.step + 1}: the loss is {total}; "
                                 f"{self._divergence()}")
@@ -579,7 +620,7 @@ class Trainer:
                 batch = self.batch(data, rng)
                 with autocast(enabled=t.mixed_precision):
                     losses.append(self.model(*batch)[1].item())
-            result[f"{split}_loss"] = float(np.mean(losses))
+            result[f"{split}_loss"] = self.ranks.mean(float(np.mean(losses)))
         self.model.train()
         return result
     # --8<-- [end:estimate_loss]
@@ -617,41 +658,52 @@ class Trainer:
         return losses
 
     def plot(self) -> None:
-        """Redraw `curves.png` from the metrics so far."""
+        """Redraw `curves.png` from the metrics so far (rank 0)."""
+        if not self.ranks.writes:
+            return
         with writing(self.run_dir / PLOT, self.run_dir):
             plot_curves(self.metrics.records, self.run_dir / PLOT,
                         title=f"{self.run_dir.name}: {self.model.num_parameters():,} parameters")
 
     def _append(self, record: dict[str, Any]) -> None:
+        """Add a record to the metrics (rank 0)."""
+        if not self.ranks.writes:
+            return
         with writing(self.run_dir / JSONL, self.run_dir):
             self.metrics.append(record)
 
     # --8<-- [start:fit]
     def fit(self) -> FitResult:
         """Train from the current step to `training.max_iters`."""
-        t = self.config.training
-        self._lock.acquire()  # again, if an earlier fit let the directory go
+        t, n = self.config.training, self.ranks.size
+        if self._lock is not None:
+            self._lock.acquire()  # again, if an earlier fit let the directory go
         unit = "pairs" if self.config.model.kind == "seq2seq" else \
             f"windows of {self.config.model.block_size} tokens"
         self._stop, start = None, self.step
+        stop: int | None = None  # the signal all ranks agreed to stop on
         saved: Path | None = None
         r = self.config.runtime
         try:
             self._log(f"training {self.model.num_parameters():,} parameters for {t.max_iters} "
-                      f"steps ({t.batch_size * t.grad_accum} {unit} each) into {self.run_dir}")
-            self.bar = ProgressBar(t.max_iters, self.step, self.stream)
+                      f"steps ({t.batch_size * n * t.grad_accum} {unit} each"
+                      f"{f', on {n} processes' if n > 1 else ''}) into {self.run_dir}")
+            self.bar = ProgressBar(t.max_iters, self.step, self.stream) \
+                if self.ranks.writes else None
             with self._signals_save(start), runtime.using(
                     backend=r.backend, numba_threads=r.numba_threads, blas_threads=r.blas_threads):
                 if self.step == 0:
                     self._log(f"step 0: estimating the loss on {t.eval_iters} batches of each "
                               f"split (a first run also compiles the kernels, up to a minute)")
                     self.evaluate()
-                self.bar.begin("first steps (a first run compiles the backward kernels)")
+                if self.bar is not None:
+                    self.bar.begin("first steps (a first run compiles the backward kernels)")
                 interval_time, interval_tokens, timed_time, timed_steps = 0.0, 0, 0.0, 0
-                while self.step < t.max_iters and not self._stop:
+                while self.step < t.max_iters and not stop:
                     begin = time.perf_counter()
                     lr = self.scheduler.get_last_lr()[0]  # the rate this step uses
                     loss = self.train_step()
+                    stop = self.ranks.max(self._stop or 0) or None  # all stop after one step
                     self.step += 1
                     seconds = time.perf_counter() - begin
                     interval_time += seconds
@@ -665,12 +717,13 @@ class Trainer:
                                       "perplexity": perplexity(loss), "lr": lr,
                                       "tokens_per_s": speed,
                                       "elapsed_s": interval_time})
-                        self.bar.update(self.step, loss, lr, speed,
-                                        timed_time / timed_steps if timed_steps else None)
+                        if self.bar is not None:
+                            self.bar.update(self.step, loss, lr, speed,
+                                            timed_time / timed_steps if timed_steps else None)
                         interval_time, interval_tokens, timed_time, timed_steps = 0.0, 0, 0.0, 0
                     if self.step % t.eval_interval == 0 or last:
                         self.evaluate()
-                    if self.step % t.checkpoint_interval == 0 or last or self._stop:
+                    if self.step % t.checkpoint_interval == 0 or last or stop:
                         saved = self.save()
         except _StopAtOnce:
             self._log(f"{signal.Signals(self._stop).name} before the first step: stopped at "
@@ -679,25 +732,27 @@ class Trainer:
             if self.bar is not None:
                 self.bar.close()
             self.close()
-        if self._stop:
+        signum = self._stop or stop  # this rank's signal, or another rank's
+        if signum:
             self._log(f"interrupted at step {self.step}; resume with: nima train {self.run_dir}")
         return FitResult(self.step, self.last_eval.get("train_loss"),
-                         self.last_eval.get("val_loss"), self.best_val, bool(self._stop), saved,
-                         self.last_eval.get("step"), self._stop)
+                         self.last_eval.get("val_loss"), self.best_val, bool(signum), saved,
+                         self.last_eval.get("step"), signum)
     # --8<-- [end:fit]
 
     @contextlib.contextmanager
     def _signals_save(self, start: int) -> Iterator[None]:
         """While training, the first Ctrl-C, SIGTERM or SIGHUP asks for a save and a clean stop
-        (or stops at once while no step has been taken since `start`: nothing to save); a
-        second one interrupts at once. A signal the process ignores stays ignored (`nohup`
-        ignores SIGHUP; a shell's background job, SIGINT). The previous handlers come back
-        afterwards."""
+        (or, in a single process, stops at once while no step has been taken since `start`:
+        nothing to save; on several ranks the others would wait for this one in the step's
+        allreduce, so the step is taken); a second one interrupts at once. A signal the
+        process ignores stays ignored (`nohup` ignores SIGHUP; a shell's background job,
+        SIGINT). The previous handlers come back afterwards."""
         def on_signal(signum: int, frame: Any) -> None:
             if self._stop:
                 raise KeyboardInterrupt
             self._stop = signum
-            if self.step == start:
+            if self.step == start and self.ranks.size == 1:
                 raise _StopAtOnce
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
             with contextlib.suppress(OSError, TrainingError):  # a full disk, a closed terminal
@@ -729,6 +784,9 @@ class Trainer:
         return sample_text(self.model, tokenizer, s.prompt if prompt is None else prompt, config)
 
     def _log(self, text: str) -> None:
+        """Show `text` and add it to the log (rank 0)."""
+        if not self.ranks.writes:
+            return
         if self.bar is not None:
             self.bar.message(text)  # clears the bar's line first on a terminal
         else:

@@ -420,7 +420,7 @@ PATHS = ["step", "config", "rng_states", "rng_states.data", "rng_states.nima", "
          "best", "best.step", "best.metric", "best_metric", "optimizer", "optimizer.scalars",
          "optimizer.param_groups", "scheduler", "scheduler.last_step", "scheduler.base_lrs",
          "extra", "extra.scaler", "extra.scaler.scale", "extra.scaler.growth_interval",
-         "extra.tokenizer_sha256"]
+         "extra.tokenizer_sha256", "extra.processes"]
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70)
                     | st.floats(allow_nan=False) | st.text(max_size=5),
                     lambda inner: st.lists(inner, max_size=3)
