@@ -1,6 +1,6 @@
 """What float16 autocast costs on this CPU: one baby-GPT training step with and without it.
 
-Model and step as `bench_train_step.py` (tiny preset, vocab 65, batch 12 x 64, AdamW, clip 1.0),
+Model and step as `bench_train_step.py` (baby preset, vocab 65, batch 12 x 64, AdamW, clip 1.0),
 in three variants run in alternating rounds:
 
 * `float32` — the plain step;
@@ -102,7 +102,7 @@ def main() -> None:
 
     base = med["float32"]["step"]
     lines = [
-        "**float16 autocast: one baby-GPT training step** (tiny preset, vocab 65, batch 12 x 64)",
+        "**float16 autocast: one baby-GPT training step** (baby preset, vocab 65, batch 12 x 64)",
         "",
         f"Machine: {machine()} (at the end), numba on {numba.get_num_threads()} thread(s); "
         f"medians in ms over "

@@ -10,7 +10,7 @@ hand-written data-parallel loop — `DataParallel.rank_rows`, backward, `allredu
 | `2 procs x 1 thread` | 2 (`mpiexec -n 2`) | 1 | 12 |
 | `1 proc x 2 threads` | 1 | 2 | 24 |
 
-* **baby GPT**: `GPTConfig.preset("tiny")` — 4 layers, 128 wide, 0.80M parameters;
+* **baby GPT**: `GPTConfig.preset("baby")` — 4 layers, 128 wide, 0.80M parameters;
 * **10x**: 8 layers, 288 wide, 6 heads — 8.0M parameters, about 10x the baby GPT.
 
 Each run times `--steps` steps after 2 warm-up steps and reports, as medians: the step, the
@@ -62,7 +62,7 @@ def worker(model_name: str, steps: int, out: Path) -> None:
     retain_freed_memory()  # as the trainer does; the same in every set-up
     dp = DataParallel(world())
     nima.manual_seed(0)
-    model = GPT(GPTConfig.preset("tiny", **MODELS[model_name]))
+    model = GPT(GPTConfig.preset("baby", **MODELS[model_name]))
     dp.broadcast_parameters(model)
     params = list(model.parameters())
     opt = AdamW(param_groups_for_decay(model, 0.1), lr=1e-3, betas=(0.9, 0.99))

@@ -1,6 +1,6 @@
 """One GPT block, forward + backward, at nanoGPT's CPU "baby GPT" size.
 
-Shape: batch 12 x 64 tokens, 4 heads, 128 dims (the `tiny` preset: pre-norm, GELU FFN of 512,
+Shape: batch 12 x 64 tokens, 4 heads, 128 dims (the `baby` preset: pre-norm, GELU FFN of 512,
 no biases), float32. A step is `y = block(x)`, then `y.backward(g)` with a fixed random `g`.
 Reported: the median of each phase (forward, backward, the step) and the forward split by
 sublayer (`ln_1`, attention, `ln_2`, FFN, each timed on its own input), plus the number of
@@ -30,7 +30,7 @@ from nima.models import GPT, GPTConfig
 from nima.models.gpt import Block
 
 B, T = 12, 64
-CONFIG = GPTConfig.preset("tiny")
+CONFIG = GPTConfig.preset("baby")
 
 
 def timed(fn: Callable[[], object], repeats: int) -> list[float]:
@@ -156,7 +156,7 @@ def main() -> None:
     nodes = count_nodes(block(x))
     med = {k: statistics.median(v) for k, v in ours.items()}
     lines = [
-        f"One GPT block (`tiny` preset: d=128, 4 heads, FFN 512, pre-norm, no biases), "
+        f"One GPT block (`baby` preset: d=128, 4 heads, FFN 512, pre-norm, no biases), "
         f"batch {B} x {T} tokens, float32; forward + backward; median of {rounds} rounds x "
         f"{repeats} steps. One forward records {nodes} graph nodes.",
         "",

@@ -1,6 +1,6 @@
 """AdamW's step over the baby GPT's parameters: the fused numba kernel against the NumPy path.
 
-Model: `GPTConfig.preset("tiny", vocab_size=65)` (4 layers x 128 dims, 0.8M parameters in 27
+Model: `GPTConfig.preset("baby", vocab_size=65)` (4 layers x 128 dims, 0.8M parameters in 27
 tensors), AdamW with nanoGPT's groups (weight decay 0.1 on the matrices), a fixed random
 gradient on every parameter. Timed: `opt.step()` alone, `fused=False` (the NumPy reference:
 about ten whole-array passes per parameter) against `fused=True` (one pass per parameter),
@@ -22,7 +22,7 @@ from nima.models import GPT, GPTConfig
 from nima.optim import AdamW
 from nima.optim.adam import param_groups_for_decay
 
-CONFIG = GPTConfig.preset("tiny", vocab_size=65)
+CONFIG = GPTConfig.preset("baby", vocab_size=65)
 
 
 def make_step(fused: bool) -> tuple[Callable[[], None], int, int]:

@@ -1,7 +1,7 @@
 r"""The GPipe bubble, measured: 2 pipeline stages of the baby GPT, 1 to 16 micro-batches.
 
 Runs itself as an MPI job of 2 processes (one numba thread each). The baby GPT
-(`GPTConfig.preset("tiny")`, 4 blocks) is cut into 2 stages of 2 blocks (`GPTStage`); one
+(`GPTConfig.preset("baby")`, 4 blocks) is cut into 2 stages of 2 blocks (`GPTStage`); one
 training batch of 16 windows of 64 tokens runs through `Pipeline.step` in $m$ = 1, 2, 4, 8, 16
 micro-batches. For each $m$, after one warm-up step, the median over the timed steps of:
 
@@ -56,7 +56,7 @@ def worker(micro_batches: list[int], steps: int, out: Path) -> None:
     retain_freed_memory()
     comm = world()
     nima.manual_seed(0)
-    model = GPT(GPTConfig.preset("tiny"))
+    model = GPT(GPTConfig.preset("baby"))
     stage = GPTStage(model, comm.rank, comm.size)
     pipe = Pipeline(stage, comm, tied=stage.tied_parameters())
     data = np.random.default_rng(0).integers(0, 65, size=(ROWS, T + 1))
@@ -91,7 +91,7 @@ def reference(steps: int, out: Path) -> None:
     """The whole model on the whole batch in one process: forward + backward, median."""
     retain_freed_memory()
     nima.manual_seed(0)
-    model = GPT(GPTConfig.preset("tiny"))
+    model = GPT(GPTConfig.preset("baby"))
     data = np.random.default_rng(0).integers(0, 65, size=(ROWS, T + 1))
     times = []
     for i in range(steps + 1):

@@ -1,6 +1,6 @@
 """One full training step of nanoGPT's CPU "baby GPT": forward, backward, clip, AdamW.
 
-Model: `GPTConfig.preset("tiny", vocab_size=65)` (4 layers, 4 heads, 128 dims, block 64, no
+Model: `GPTConfig.preset("baby", vocab_size=65)` (4 layers, 4 heads, 128 dims, block 64, no
 bias, dropout 0), batch 12, float32, random token ids. A step is `zero_grad`, `model(x, y)`,
 `loss.backward()`, `clip_grad_norm_(params, 1.0)`, `AdamW.step()` (lr 1e-3, betas (0.9, 0.99),
 weight decay 0.1 on the matrices, none on embeddings/norms, as nanoGPT). Reported: the median of
@@ -41,7 +41,7 @@ from nima.runtime import retain_freed_memory
 from nima.training import Config, Trainer
 
 B = 12
-CONFIG = GPTConfig.preset("tiny", vocab_size=65)
+CONFIG = GPTConfig.preset("baby", vocab_size=65)
 PHASES = ("forward", "backward", "clip", "optimizer", "step")
 
 
@@ -200,7 +200,7 @@ def main() -> None:
 
     med = {k: statistics.median(v) for k, v in nima_t.items()}
     lines = [
-        "**One training step: baby GPT** (tiny preset, vocab 65, batch 12 x 64)",
+        "**One training step: baby GPT** (baby preset, vocab 65, batch 12 x 64)",
         "",
         f"Machine: {machine()}; "
         f"{rounds} rounds x {repeats} steps, medians in ms "

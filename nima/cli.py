@@ -1,16 +1,22 @@
-"""The `nima` command: `nima train`, `nima sample`, `nima repl`, `nima demo` and `nima params`.
+"""The `nima` command: `nima train`, `nima sample`, `nima repl`, `nima eval`, `nima export`,
+`nima demo` and `nima params`.
 
-`nima train CONFIG.yaml [--set section.key=value ...]` trains the GPT a YAML config describes
+`nima train CONFIG.yaml [--set section.key=value ...]` trains the model a YAML config describes
 (see `docs/configuration.md`), writing metrics, plots and checkpoints into `training.run_dir`,
-then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint. `nima build`
-is the same command under the name NetRain's Deep Tree Echo gives it.
+then prints a sample; `nima train RUN_DIR` resumes a run from its latest checkpoint. Under
+`mpiexec -n N` it is one rank of a data-parallel job (`nima.training.parallel`), and
+`--nproc N` starts that job itself. `nima build` is the same command under the name NetRain's
+Deep Tree Echo gives it.
 `nima sample RUN_DIR --prompt TEXT` prints generated text (for scripts); `nima repl RUN_DIR`
-is the interactive loop of `nima.generation.repl`.
+is the interactive loop of `nima.generation.repl`. `nima eval RUN_DIR_OR_MODEL` measures loss,
+perplexity and bits per character over a whole split or text file
+(`nima.training.evaluate`); `nima export RUN_DIR --format npz` writes the NumPy-only `.npz`
+of `nima.export`.
 
 `python -m nima demo` builds a small graph, runs backward, checks the gradients against central
 differences, and races the fused softmax kernel against NumPy — Nima's main job in one minute.
 
-`nima params` is the parameter budget of `nima.models.budget`: `--preset tiny` (or
+`nima params` is the parameter budget of `nima.models.budget`: `--preset baby` (or
 `--n-layer 6 --n-embd 384 ...`, or `--config CONFIG.yaml` for a training config's model)
 counts a GPT's parameters part by part; `--micro` prints the Micro-Transformer design (a study
 of how to spend about 2.4M parameters) in its three configurations; `--explore --target
@@ -26,12 +32,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import statistics
 import sys
 import time
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -172,6 +179,12 @@ def params(args: argparse.Namespace) -> None:
     print(f"{config}\n")
     print(budget.breakdown(config))
     if args.instantiate:
+        from nima.models.memory import available_bytes, format_bytes, inference_bytes
+
+        need, have = inference_bytes(config)["parameters"], available_bytes()
+        if have is not None and need > have:  # refused before a byte of it is allocated
+            raise SystemExit(f"nima params: --instantiate would need about {format_bytes(need)}"
+                             f" for the parameters, but {format_bytes(have)} are available")
         total = budget.count_parameters(config)["total"]
         counted = GPT(config).num_parameters()
         verdict = "agrees" if counted == total else "DISAGREES"
@@ -233,34 +246,84 @@ def _positive(text: str) -> int:
     return value
 
 
-def train(args: argparse.Namespace) -> None:
-    """Train from a config file, or resume a run directory; then print a sample."""
+def _train_config(args: argparse.Namespace, processes: int) -> tuple[Any, bool]:
+    """The config `nima train` runs on `processes` ranks, and whether it resumes a run.
+
+    A run directory is resumed with its own config (or started over, with `--overwrite`);
+    unless `--set training.batch_size=...` says otherwise, each rank of a resumed run takes its
+    share of the run's global batch (`resume_batch_size`), so a run written by N processes
+    continues on M along the same curve.
+
+    Raises:
+        ConfigError: a config that does not load, or cannot run on `processes` ranks.
+    """
     from pathlib import Path
 
-    from nima.serialization import CheckpointError
-    from nima.training import ConfigError, Trainer, TrainingError, load_config
-    from nima.training.trainer import CONFIG_FILE, summary
+    from nima.training import ConfigError, load_config
+    from nima.training.parallel import check_processes, resume_batch_size
+    from nima.training.trainer import CONFIG_FILE
 
     target = Path(args.target)
-    try:
-        if target.is_dir():  # a run directory: its own config, then continue where it stopped
-            config = load_config(target / CONFIG_FILE, [*args.set, f"training.run_dir={target}"])
-            trainer = Trainer(config, resume=True)
-        else:
-            config = load_config(target, args.set)
-            trainer = Trainer(config, resume=args.resume, overwrite=args.overwrite)
+    if not target.is_dir():
+        config = load_config(target, args.set)
+        check_processes(config, processes)
+        return config, args.resume
+    path = target / CONFIG_FILE  # a run directory: its own config, then on where it stopped
+    if not path.is_file():
+        raise ConfigError(f"{target}: not a run directory (no {CONFIG_FILE}); give a config "
+                          f"file, or the folder of a run")
+    overrides = [*args.set, f"training.run_dir={target}"]
+    config, resume = load_config(path, overrides), not args.overwrite
+    check_processes(config, processes)
+    chosen = any(item.partition("=")[0].strip() == "training.batch_size" for item in args.set)
+    batch = resume_batch_size(target, processes) if resume and not chosen else None
+    if batch not in (None, config.training.batch_size):  # streams: one per row, resolved anew
+        config = load_config(path, [f"training.batch_size={batch}", "model.streams=null",
+                                    *overrides])
+    return config, resume
+
+
+def train(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Train from a config file, or resume a run directory (or start it over, with
+    `--overwrite`); then print a sample.
+
+    With `--nproc N` (N > 1) outside `mpiexec`, check the config, then run this same command
+    line `argv` as N processes of one numba thread each (`run_job`) and exit with the job's
+    code. Under `mpiexec`, this process is one rank of the job: an error on any rank ends them
+    all (`abort_on_error`), and rank 0 alone prints."""
+    import signal
+
+    from nima.distributed import DistributedError, abort_on_error, launched_size, run_job, world
+    from nima.training import Trainer
+    from nima.training.trainer import summary
+
+    if args.nproc is not None and args.nproc > 1 and launched_size() == 1:
+        _train_config(args, args.nproc)  # a mistake is reported once, before any start
+        env = {**os.environ, "NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS", "1")}
+        raise SystemExit(run_job(args.nproc, [sys.executable, "-m", "nima", *argv], env))
+    comm = world()
+    with abort_on_error(comm), reporting(f"nima {args.command}"):
+        if args.nproc is not None and args.nproc != comm.size:
+            raise DistributedError(f"--nproc {args.nproc}, but mpiexec started {comm.size} "
+                                   f"process(es)")
+        config, resume = _train_config(args, comm.size)
+        trainer = Trainer(config, resume=resume, overwrite=args.overwrite, comm=comm)
         start = time.perf_counter()
         result = trainer.fit()
-    except (ConfigError, TrainingError, CheckpointError, FileNotFoundError) as e:
-        raise SystemExit(f"nima {args.command}: {e}") from None
-    print(summary(result, time.perf_counter() - start))
+    if trainer.ranks.writes:  # rank 0 alone prints; every rank exits with the same code
+        print(summary(result, time.perf_counter() - start))
     if result.interrupted:
-        raise SystemExit(130)
+        raise SystemExit(128 + (result.signal or signal.SIGINT))  # 130 for Ctrl-C, as shells do
     s = trainer.config.sampling
-    if args.sample and s.max_new_tokens > 0:
+    if trainer.ranks.writes and args.sample and s.max_new_tokens > 0:
+        try:
+            text = trainer.sample()
+        except ValueError as e:  # a prompt outside the vocabulary: the run itself is done
+            print(f"nima train: no sample: sampling.prompt: {e}", file=sys.stderr)
+            return
         print(f"\n--- a sample: {s.max_new_tokens} tokens, temperature {s.temperature}"
               f"{f', top-k {s.top_k}' if s.top_k else ''} ---")
-        print(trainer.sample())
+        print(text)
 
 
 def add_train_parser(commands: Any) -> None:
@@ -276,9 +339,13 @@ def add_train_parser(commands: Any) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from the run directory's latest checkpoint, if any")
     p.add_argument("--overwrite", action="store_true",
-                   help="start afresh, deleting the run directory's checkpoints")
+                   help="start afresh, deleting the run directory's run (its checkpoints, "
+                        "metrics, log and plot; nothing else in it)")
     p.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True,
                    help="print a sample after training (default: yes)")
+    p.add_argument("--nproc", type=_argtype(_positive), default=None, metavar="N",
+                   help="train data-parallel on N processes, started with mpiexec (needs "
+                        "pip install \"nima[mpi]\"); training.batch_size is per process")
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -296,21 +363,19 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def sample(args: argparse.Namespace) -> None:
-    """Print `--num-return-sequences` continuations of `--prompt`."""
-    from nima.generation import generate
+    """Print `--num-return-sequences` continuations of `--prompt` (for an encoder-decoder run,
+    the targets it writes for the source `--prompt`)."""
+    from nima.training.trainer import complete
 
     model, tokenizer, settings = _load(args)
     try:
-        ids = tokenizer.encode(args.prompt)
-        if not ids:
-            raise ValueError("--prompt encodes to no tokens")
-        out = generate(model, np.asarray([ids]), config=settings, tokenizer=tokenizer)
+        texts, out = complete(model, tokenizer, args.prompt, settings)
     except ValueError as e:
         raise SystemExit(f"nima sample: {e}") from None
-    for i, row in enumerate(out.tolist()):
-        if len(out.tolist()) > 1:
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
             print(f"--- sample {i + 1} (log-probability {out.sequence_logprobs[i]:.2f}) ---")
-        print(tokenizer.decode(row))
+        print(text)
     if args.stats and out.stats is not None:
         print(out.stats.table())
     if args.tree and out.trees is not None:
@@ -322,8 +387,12 @@ def sample(args: argparse.Namespace) -> None:
 def repl(args: argparse.Namespace) -> None:
     """The interactive loop; reads stdin line by line (with line editing on a terminal)."""
     from nima.generation.repl import Repl
+    from nima.models import GPT
 
     model, tokenizer, settings = _load(args)
+    if not isinstance(model, GPT):
+        raise SystemExit(f"nima repl: {args.run} holds an encoder-decoder, which writes a "
+                         f"target for a source; use nima sample {args.run} --prompt SOURCE")
     loop = Repl(model, tokenizer, settings)
     if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 become U+FFFD, not a crash
         sys.stdin.reconfigure(errors="replace")
@@ -370,7 +439,137 @@ def add_generation_parsers(commands: Any) -> None:
                            help="print the search tree (strategy tree_beam)")
 
 
+def evaluate(args: argparse.Namespace) -> None:
+    """Loss, perplexity and bits per character (or byte) of a model over a whole text, in
+    order."""
+    from pathlib import Path
+
+    from nima.data.pairs import PairDataset, read_pairs
+    from nima.models import Transformer
+    from nima.models.pretrained import PretrainedError
+    from nima.serialization import CheckpointError
+    from nima.training import ConfigError, prepare_data
+    from nima.training.evaluate import evaluate_pairs, evaluate_tokens, units_of
+    from nima.training.sources import load_model
+    from nima.training.trainer import load_datasets
+
+    try:
+        model, tokenizer, config = load_model(args.source, args.checkpoint)
+        if isinstance(model, Transformer):  # pairs, in order
+            if args.data is not None:
+                data = PairDataset(read_pairs(args.data), tokenizer)
+                what = args.data
+            else:
+                meta = prepare_data(config.data, config.training.seed, pairs=True)
+                data = load_datasets(meta)[0 if args.split == "train" else 1]
+                what = f"the {args.split} split of {config.data.corpus}"
+            print(f"nima eval: {args.source} on {what} ({len(data):,} pairs)", file=sys.stderr)
+            result = evaluate_pairs(model, data, batch_size=args.batch_size, stream=sys.stderr)
+        else:
+            if args.data is not None:
+                if tokenizer is None:
+                    raise ValueError(f"{args.source} has no tokenizer to encode {args.data} "
+                                     f"with (a model folder needs vocab.json and merges.txt)")
+                text = Path(args.data).read_text(encoding="utf-8")
+                tokens, what = np.asarray(tokenizer.encode(text)), args.data
+            elif config is None:
+                raise ValueError(f"{args.source} is a model folder: give the text to evaluate "
+                                 f"with --data FILE")
+            else:
+                meta = prepare_data(config.data, config.training.seed)  # as the run did
+                tokens = load_datasets(meta)[0 if args.split == "train" else 1].data
+                what = f"the {args.split} split of {config.data.corpus}"
+            context = args.context or model.config.block_size
+            print(f"nima eval: {args.source} on {what} (context {context}, stride "
+                  f"{args.stride or context})", file=sys.stderr)
+            result = evaluate_tokens(model, tokens, context=args.context, stride=args.stride,
+                                     batch_size=args.batch_size, stream=sys.stderr)
+            if tokenizer is not None:
+                units, unit = units_of(tokenizer, tokens)
+                result = dataclasses.replace(result, units=units, unit=unit)
+    except (CheckpointError, PretrainedError, ConfigError, FileNotFoundError,
+            ValueError) as e:
+        raise SystemExit(f"nima eval: {e}") from None
+    print(result.summary())
+
+
+def add_eval_parser(commands: Any) -> None:
+    p = commands.add_parser("eval", help="loss, perplexity and bits per character over a text",
+                            description="Evaluate a model on every token of a split or text "
+                                        "file, in order: loss, perplexity, bits per token and "
+                                        "per character (per byte for byte-level BPE).")
+    p.add_argument("source", help="a run directory or checkpoint, or a Hugging Face model "
+                                  "folder")
+    p.add_argument("--data", metavar="FILE", help="a UTF-8 text file to evaluate, or a pairs "
+                                                  "file for an encoder-decoder (default: the "
+                                                  "run's own split)")
+    p.add_argument("--split", choices=["val", "train"], default="val",
+                   help="the run's split, without --data (default: val)")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best",
+                   help="which checkpoint of a run directory (default: best)")
+    p.add_argument("--context", type=_argtype(_positive), default=None,
+                   help="tokens per window (default: the model's block_size)")
+    p.add_argument("--stride", type=_argtype(_positive), default=None,
+                   help="tokens between window starts; below the context, windows overlap and "
+                        "each scored token sees at least context - stride before it (default: "
+                        "the context, no overlap)")
+    p.add_argument("--batch-size", type=_argtype(_positive), default=8,
+                   help="windows (or pairs) per forward (default 8)")
+
+
+def export(args: argparse.Namespace) -> None:
+    """Write a run (or a Hugging Face folder) as a NumPy-only `.npz`."""
+    from pathlib import Path
+
+    from nima.export import export_npz
+    from nima.models.pretrained import PretrainedError
+    from nima.serialization import CheckpointError
+
+    source = Path(args.source)
+    out = Path(args.out) if args.out else \
+        (source / "model.npz" if source.is_dir() else source.with_suffix(".npz"))
+    try:
+        path = export_npz(source, out, which=args.checkpoint)
+    except (CheckpointError, PretrainedError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"nima export: {e}") from None
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); run it with NumPy alone:\n"
+          f"  python nima/export/numpy_gpt.py {path} --prompt TEXT")
+
+
+def add_export_parser(commands: Any) -> None:
+    p = commands.add_parser("export", help="write a run as a NumPy-only .npz",
+                            description="Export a run's model, config and tokenizer into one "
+                                        "file that nima/export/numpy_gpt.py runs with NumPy "
+                                        "alone.")
+    p.add_argument("source", help="a run directory or checkpoint, or a Hugging Face model "
+                                  "folder")
+    p.add_argument("--format", choices=["npz"], default="npz",
+                   help="the file format (npz: arrays only, no pickle)")
+    p.add_argument("--out", metavar="FILE", help="where to write (default: model.npz in the "
+                                                 "run directory, or the checkpoint's name "
+                                                 "with .npz)")
+    p.add_argument("--checkpoint", choices=["best", "latest"], default="best",
+                   help="which checkpoint of a run directory (default: best)")
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are about the input — a setting, a file, a run directory — rather
+    than a bug: `main` prints them as one line. Anything else keeps its traceback."""
+    from nima.data.tokenizers import TokenizerFileError
+    from nima.distributed.comm import DistributedError
+    from nima.models.pretrained import PretrainedError
+    from nima.serialization import CheckpointError
+    from nima.settings import SettingsError
+    from nima.training.errors import TrainingError
+
+    return (SettingsError, CheckpointError, TokenizerFileError, PretrainedError, TrainingError,
+            DistributedError)
+
+
+# --8<-- [start:main]
 def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line and run the command, `reporting` its errors."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="nima", description="Nima: deep learning from scratch.")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="graph, backward, gradcheck and a kernel race")
@@ -378,17 +577,52 @@ def main(argv: Sequence[str] | None = None) -> None:
     add_params_parser(commands)
     add_train_parser(commands)
     add_generation_parsers(commands)
+    add_eval_parser(commands)
+    add_export_parser(commands)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo(quick=args.quick)
-    elif args.command == "params":
-        params(args)
-    elif args.command in ("train", "build"):
-        train(args)
-    elif args.command == "sample":
-        sample(args)
-    elif args.command == "repl":
-        repl(args)
+    from nima import kernels
+
+    run = {"demo": lambda: demo(quick=args.quick), "params": lambda: params(args),
+           "train": lambda: train(args, argv), "sample": lambda: sample(args),
+           "build": lambda: train(args, argv), "repl": lambda: repl(args),
+           "eval": lambda: evaluate(args), "export": lambda: export(args)}[args.command]
+    name = f"nima {args.command}"
+    try:
+        kernels.current()  # reads NIMA_KERNELS: a bad value is reported here, not mid-run
+    except ValueError as e:
+        raise SystemExit(f"{name}: {e}") from None
+    with reporting(name):
+        run()
+
+
+@contextlib.contextmanager
+def reporting(name: str) -> Iterator[None]:
+    """Run the block of the command `name`. Nima's own errors (`user_errors`), a file that
+    cannot be read, running out of memory and a second Ctrl-C end it with one line on stderr
+    — exit status 1, or 130 for Ctrl-C; any other exception is a bug and shows its
+    traceback. (`nima train` on several ranks reports inside `abort_on_error`, so the line
+    ends the job.)"""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"\n{name}: stopped (Ctrl-C)", file=sys.stderr)
+        raise SystemExit(130) from None
+    except user_errors() as e:
+        raise SystemExit(f"{name}: {_one_line(e)}") from None
+    except OSError as e:
+        if e.filename is None:  # not about a file the user named: a bug, with its traceback
+            raise
+        raise SystemExit(f"{name}: {e.filename}: {e.strerror or e}") from None
+    except MemoryError:
+        raise SystemExit(f"{name}: out of memory; lower training.batch_size or the model's "
+                         f"size") from None
+# --8<-- [end:main]
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line, at most a few hundred characters."""
+    text = str(error).replace("\n", " ") or type(error).__name__
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 if __name__ == "__main__":

@@ -113,11 +113,17 @@ def remove_temporaries(directory: PathLike) -> list[Path]:
     """
     removed = []
     for path in sorted(Path(directory).iterdir()):
-        if _TMP_NAME.match(path.name) and path.is_file() and not path.is_symlink():
+        if is_temporary(path.name) and path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
 # --8<-- [end:remove_temporaries]
+
+
+def is_temporary(name: str) -> bool:
+    """Whether `name` has the form of an `atomic_write` temporary,
+    `.<target>.<8 random characters>.tmp`."""
+    return _TMP_NAME.match(name) is not None
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:

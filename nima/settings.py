@@ -25,12 +25,13 @@ import difflib
 import math
 import numbers
 import re
+import reprlib
 import types
 import typing
 from typing import Any
 
 __all__ = ["SettingsError", "check_int", "check_known", "check_value", "reference_rows", "setting",
-           "validate"]
+           "shown", "validate"]
 
 
 class SettingsError(ValueError):
@@ -48,16 +49,20 @@ def setting(default: Any, doc: str, *, gt: float | None = None, ge: float | None
 
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _NO_RANGE = dict(gt=None, ge=None, lt=None, le=None, choices=None, finite=True)
+_REPR = reprlib.Repr()  # keyword arguments need Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 50, 50, 50
 
 
-def _shown(value: Any, limit: int = 60) -> str:
-    """`repr(value)`, cut to `limit` characters: an error message stays one short line."""
-    text = repr(value)
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, cut to `limit` characters: an error message stays one short line. The
+    repr itself is bounded (`reprlib`: a few levels, a few items each), so a value built
+    from billions of shared references costs no more to show than a small one."""
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {_shown(value)}"
+    return f"{type(value).__name__} {shown(value)}"
 
 
 # --8<-- [start:check_value]
@@ -92,14 +97,14 @@ def check_value(name: str, value: Any, hint: Any, meta: Any = None) -> Any:
         raise SettingsError(f"{name}: must be a finite number, got {value!r}")
     if meta["choices"] is not None and value not in meta["choices"]:
         raise SettingsError(f"{name}: must be one of {', '.join(map(repr, meta['choices']))}, "
-                            f"got {_shown(value)}")
+                            f"got {shown(value)}")
     for op, bound, bad in (("> ", meta["gt"], lambda v, b: v <= b),
                            (">= ", meta["ge"], lambda v, b: v < b),
                            ("< ", meta["lt"], lambda v, b: v >= b),
                            ("<= ", meta["le"], lambda v, b: v > b)):
         if bound is not None and bad(value, bound):
-            shown = bound if isinstance(bound, int) else f"{bound:g}"
-            raise SettingsError(f"{name}: must be {op}{shown}, got {value!r}")
+            limit = bound if isinstance(bound, int) else f"{bound:g}"
+            raise SettingsError(f"{name}: must be {op}{limit}, got {shown(value)}")
     return value
 # --8<-- [end:check_value]
 
@@ -147,9 +152,9 @@ def reference_rows(cls: type) -> list[dict[str, str]]:
                   if b is not None]
         choices = meta["choices"] and ", ".join(f"`{c}`" for c in meta["choices"])
         default = list(f.default) if isinstance(f.default, tuple) else f.default
-        shown = json_like(default)
         rows.append({"key": f"`{f.name}`", "type": " | ".join(names),
-                     "default": f"`{shown}`", "range": choices or ", ".join(bounds) or "—",
+                     "default": f"`{json_like(default)}`",
+                     "range": choices or ", ".join(bounds) or "—",
                      "meaning": meta.get("doc", "")})
     return rows
 

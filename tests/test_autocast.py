@@ -21,7 +21,7 @@ def _rand(*shape, dtype=np.float32, seed=0):
 
 def _gpt(**overrides):
     nima.manual_seed(0)
-    config = GPTConfig.preset("tiny", vocab_size=65, n_layer=2, block_size=16, **overrides)
+    config = GPTConfig.preset("baby", vocab_size=65, n_layer=2, block_size=16, **overrides)
     return GPT(config)
 
 

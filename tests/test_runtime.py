@@ -67,7 +67,7 @@ UNTOUCHED = """
     "x = nima.randn(64, 64, requires_grad=True); (x @ x).relu().sum().backward()",
     # a training step written by hand, nanoGPT style, then a few generated tokens
     "\n".join([
-        'model = nima.models.GPT(nima.models.GPTConfig.preset("tiny", n_layer=1))',
+        'model = nima.models.GPT(nima.models.GPTConfig.preset("baby", n_layer=1))',
         "opt = nima.optim.AdamW(model.parameters(), lr=1e-3)",
         "x = np.random.default_rng(0).integers(0, 65, (4, 64))",
         "_, loss = model(x, x)",

@@ -3,6 +3,9 @@ the synthetic corpus, everything written under a pytest `tmp_path`."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from nima.training import Config
@@ -25,3 +28,21 @@ def tiny_config(tmp_path: Path, **sections: dict) -> Config:
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     return Config.from_dict(raw)
+
+
+def on_stop_signal(signum: int, frame: object) -> None:
+    """A handler of the test's own for the stop signals: what the trainer must restore."""
+    raise AssertionError(f"signal {signum} reached the test's own handler")
+
+
+@contextlib.contextmanager
+def own_stop_signals() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP handled by `on_stop_signal` inside the block, whatever the
+    process inherited (a background job starts with SIGINT ignored), then as they were."""
+    previous = {s: signal.signal(s, on_stop_signal)
+                for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

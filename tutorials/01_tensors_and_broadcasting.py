@@ -289,3 +289,25 @@ assert np.allclose(X.grad, Y_bar @ W.data.T, atol=1e-5)  # X-bar = Y-bar W^T, no
 # %% [markdown]
 # Next: [tutorial 02](02_autograd_by_hand.md) builds a graph, works its gradient out by hand with
 # the chain rule, and checks it three ways.
+
+# %% [markdown]
+# ## Summary
+#
+# - A tensor is a NumPy array plus what autograd needs; views share memory, and strides say
+#   where each element lives.
+# - Broadcasting aligns shapes at their last axis and stretches axes of size 1; the gradient of a
+#   broadcast input is summed back over the copies (`unbroadcast`).
+# - Reductions, indexing and matrix products keep PyTorch's names and semantics.
+#
+# ## Check your understanding
+#
+# ??? question "Why must the gradient of a broadcast input be a sum?"
+#     Broadcasting used the same element several times; each use feeds the loss, and by the
+#     chain rule the contributions of every use add up.
+#
+# ??? question "Two arrays of shapes `(5, 4)` and `(4, 5)`: do they broadcast?"
+#     No. Aligned at the last axis, 4 meets 5 and 5 meets 4; neither pair is equal or holds a 1.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_01 -->

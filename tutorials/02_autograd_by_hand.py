@@ -309,3 +309,27 @@ assert np.allclose(w.grad, v * 2 * w.data)
 # %% [markdown]
 # Next: [tutorial 03](03_kernels.md) looks under the ops, at the numba kernels that compute
 # softmax, cross-entropy and matmul, and races them against NumPy.
+
+# %% [markdown]
+# ## Summary
+#
+# - The chain rule, applied node by node from the output back, gives every input's gradient
+#   in one backward pass.
+# - A backward returns vector–Jacobian products, never Jacobians; `nima.gradcheck` checks them
+#   against central differences in float64.
+# - A new op is a `Function` with `forward` and `backward` side by side; `no_grad`, `detach`
+#   and `retain_graph` control what is recorded.
+#
+# ## Check your understanding
+#
+# ??? question "For $f = \tanh(xy + y^2)$, why does $\partial f/\partial y$ have two terms?"
+#     $y$ enters $u = xy + y^2$ twice: $\partial u / \partial y = x + 2y$, multiplied by
+#     $\tanh'(u) = 1 - \tanh^2 u$.
+#
+# ??? question "Why must `gradcheck`'s inputs be float64?"
+#     The rounding error of a central difference is about $\delta |f| / \epsilon$; with
+#     float32's $\delta$ it would be near $10^{-2}$, larger than the errors the check hunts.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_02 -->

@@ -432,3 +432,27 @@ assert figure_path.stat().st_size > 0
 # breakpoints and tracebacks work inside it. And since every kernel has a NumPy reference,
 # `with nima.kernels.backend("numpy"):` around a failing computation tells you at once whether
 # the kernel is to blame.
+
+# %% [markdown]
+# ## Summary
+#
+# - Each kernel has a numba implementation and a NumPy reference with the same signature;
+#   `nima.kernels.backend("numpy")` switches between them.
+# - Fused kernels read a row once and keep it in cache; a polynomial exp lets the loops
+#   vectorise; masked rows give zeros instead of NaN.
+# - Who owns the cores decides small kernels' speed on a shared machine; `NUMBA_DISABLE_JIT=1`
+#   turns every kernel into debuggable Python.
+#
+# ## Check your understanding
+#
+# ??? question "Why does the log-softmax backward need no extra pass to detect a fully masked row?"
+#     It recomputes $p = e^{\ell}$ while writing the gradient and sums $p$ in the same pass: the
+#     sum is 1 for a normal row and 0 for a fully masked one.
+#
+# ??? question "Why is a polynomial $e^x$ faster than `math.exp` inside a numba loop here?"
+#     Without a vector math library, `math.exp` stays a scalar call and the loop cannot
+#     vectorise; multiply-adds, a floor and a bit cast can.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_03 -->

@@ -276,3 +276,28 @@ assert figure_path.stat().st_size > 0
 #
 # Next: [tutorial 05](05_positional_encodings.md). Attention alone cannot tell "the cat" from
 # "cat the", and positional encodings fix that.
+
+# %% [markdown]
+# ## Summary
+#
+# - Attention scores every key against a query, turns the scores into weights with a softmax
+#   and averages the values; dividing by $\sqrt{d_k}$ keeps the softmax from saturating.
+# - The causal mask hides the future (aligned to the end under a cache); padding masks hide
+#   keys that are not data; a query with nothing to see gets zeros.
+# - Several heads are one batched attention on slices of the channels; a KV cache makes each
+#   decoding step reuse earlier keys and values.
+#
+# ## Check your understanding
+#
+# ??? question "Why does a saturated softmax stop learning?"
+#     When one weight is near 1 and the rest near 0, $y_j(1 - y_j) \approx 0$ for every $j$: the
+#     Jacobian nearly vanishes, and so does the gradient to the scores.
+#
+# ??? question "Why are the heads split by a reshape and a transpose rather than a copy?"
+#     Head $h$ owns a contiguous slice of the channels; viewing `(B, T, C)` as
+#     `(B, T, nh, hd)` and swapping two axes gives each head its own matrix without moving
+#     data.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_04 -->

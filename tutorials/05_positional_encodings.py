@@ -227,3 +227,17 @@ print("ALiBi under the KV cache: matches the full forward")
 # | ALiBi | biases scores | 0 | slopes $2^{-8h/n}$; correct under the cache |
 #
 # Next: [tutorial 06](06_gpt_block_by_block.md) assembles a GPT from these pieces.
+
+# %% [markdown]
+# ## Check your understanding
+#
+# ??? question "Why does RoPE need the position offset under a KV cache?"
+#     A new token sits at position `cache.length`; rotating it as position 0 would make its
+#     scores with the cached keys depend on the wrong offsets.
+#
+# ??? question "Which sign does ALiBi's bias have for keys in the past?"
+#     Negative: $-m_h(i - j)$ with $j \le i$, a penalty that grows with distance.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_05 -->

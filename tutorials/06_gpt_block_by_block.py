@@ -1,7 +1,7 @@
 # %% [markdown]
 # # A GPT block by block
 #
-# This tutorial takes the `tiny` GPT apart and puts it back together by hand: token and
+# This tutorial takes the `baby` GPT apart and puts it back together by hand: token and
 # position embeddings, then inside the first block the layer norm, the causal multi-head
 # attention head by head, the feed-forward network and the residual additions, then the other
 # blocks, the final norm and the tied output head. At every step it prints the shapes and checks
@@ -41,7 +41,7 @@ def close(a, b) -> bool:
 # %% [markdown]
 # ## 1. A model and a batch
 #
-# Characters of a line of Shakespeare are the tokens. The `tiny` preset is nanoGPT's CPU
+# Characters of a line of Shakespeare are the tokens. The `baby` preset is nanoGPT's CPU
 # "baby GPT": 4 blocks, 4 heads, a residual stream 128 wide, a context of 64, no biases; the
 # vocabulary is overridden to this text's characters.
 
@@ -52,7 +52,7 @@ chars = sorted(set(text))
 stoi = {c: i for i, c in enumerate(chars)}
 data = np.array([stoi[c] for c in text])
 
-config = GPTConfig.preset("tiny", vocab_size=len(chars))
+config = GPTConfig.preset("baby", vocab_size=len(chars))
 model = GPT(config).double()
 B, T, C, nh = 4, 32, config.n_embd, config.n_head
 hd = C // nh
@@ -266,3 +266,27 @@ for c, total in found:
     print(f"  {c.n_layer} layers x {c.n_embd} wide, {c.n_head} heads, FFN {c.ffn_hidden}: "
           f"{total:,}")
 assert {(c.n_layer, c.n_embd) for c, _ in found} >= {(4, 192), (6, 128), (5, 160)}
+
+# %% [markdown]
+# ## Summary
+#
+# - A GPT is embeddings, a stack of blocks and a tied head; each block is two residual
+#   additions, attention then the feed-forward network.
+# - The shapes stay `(B, T, C)` through the blocks; the head gives `(B, T, V)` logits and the
+#   loss their mean cross-entropy over the positions with a target.
+# - The parameter count follows from the shapes, and a few training steps show the loss
+#   falling.
+#
+# ## Check your understanding
+#
+# ??? question "How does the final LayerNorm's $\beta$ reach the logits?"
+#     The logits are $\operatorname{LN}(h) W_E^\top$; $\beta$ adds the same vector to every
+#     position's normalised state, so it adds $\beta W_E^\top$ to every row of logits.
+#
+# ??? question "Why is the loss averaged over the positions with a target, not over all of them?"
+#     Positions marked $-100$ (padding) carry no prediction; counting them would dilute the loss
+#     and its gradient by the share of padding in the batch.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_06 -->

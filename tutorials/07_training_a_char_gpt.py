@@ -42,14 +42,14 @@ FIGURES.mkdir(parents=True, exist_ok=True)
 # ## 1. The configuration
 #
 # `configs/shakespeare_char.yaml` holds nanoGPT's settings. Paths in it are relative to the
-# current directory, so the tutorial anchors them at the repository root, where
-# `python -m nima train configs/shakespeare_char.yaml` puts them when started there.
+# file's own folder (the corpus, not found there, comes from Nima's `data/` folder), so it
+# works from any directory; paths given as overrides are taken from the current directory, so
+# the tutorial puts the prepared data and the run under `runs/` wherever it is started.
 
 # %%
 overrides = [
-    f"data.corpus={ROOT / 'data' / 'tinyshakespeare.txt'}",
-    f"data.out_dir={ROOT / 'data' / 'shakespeare_char'}",
-    f"training.run_dir={ROOT / 'runs' / 'shakespeare_char'}",
+    "data.out_dir=runs/tutorial_07/data",
+    "training.run_dir=runs/tutorial_07/run",
 ]
 if QUICK:
     overrides[1:] = ["data.out_dir=runs/tutorial_07/data", "training.run_dir=runs/tutorial_07/run"]
@@ -171,3 +171,26 @@ for temperature in (1.0, 0.5):
                           temperature=temperature)
     print(f"--- temperature {temperature} ---\n{text}\n")
     assert text.startswith("ROMEO:") and len(text) > len("ROMEO:")
+
+# %% [markdown]
+# ## Summary
+#
+# - The baby GPT trains on 12 windows of 64 characters per step; `y` is `x` shifted by one.
+# - An untrained model's loss is about $\ln 65$; one step is forward, backward, clip, AdamW,
+#   schedule.
+# - `Trainer.fit` runs 2000 steps with evaluations and checkpoints; the samples improve from
+#   noise to Shakespeare-like text.
+#
+# ## Check your understanding
+#
+# ??? question "Why clip the gradient's global norm rather than each gradient on its own?"
+#     One factor for all keeps the step's direction and caps only its length; clipping each
+#     gradient separately would rescale parts of the step differently.
+#
+# ??? question "Why does temperature 0.5 give more correct words but more repetition than 1.0?"
+#     Dividing logits by 0.5 sharpens the distribution toward the likeliest characters: fewer
+#     misspellings, but the same likely continuations again and again.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_07 -->

@@ -208,3 +208,26 @@ with tempfile.TemporaryDirectory() as folder:
     print(path.read_text(encoding="utf-8").splitlines()[:3], "...")
 assert loaded.merges == bpe.merges and loaded.special_tokens == bpe.special_tokens
 assert loaded.encode(held_out) == bpe.encode(held_out)
+
+# %% [markdown]
+# ## Summary
+#
+# - Text is bytes; BPE repeatedly merges the most frequent adjacent pair into a new id,
+#   ties broken by the lowest pair.
+# - On Shakespeare a few hundred merges already shorten the text a lot; larger vocabularies
+#   compress more, with diminishing returns.
+# - Every string round-trips: decoding joins the tokens' bytes and decodes them as UTF-8.
+#
+# ## Check your understanding
+#
+# ??? question "Why decode all the bytes together rather than each token separately?"
+#     A multi-byte character may be split across two tokens; each half alone is invalid UTF-8,
+#     together they are one character.
+#
+# ??? question "In `aaa`, how many times does the pair `aa` occur?"
+#     Twice: counting overlapping pairs, positions 0–1 and 1–2. (One merge can then replace only
+#     one of them: `Za`.)
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_08 -->

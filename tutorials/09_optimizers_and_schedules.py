@@ -211,3 +211,26 @@ print("4 micro-batches x (loss / 4) == one batch of 16: gradients agree")
 # Forgetting the $1/4$ gives four times the gradient: SGD would take a step four times too
 # long, while Adam would barely notice (it divides by the gradient's own scale) — which is
 # how the bug hides.
+
+# %% [markdown]
+# ## Summary
+#
+# - On the Rosenbrock valley, plain SGD crawls, momentum accumulates the consistent
+#   direction, Adam steps about $\eta$ per coordinate, and AdamW's decay shifts the optimum.
+# - Schedules are functions of the step: warm-up then cosine, linear, constant, Noam.
+# - Clipping caps one global norm; accumulation divides each micro-batch's loss by their
+#   number.
+#
+# ## Check your understanding
+#
+# ??? question "Why does momentum help in a long narrow valley?"
+#     The small along-valley component of the gradient points the same way step after step and
+#     builds up in the buffer, while the across-valley components alternate and cancel.
+#
+# ??? question "Why does Nesterov's step use $g + \mu b$?"
+#     It steps as if it had already moved by the momentum, $\mu b$, plus the current gradient —
+#     a look ahead that damps overshoot.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_09 -->

@@ -369,3 +369,26 @@ ax.set(xlabel="temperature T", ylabel="entropy (bits)", title=f"after {CONTEXT!r
 ax.legend(fontsize=8)
 fig.savefig(FIGURES / "10_entropy_vs_temperature.png", dpi=100)
 print("saved", FIGURES / "10_entropy_vs_temperature.png")
+
+# %% [markdown]
+# ## Summary
+#
+# - Greedy decoding loops; temperature trades variety against correctness; top-k and top-p
+#   cut the unlikely tail, top-p adaptively.
+# - The repetition penalty lowers seen tokens; entropy-aware sampling holds each step's
+#   uncertainty at a target.
+# - Beam search finds likely sequences rather than likely tokens; the statistics show how
+#   uncertain each strategy's steps were.
+#
+# ## Check your understanding
+#
+# ??? question "Why does inverse-CDF sampling never choose a token of probability 0?"
+#     Its cumulative sum equals the previous one; the first index whose cumulative probability
+#     reaches $u F_V$ is always a token where the sum grew.
+#
+# ??? question "Why can top-k keep more than $k$ tokens?"
+#     Ties: every logit equal to the $k$-th largest stays, as in PyTorch and nanoGPT.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_10 -->

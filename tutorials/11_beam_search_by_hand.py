@@ -395,3 +395,26 @@ print(f"all {len(out.lengths)} summed log-probabilities and scores match the unc
 for b in range(len(prompts)):
     scores = out.scores[b * K:(b + 1) * K]
     assert np.all(np.diff(scores) <= 0), scores
+
+# %% [markdown]
+# ## Summary
+#
+# - Greedy decoding can miss the most likely sentence; beam search keeps $K$ candidates and
+#   finds it when $K$ is wide enough.
+# - The length penalty $\alpha$ decides between short and long sentences; a narrow beam can
+#   prune the best one before its good ending counts.
+# - The same algorithm in plain NumPy reproduces `nima.generation.beam_search` exactly, and one
+#   uncached forward pass recomputes its scores.
+#
+# ## Check your understanding
+#
+# ??? question "Why does beam search with one beam equal greedy decoding?"
+#     One beam, extended each step by its best token, is exactly the argmax at every step.
+#
+# ??? question "What must be shifted to score a sequence with one forward pass?"
+#     The logits at position $i$ predict the token at position $i + 1$: a generated token is
+#     scored by the logits one position before it.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_11 -->

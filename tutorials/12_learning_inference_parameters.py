@@ -163,3 +163,26 @@ print("saved", FIGURES / "12_learned_temperature.png")
 prompt = np.array([tokenizer.encode("ROMEO:\n")])
 out = learned.generate(prompt, 40 if QUICK else 300, seed=0)
 print(tokenizer.decode(out.sequences[0].tolist()))
+
+# %% [markdown]
+# ## Summary
+#
+# - `LearnedInference` learns temperature, top-p, the repetition penalty, a layer mix and head
+#   gates on held-out text, with the GPT frozen.
+# - A model trained on cross-entropy is nearly calibrated: its learned temperature stays near 1.
+# - Made three times over-confident, it learns a temperature near 3, undoing the distortion;
+#   top-p rises, as likelihood wants.
+#
+# ## Check your understanding
+#
+# ??? question "Why learn the inference parameters on held-out text, not training text?"
+#     On the training text the model is over-confident — it has partly memorised it — so the
+#     learned temperature would be too low for new text.
+#
+# ??? question "Why is the mean NLL convex in $\beta = 1/T$?"
+#     It is $\operatorname{lse}(\beta z) - \beta z_y$ averaged: the log-sum-exp of a linear
+#     function of $\beta$ is convex and the second term is linear.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_12 -->

@@ -349,3 +349,25 @@ else:
 # %% [markdown]
 # From here, [Autograd](../autograd.md) shows Nima's engine line by line, and
 # [tutorial 02](02_autograd_by_hand.md) writes a new op as a `Function` subclass.
+
+# %% [markdown]
+# ## Summary
+#
+# - A scalar `Value` records how it was computed; `backward()` orders the graph so every node
+#   comes after all its consumers, then applies the chain rule once per node.
+# - The engine checks against numerical derivatives and trains a neuron.
+# - Nima's tensors generalise it: arrays instead of scalars, vector–Jacobian products,
+#   unbroadcasting, a freed graph after backward.
+#
+# ## Check your understanding
+#
+# ??? question "Why must a node's backward wait for all its consumers?"
+#     Its gradient is the sum of what every consumer sends; running it earlier would pass on a
+#     partial gradient.
+#
+# ??? question "Why use an explicit stack instead of recursion to order the graph?"
+#     A deep graph — a chain of 100,000 operations — would overflow Python's recursion limit.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_13 -->

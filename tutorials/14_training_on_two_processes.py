@@ -138,7 +138,7 @@ def data_parallel_worker(out: str) -> None:
 
     dp = DataParallel(world())
     nima.manual_seed(100 + dp.comm.rank)  # different on each rank ...
-    model = GPT(GPTConfig.preset("tiny", **CONFIG))
+    model = GPT(GPTConfig.preset("baby", **CONFIG))
     dp.broadcast_parameters(model)  # ... until rank 0's weights are everywhere
     params = list(model.parameters())
     opt = AdamW(params, lr=1e-2)
@@ -157,7 +157,7 @@ def data_parallel_worker(out: str) -> None:
 ranks = run_on_two_processes(data_parallel_worker, batches, STEPS=STEPS, B=B, CONFIG=CONFIG)
 
 nima.manual_seed(100)  # rank 0's start, in one process with all 2b rows
-reference = GPT(GPTConfig.preset("tiny", **CONFIG))
+reference = GPT(GPTConfig.preset("baby", **CONFIG))
 params = list(reference.parameters())
 opt = AdamW(params, lr=1e-2)
 for x, y in batches(STEPS, 2 * B):
@@ -203,7 +203,7 @@ def pipeline_worker(out: str) -> None:
 
     comm = world()
     nima.manual_seed(0)
-    model = GPT(GPTConfig.preset("tiny", **{**CONFIG, "n_layer": 2}))
+    model = GPT(GPTConfig.preset("baby", **{**CONFIG, "n_layer": 2}))
     stage = GPTStage(model, comm.rank, comm.size)
     pipe = Pipeline(stage, comm, tied=stage.tied_parameters())
     x, y = batches(1, 8)[0]
@@ -211,7 +211,7 @@ def pipeline_worker(out: str) -> None:
     saved = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
 
     nima.manual_seed(0)  # the bubble, on the baby GPT: 2 blocks per stage
-    baby = GPTStage(GPT(GPTConfig.preset("tiny")), comm.rank, comm.size)
+    baby = GPTStage(GPT(GPTConfig.preset("baby")), comm.rank, comm.size)
     timing = Pipeline(baby, comm, tied=baby.tied_parameters())
     data = np.random.default_rng(1).integers(0, 65, size=(8, 65))
     bubbles = []
@@ -232,7 +232,7 @@ stages = run_on_two_processes(pipeline_worker, batches, CONFIG=CONFIG,
 
 # %%
 nima.manual_seed(0)
-whole = GPT(GPTConfig.preset("tiny", **{**CONFIG, "n_layer": 2}))
+whole = GPT(GPTConfig.preset("baby", **{**CONFIG, "n_layer": 2}))
 x, y = batches(1, 8)[0]
 _, loss = whole(x, y)
 loss.backward()
@@ -306,7 +306,7 @@ if halves is not None:
 # Put side by side, the two halves of each weight gradient are the dense layer's gradient.
 # Neither process ever held the whole weight.
 #
-# ## What we saw
+# ## Summary
 #
 # - An allreduce built from point-to-point messages gives MPI's result, and the same result to
 #   the bit on every rank.
@@ -319,3 +319,18 @@ if halves is not None:
 #
 # The [scaling projection](../scaling.md) asks what these costs mean for 8, 64 and 512
 # processes.
+
+# %% [markdown]
+# ## Check your understanding
+#
+# ??? question "Why does the data-parallel run match the one-process run?"
+#     Every rank takes an equal share of the same global batch, and the mean of the ranks'
+#     mean gradients is the gradient of the global mean.
+#
+# ??? question "Why does a fused `qkv` weight need `groups=3` when it is split across ranks?"
+#     Its rows are q, then k, then v; each rank must take its share of each of the three,
+#     not a contiguous block that would give one rank only queries.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_14 -->

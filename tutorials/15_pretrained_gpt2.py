@@ -9,7 +9,8 @@
 #
 # This tutorial counts GPT-2 small's parameters from its configuration alone (124,439,808),
 # loads a folder, checks how the names and layouts map, samples text, measures memory and
-# tokens/s, and exports the model for a NumPy-only script. Nothing is downloaded: if the
+# tokens/s, decodes a batch of prompts of different lengths, measures bits per byte on a text,
+# and exports the model for a NumPy-only script. Nothing is downloaded: if the
 # environment variable `NIMA_GPT2_DIR` names a folder holding GPT-2 (for instance one saved with
 # `transformers`' `save_pretrained`), the tutorial uses it; otherwise — and always in quick
 # mode, as the tests run it — it builds a small stand-in folder of the same format itself, with
@@ -17,6 +18,7 @@
 # [Interoperability](../interop.md).
 
 # %%
+import dataclasses
 import json
 import os
 import resource
@@ -30,8 +32,10 @@ import numpy as np
 import nima
 from nima.data import ByteBPETokenizer
 from nima.export import export_npz
+from nima.generation import generate
 from nima.models import GPT, GPTConfig, count_parameters, size_mb
 from nima.models.pretrained import config_from_hf, load_pretrained, save_pretrained
+from nima.training.evaluate import evaluate_tokens, units_of
 
 QUICK = os.environ.get("NIMA_TUTORIAL_QUICK") == "1"
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
@@ -130,15 +134,42 @@ ids = tokenizer.encode(prompt)
 print(prompt, "->", ids)
 n_new = 20 if QUICK else 100
 start = time.perf_counter()
-out = nima.generate(model, np.asarray([ids]), n_new, do_sample=True, temperature=0.8, top_k=40,
-                    seed=0, stats=False)
+out = generate(model, np.asarray([ids]), n_new, do_sample=True, temperature=0.8, top_k=40,
+               seed=0, stats=False)
 elapsed = time.perf_counter() - start
 print(repr(tokenizer.decode(out.tolist()[0])))
 print(f"{n_new} tokens in {elapsed:.2f} s: {n_new / elapsed:.0f} tokens/s on this CPU")
 assert len(out.tolist()[0]) == len(ids) + n_new
 
 # %% [markdown]
-# ## 5. Take it elsewhere: NumPy alone
+# ## 5. Prompts of different lengths, and bits per byte
+#
+# A batch of prompts of different lengths is left-padded, as Hugging Face pads it, and the
+# model is given the padding mask: each row's positions count its own tokens only, so each row
+# decodes exactly as its prompt alone does. To *measure* the model, `evaluate_tokens` predicts
+# every token of a text once, in windows of the model's context (`nima eval FOLDER --data FILE`
+# from the shell); bits per byte divide its loss by the bytes the tokens spell, the number that
+# compares models with different tokenizers. (The stand-in's random weights give about
+# $\log_2 V$ bits per token.)
+
+# %%
+prompts = [tokenizer.encode(p) for p in ("ROMEO:", "JULIET: O Romeo", "Ay")]
+batch = generate(model, prompts, 8, stats=False)
+for row, p in zip(batch.tolist(), prompts, strict=True):
+    alone = generate(model, [p], 8, stats=False).tolist()[0]
+    print(repr(tokenizer.decode(row)))
+    assert row == alone
+print("padding in front of the shorter prompts:", batch.starts.tolist())
+
+sample_text = (ROOT / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8")[-3000:]
+tokens = np.asarray(tokenizer.encode(sample_text))
+result = evaluate_tokens(model, tokens, context=min(128, model.config.block_size))
+units, unit = units_of(tokenizer, tokens)
+print(f"{len(sample_text.encode())} bytes, {tokens.size} tokens")
+print(dataclasses.replace(result, units=units, unit=unit).summary())
+
+# %% [markdown]
+# ## 6. Take it elsewhere: NumPy alone
 #
 # `export_npz` writes the weights, the configuration and the tokenizer into one `.npz` (arrays
 # only: no pickle). `nima/export/numpy_gpt.py` is a single file that needs nothing but NumPy —
@@ -153,8 +184,29 @@ result = subprocess.run(
     [sys.executable, str(script), str(npz), "--prompt", prompt,
      "--max-new-tokens", str(n_greedy), "--temperature", "0"],
     capture_output=True, text=True, check=True)
-greedy = nima.generate(model, np.asarray([ids]), n_greedy, stats=False)
+greedy = generate(model, np.asarray([ids]), n_greedy, stats=False)
 print("numpy_gpt.py:", repr(result.stdout.rstrip("\n")))
 print("Nima:        ", repr(tokenizer.decode(greedy.tolist()[0])))
 assert result.stdout.rstrip("\n") == tokenizer.decode(greedy.tolist()[0])
 print(f"{npz.name}: {npz.stat().st_size / 1e6:.1f} MB")
+
+# %% [markdown]
+# ## Summary
+#
+# - GPT-2 small's 124,439,808 parameters follow from its `config.json` alone.
+# - A Hugging Face folder loads into Nima's GPT — weights through Nima's safetensors reader,
+#   the tokenizer as GPT-2's byte-level BPE — and samples.
+# - `export_npz` and one NumPy-only script run the model without Nima.
+#
+# ## Check your understanding
+#
+# ??? question "Which key of GPT-2's `config.json` gives the context length?"
+#     `n_positions` (1024 by default): the number of learned position vectors.
+#
+# ??? question "Why is `gelu_new` the tanh approximation?"
+#     GPT-2 was trained with the tanh approximation of GELU, which `transformers` calls
+#     `gelu_new`; `gelu` is the exact $x\,\Phi(x)$.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_15 -->

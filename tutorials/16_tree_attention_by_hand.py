@@ -196,3 +196,43 @@ with nima.no_grad():
     steps = [layer(nima.tensor(x[:, i:i + 1]), cache=cache).data[0, 0] for i in range(T)]
 np.testing.assert_allclose(np.array(steps), theirs, rtol=1e-12, atol=1e-12)
 print("token by token through the cache: the same outputs;", cache)
+
+# %% [markdown]
+# ## Summary
+#
+# - Query $t$ reads key $s \le t$ at the lowest level $l$ with
+#   $\lfloor s/b^{l+1} \rfloor = \lfloor t/b^{l+1} \rfloor$ — as a token in its own leaf chunk,
+#   else inside the summary of a completed sibling chunk; a double loop gives exactly
+#   `tree_pattern`, and `tree_levels` picks $L$ with $b^L < T \le b^{L+1}$.
+# - Every row of the mask covers the whole past exactly once, with at most $b + L(b-1)$
+#   vectors read per query where dense attention reads $t + 1$.
+# - `TreeAttention` by hand: mean summaries projected by the tokens' own $W_K, W_V$, one
+#   softmax per level and head, sigmoid branch gates $g_{h,l}$ weighing the levels, then
+#   `proj` — the module's output to 1e-12.
+# - A summary is read only by queries after its whole chunk, so the layer is causal; decoding
+#   through `TreeCache`, which pools a chunk the moment it completes, gives the same outputs.
+#
+# ## Check your understanding
+#
+# ??? question "With $b = 4$ and $T = 64$, which vectors does query 27 read, at which levels?"
+#     $27 = 123_4$. Level 0: tokens 24–27 of its leaf chunk. Level 1: the summaries
+#     of the completed leaf chunks 16–19 and 20–23 (its level-2 chunk is 16–31). Level 2: the
+#     summary of 0–15, the one level-2 chunk before its own. Seven vectors for 28 keys, within
+#     the bound $b + L(b-1) = 4 + 2 \cdot 3 = 10$.
+#
+# ??? question "With $b = 4$ and $T = 64$, which outputs does a change of token 20 change?"
+#     Outputs 20 to 63, and none before. Every query reads its whole past exactly once: 20–23
+#     read token 20 in their leaf chunk, 24–31 inside the summary of 20–23, later queries
+#     inside the summary of 16–31. Query 19 or earlier could only read it through the summary
+#     of a chunk holding position 20, and a summary is read only by queries after its whole
+#     chunk.
+#
+# ??? question "Key of the mean, or mean of the keys: does it matter for a summary?"
+#     No. A summary is a weighted mean of its chunk's tokens, weights summing to 1 (all
+#     $1/b^l$ for mean pooling), and the projection $x \mapsto x W_K^\top + b_K$ is affine:
+#     the key of the summary is the same weighted mean of the tokens' keys, bias included.
+#     Likewise for values.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_16 -->

@@ -193,3 +193,43 @@ assert read.tolist() == values[order].tolist()
 # In a trained GPT nobody sets these weights: the model has to find them from the loss. The
 # experiment on [the Deep Tree Echo page](../deep_tree_echo.md#the-experiment) measures how far
 # a few hundred steps get on exactly this task.
+#
+# ## Summary
+#
+# - Read as a stream — segments of $T$ tokens, the window emptied after each
+#   (`stream_logits`) — a dense GPT's logits depend on its own segment only: changing a
+#   definition outside it moves them by exactly 0, so no weights could make it answer.
+# - An echo layer or a memory bank carries state from segment to segment: the same change
+#   moves their logits.
+# - A `MemoryAttention` whose queries and keys match on the key part, with sharp queries and
+#   the gate at 1, recalls every value written by an earlier segment — exactly with top-1
+#   retrieval, almost exactly reading the whole bank; an empty bank recalls nothing.
+# - An `EchoLayer` whose slots start as the keys, whose write attention copies the matching
+#   definition and whose gate overwrites holds one key–value pair per slot, and its read
+#   attention answers the questions of the next segment.
+# - The echo state is $S$ vectors that must choose what to keep; the bank keeps the last
+#   `capacity` keys and values verbatim and lets each query pick.
+#
+# ## Check your understanding
+#
+# ??? question "Read as a stream with $T = 32$, can a dense GPT at position 40 see token 30?"
+#     No, although it is only 10 tokens back: the segments are 0–31 and 32–63, and position
+#     40's window starts at 32. Read as a stream, the window is not the last $T$ tokens but
+#     the segment so far — the tokens at the start of a segment see almost nothing.
+#
+# ??? question "Why does section 3 push the memory layer's gate to 1?"
+#     The output is $g\,Y^\text{mem} + (1 - g)\,Y^\text{local}$, and the local attention of
+#     the question segment sees only questions, which carry no value part. With $g = 1$ the
+#     output is the memory read alone; at the initial $g = 1/2$ the recalled value would come
+#     out at half its weight.
+#
+# ??? question "Why can the echo layer of section 4 hold no more pairs than it has slots?"
+#     Each slot is one vector, written by one attention over the segment. A slot whose key
+#     matched two definitions would read their mean and mix the two values, and the gate
+#     decides how much of the old slot survives a new write: $S$ slots hold at most $S$ pairs,
+#     and the layer must choose which. The bank keeps the last `capacity` keys and values
+#     verbatim, and each query picks among them.
+#
+# ## Exercises
+#
+# <!-- nima: exercises tutorial_17 -->

@@ -3,7 +3,8 @@
 No image is committed: each function below computes its picture with the same functions the
 model uses (`sinusoidal_table`, `RotaryEmbedding`, `ALiBi`, the schedules of `nima.optim`),
 draws it with matplotlib, and the hook adds the PNG to the site under `figures/`. Pages
-reference `figures/NAME.png`.
+reference `figures/NAME.png`. `visuals.py` beside it draws the figures that run Nima: a
+recorded autograd graph, and what a small model trained at build time attends to and decodes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
+from visuals import VISUALS  # docs/hooks/ is on sys.path while MkDocs loads a hook
 
 import nima
 from nima.generation import generate
@@ -354,6 +356,7 @@ FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "scaling_efficiency": (scaling_efficiency, (12, 4.2)),
     "search_tree": (search_tree, (11, 6)),
     "deep_tree_echo_curves": (deep_tree_echo_curves, (14, 3.8)),
+    **VISUALS,
 }
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 SHAKESPEARE = RESULTS / "shakespeare.json"

@@ -47,7 +47,7 @@ def _measured_rate() -> tuple[float, float]:
     """(FLOP/s, ms per step) of the baby GPT's training steps in the committed benchmark."""
     runs = json.loads(SHAKESPEARE.read_text(encoding="utf-8"))["nima"]
     ms = sorted(run["step_ms"] for run in runs)[len(runs) // 2]
-    per_step = flops_per_token(GPTConfig.preset("tiny")) * BABY_TOKENS_PER_STEP
+    per_step = flops_per_token(GPTConfig.preset("baby")) * BABY_TOKENS_PER_STEP
     return per_step / (ms / 1e3), ms
 
 
@@ -65,9 +65,9 @@ def _duration(seconds: float) -> str:
 
 def compute_table() -> str:
     rate, ms = _measured_rate()
-    models = [("baby GPT (`tiny`, as trained: 2000 steps)", GPTConfig.preset("tiny"),
+    models = [("baby GPT (`baby`, as trained: 2000 steps)", GPTConfig.preset("baby"),
                BABY_STEPS * BABY_TOKENS_PER_STEP),
-              ("baby GPT (`tiny`), compute-optimal", GPTConfig.preset("tiny"), None)]
+              ("baby GPT (`baby`), compute-optimal", GPTConfig.preset("baby"), None)]
     models += [(f"Micro-Transformer, {name}", config, None)
                for name, (config, _) in MICRO_TRANSFORMER.items()]
     models.append(("GPT-2 small (`small`)", GPTConfig.preset("small"), None))
@@ -84,7 +84,7 @@ def compute_table() -> str:
                      f"{_duration(per_token * tokens / rate)} |")
     lines += ["", f"The rate is the baby GPT's: {ms:.1f} ms per training step (the median of "
               f"the committed Shakespeare runs) for {BABY_TOKENS_PER_STEP} tokens of "
-              f"{flops_per_token(GPTConfig.preset('tiny')):,.0f} FLOPs each, "
+              f"{flops_per_token(GPTConfig.preset('baby')):,.0f} FLOPs each, "
               f"{rate / 1e9:.0f} GFLOP/s. Larger models run their matrix products faster, so "
               "their times are upper bounds on this machine."]
     return "\n".join(lines)

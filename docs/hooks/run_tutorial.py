@@ -7,9 +7,10 @@ docs/hooks/tutorials.py starts it at build time as
 in an empty working directory, with `NIMA_TUTORIAL_QUICK=1` and
 `NIMA_TUTORIAL_FIGURES=OUT_DIR/figures`. The code cells run in order in one namespace, as
 `python tutorials/NN_name.py` would run them, and `OUT_DIR/cells.json` gets one entry per
-cell of the notebook: null for a markdown cell, else `{"output": ..., "figures": [...]}` —
-the text the cell wrote to stdout and stderr, as a terminal would show it (a progress bar's
-carriage returns applied, colour codes dropped, the figures folder called
+code cell that holds code (prose cells and empty cells get none, so editing the prose leaves
+the entries as they are), `{"output": ..., "figures": [...]}` — the text the cell wrote to
+stdout and stderr, as a terminal would show it (a progress bar's carriage returns applied,
+colour codes dropped, the figures folder called
 `tutorials/figures` as in a run from the repository), and the names of the files it wrote to
 the figures folder. A cell that raises prints what it had written and the traceback, and the
 run exits with status 1.
@@ -50,11 +51,10 @@ def run(script: Path, out: Path) -> int:
     text = script.read_text(encoding="utf-8")
     notebook = jupytext.reads(text, fmt="py:percent")
     namespace = {"__name__": "__main__", "__file__": str(script)}
-    cells: list[dict | None] = []
+    cells: list[dict] = []
     position = 0
     for cell in notebook.cells:
         if cell.cell_type != "code" or not cell.source.strip():
-            cells.append(None)
             continue
         # compiled as lines of the script itself, so tracebacks show the script's lines and
         # numba can cache the functions a cell defines

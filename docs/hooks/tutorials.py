@@ -8,8 +8,9 @@ cells become ```python blocks, each followed by what it printed and the figures 
 tutorial that fails, fails the build.
 
 Runs are cached in `$XDG_CACHE_HOME/nima-docs/tutorials/` (default `~/.cache/...`) under a
-hash of everything they can depend on — the script, the runner, the package's source, the
-configs and the data — so a rebuild reruns only what changed. The pages and figures are
+hash of everything they can depend on — the script's code cells, the runner, the package's
+source, the configs and the data — so a rebuild reruns only what changed (editing a
+tutorial's prose reruns nothing). The pages and figures are
 virtual files (never written to the repository), plus a generated `tutorials/index.md` that
 lists the tutorials with their running times from `tutorials/times.toml`; the `Tutorials`
 entry of `nav` in mkdocs.yml is expanded to the index followed by the tutorials in file-name
@@ -75,9 +76,15 @@ def _fence(text: str, header: str) -> str:
     return f"{ticks}{header}\n{text}\n{ticks}"
 
 
+def _code_cells(script: Path) -> list[str]:
+    """The sources of the script's code cells that hold code, in order."""
+    notebook = jupytext.read(script, fmt="py:percent")
+    return [c.source for c in notebook.cells if c.cell_type == "code" and c.source.strip()]
+
+
 def _cache_key(script: Path, root: Path) -> str:
-    digest = hashlib.sha256()
-    files = [RUNNER, script]
+    digest = hashlib.sha256("\n# %%\n".join(_code_cells(script)).encode())
+    files = [RUNNER]
     for folder, pattern in INPUTS:
         files += sorted((root / folder).rglob(pattern))
     for path in files:
@@ -128,14 +135,16 @@ def _render(script: Path, run: Path, times: dict[str, float]) -> tuple[str, str,
     """
     notebook = jupytext.read(script, fmt="py:percent")
     outputs = json.loads((run / "cells.json").read_text(encoding="utf-8"))
-    if len(outputs) != len(notebook.cells):
-        raise PluginError(f"{run}: {len(outputs)} cell outputs for {len(notebook.cells)} cells")
-    blocks, figures = [], []
-    for cell, output in zip(notebook.cells, outputs, strict=True):
+    if len(outputs) != len(_code_cells(script)):
+        raise PluginError(f"{run}: {len(outputs)} cell outputs for "
+                          f"{len(_code_cells(script))} code cells")
+    blocks, figures, remaining = [], [], iter(outputs)
+    for cell in notebook.cells:
         source = cell.source.strip()
         if source and cell.cell_type == "markdown":
             blocks.append(source)
         elif source and cell.cell_type == "code":
+            output = next(remaining)
             blocks.append(_fence(source, "python"))
             if output["output"].strip():
                 text = output["output"].rstrip()
@@ -178,6 +187,9 @@ def _index(entries: list[tuple[str, str, dict[str, float]]]) -> str:
         "times on a quiet 2-core machine with numba's cache warm (the very first run also",
         "compiles the kernels, up to a minute more). The tests run every tutorial that takes",
         "under a minute in full mode and the others in quick mode.",
+        "",
+        "Each tutorial ends with a summary, questions to check your understanding and",
+        "exercises checked by code; see [How to use the exercises](../exercises.md).",
         "",
         "| tutorial | full run | quick mode |",
         "|---|---|---|",

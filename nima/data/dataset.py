@@ -47,8 +47,10 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _train_tokenizer(kind: str, text: str, vocab_size: int | None) -> Any:
-    """Train the named tokenizer on `text`."""
+def _train_tokenizer(kind: Any, text: str, vocab_size: int | None) -> Any:
+    """Train the named tokenizer on `text` (a tokenizer given instead is used as it is)."""
+    if isinstance(kind, CharTokenizer | ByteBPETokenizer):
+        return kind
     if kind == "char":
         return CharTokenizer.train(text)
     if kind == "bpe":
@@ -62,7 +64,7 @@ def _train_tokenizer(kind: str, text: str, vocab_size: int | None) -> Any:
 def prepare(
     text_path: str | os.PathLike,
     out_dir: str | os.PathLike,
-    tokenizer: Literal["char", "bpe"] = "char",
+    tokenizer: Literal["char", "bpe"] | CharTokenizer | ByteBPETokenizer = "char",
     vocab_size: int | None = None,
     val_fraction: float = 0.1,
 ) -> dict[str, Any]:
@@ -76,7 +78,8 @@ def prepare(
     Args:
         text_path: a UTF-8 text file.
         out_dir: folder for the outputs (created if missing).
-        tokenizer: `"char"` (one token per character) or `"bpe"` (byte-level BPE).
+        tokenizer: `"char"` (one token per character) or `"bpe"` (byte-level BPE), trained
+            on the text; or a tokenizer to encode it with (fine-tuning keeps its model's).
         vocab_size: the target vocabulary of BPE; ignored by `"char"`.
         val_fraction: the share of the text, at its end, kept for validation (0 ≤ f < 1).
 
@@ -107,7 +110,7 @@ def prepare(
 
     meta = {
         "source_sha256": text_digest(text),
-        "tokenizer": tokenizer,
+        "tokenizer": tokenizer if isinstance(tokenizer, str) else "given",
         "tokenizer_file": TOKENIZER_FILE,
         "vocab_size": int(tok.vocab_size),
         "dtype": dtype.name,

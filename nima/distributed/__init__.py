@@ -18,7 +18,13 @@ from nima.distributed.comm import (
     world,
 )
 from nima.distributed.data_parallel import DataParallel, FlatBuffer
-from nima.distributed.launch import abort_on_error, mpi_available, mpiexec_command, mpiexec_path
+from nima.distributed.launch import (
+    abort_on_error,
+    mpi_available,
+    mpiexec_command,
+    mpiexec_path,
+    run_job,
+)
 from nima.distributed.pipeline import (
     GPTStage,
     Pipeline,

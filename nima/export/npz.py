@@ -26,10 +26,10 @@ import numpy as np
 
 from nima.data.tokenizers import SPLIT_PATTERNS, ByteBPETokenizer, CharTokenizer
 from nima.models.gpt import GPT
-from nima.models.pretrained import CONFIG, load_pretrained, model_settings
+from nima.models.pretrained import model_settings
 from nima.nn.positional import ALiBi, RotaryEmbedding, SinusoidalPositionalEncoding
 from nima.serialization import atomic_write
-from nima.training.trainer import load_run
+from nima.training.sources import load_model
 
 FORMAT, VERSION = "nima-npz", 1
 Tokenizer = CharTokenizer | ByteBPETokenizer
@@ -68,7 +68,7 @@ def model_spec(model: GPT) -> dict[str, Any]:
             "gelu_approximate": s["gelu_approximate"], "norm": c.norm,
             "norm_eps": s["norm_eps"], "norm_placement": c.norm_placement,
             "position": c.position, "rope_theta": s["rope_theta"],
-            "tie_weights": c.tie_weights}
+            "tie_weights": c.tie_weights, "embed_scale": c.embed_scale}
 # --8<-- [end:model_spec]
 
 
@@ -85,19 +85,6 @@ def _tables(model: GPT) -> dict[str, np.ndarray]:
     return tables
 
 
-def _source(source: str | os.PathLike[str], which: str) -> tuple[GPT, Tokenizer | None]:
-    """A model and tokenizer from a run directory (or checkpoint) or a Hugging Face folder."""
-    path = Path(source)
-    if (path / CONFIG).exists():  # a Hugging Face model folder, maybe with GPT-2's tokenizer
-        vocab, merges = path / "vocab.json", path / "merges.txt"
-        tokenizer = ByteBPETokenizer.from_files(vocab, merges) \
-            if vocab.exists() and merges.exists() else None
-        return load_pretrained(path), tokenizer
-    model, tokenizer, _ = load_run(path, which)
-    return model, tokenizer
-
-
-# --8<-- [start:export_npz]
 def export_npz(source: GPT | str | os.PathLike[str], path: str | os.PathLike[str], *,
                tokenizer: Tokenizer | None = None, which: str = "best") -> Path:
     """Write a GPT, its config and its tokenizer into one `.npz` for `numpy_gpt.py`.
@@ -117,7 +104,11 @@ def export_npz(source: GPT | str | os.PathLike[str], path: str | os.PathLike[str
     Raises:
         ValueError: a model the script cannot run (attention other than `"content"`).
     """
-    model, found = (source, None) if isinstance(source, GPT) else _source(source, which)
+    model, found, _ = (source, None, None) if isinstance(source, GPT) else \
+        load_model(source, which)
+    if not isinstance(model, GPT):
+        raise ValueError(f"export_npz: {source} holds a {type(model).__name__}; the NumPy "
+                         f"script runs a GPT")
     tokenizer = found if tokenizer is None else tokenizer
     arrays: dict[str, np.ndarray] = {
         "config.json": _json_array({"format": FORMAT, "version": VERSION,
@@ -132,7 +123,6 @@ def export_npz(source: GPT | str | os.PathLike[str], path: str | os.PathLike[str
     path = Path(path)
     atomic_write(path, lambda f: np.savez(f, **arrays))
     return path
-# --8<-- [end:export_npz]
 
 
 __all__ = ["export_npz", "model_spec", "tokenizer_spec"]

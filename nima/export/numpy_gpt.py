@@ -153,6 +153,8 @@ def forward(config: dict, arrays: dict[str, np.ndarray], idx: np.ndarray) -> np.
         raise ValueError(f"{idx.shape[1]} tokens exceed block_size={c['block_size']}")
     T = idx.shape[1]
     x = w["wte.weight"][idx]  # (B, T, C)
+    if c.get("embed_scale"):
+        x = x * np.sqrt(c["n_embd"]).astype(x.dtype)  # the 2017 Transformer's sqrt(C)
     if c["position"] == "learned":
         x = x + w["wpe.weight"][:T]
     elif c["position"] == "sinusoidal":

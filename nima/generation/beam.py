@@ -36,7 +36,7 @@ from nima.generation.output import GenerationOutput
 from nima.generation.processors import LogitsProcessor, softmax
 from nima.generation.stats import GenerationStats
 from nima.generation.tree_beam import SearchTree, expand
-from nima.generation.window import ContextWindow, as_prompts
+from nima.generation.window import ContextWindow, Prompts, as_prompts
 
 __all__ = ["BeamHypotheses", "beam_search"]
 
@@ -82,7 +82,7 @@ def beam_search(model: Any, idx: Any, config: GenerationConfig, *,
 
     Args:
         model: as for `generate`.
-        idx: `(B, T0)` prompts.
+        idx: the prompts, as for `generate` (of different lengths too).
         config: the decoding settings.
         logits_processor: applied to each beam's logits before the log-softmax.
         stats: record the entropy and confidence of every running beam's distribution.
@@ -95,18 +95,20 @@ def beam_search(model: Any, idx: Any, config: GenerationConfig, *,
     prompts = as_prompts("beam_search", idx)
     K, eos_token_id, pad_token_id = config.num_beams, config.eos_token_id, config.pad_id
     max_new_tokens = config.max_new_tokens
-    B, T0 = prompts.shape
+    B, T0 = prompts.ids.shape
+    beams = prompts.repeat(K)
     seq = np.empty((B * K, T0 + max_new_tokens), dtype=np.int64)
-    seq[:, :T0] = np.repeat(prompts, K, axis=0)  # (B K, T0): K copies of each prompt
+    seq[:, :T0] = beams.ids  # (B K, T0): K copies of each prompt
     beam_scores = np.zeros((B, K))
     beam_scores[:, 1:] = -np.inf  # all beams start equal: let only the first propose
     hyps = [BeamHypotheses(K, config.length_penalty, config.early_stopping) for _ in range(B)]
     done = np.zeros(B, dtype=bool)
     retired = np.zeros(B, dtype=bool)  # done, and its running beams already offered
-    window = ContextWindow(model, config.window_keep)
+    window = ContextWindow(model, config.window_keep, beams.starts)
     record = GenerationStats() if stats else None
     strategy = config.resolved_strategy
-    trees = [SearchTree(p.tolist()) for p in prompts] if strategy == "tree_beam" else None
+    trees = [SearchTree(prompts.ids[b, prompts.starts[b]:].tolist()) for b in range(B)] \
+        if strategy == "tree_beam" else None  # each prompt without its padding
     nodes = np.zeros(B * K, dtype=np.int64)  # each beam's node in its prompt's tree
     n = T0
     for _ in range(max_new_tokens):
@@ -202,11 +204,11 @@ def _retire(hyps: BeamHypotheses, beams: np.ndarray, scores: np.ndarray) -> None
             hyps.add(tokens.copy(), float(score))
 
 
-def _collect(hyps: list[BeamHypotheses], prompts: np.ndarray, n_ret: int, pad: int,
-             record: GenerationStats | None, strategy: str) -> GenerationOutput:
+def _collect(hyps: list[BeamHypotheses], prompts: Prompts, n_ret: int, pad: int,
+              record: GenerationStats | None, strategy: str) -> GenerationOutput:
     """The best `n_ret` hypotheses of each prompt, padded into one array."""
     best = [h.hyps[:n_ret] for h in hyps]
-    B, T0 = prompts.shape
+    B, T0 = prompts.ids.shape
     L = max(len(t) for row in best for _, _, t in row)
     seq = np.full((B * n_ret, T0 + L), pad, dtype=np.int64)
     lengths = np.zeros(B * n_ret, dtype=np.int64)
@@ -214,7 +216,9 @@ def _collect(hyps: list[BeamHypotheses], prompts: np.ndarray, n_ret: int, pad: i
     for b, row in enumerate(best):
         for j, (score, logprob, tokens) in enumerate(row):
             i = b * n_ret + j
-            seq[i, :T0], seq[i, T0:T0 + len(tokens)] = prompts[b], tokens
+            seq[i, :T0], seq[i, T0:T0 + len(tokens)] = prompts.ids[b], tokens
             lengths[i], scores[i], logprobs[i] = T0 + len(tokens), score, logprob
-    return GenerationOutput(sequences=seq, lengths=lengths, sequence_logprobs=logprobs,
-                            scores=scores, prompt_length=T0, strategy=strategy, stats=record)
+    return GenerationOutput(sequences=prompts.with_padding(seq, pad), lengths=lengths,
+                            sequence_logprobs=logprobs, scores=scores, prompt_length=T0,
+                            strategy=strategy, stats=record,
+                            starts=np.repeat(prompts.starts, n_ret))

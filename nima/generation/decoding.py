@@ -38,7 +38,7 @@ from nima.generation.processors import (
     softmax,
 )
 from nima.generation.stats import GenerationStats
-from nima.generation.window import ContextWindow, as_prompts
+from nima.generation.window import ContextWindow, Prompts, as_prompts
 
 __all__ = ["STRATEGIES", "generate", "sample_tokens"]
 
@@ -78,9 +78,16 @@ def generate(model: Any, idx: Any, max_new_tokens: int | None = None, *,
     `eval()` / `train(mode)`; it runs in eval mode under `no_grad` and gets its previous mode
     back afterwards. Kernel backend and threads are the caller's (see `nima.runtime`).
 
+    Prompts of different lengths — a list of token lists, or a pair `(ids, attention_mask)`
+    — are left-padded to one length, and the model is given their `attention_mask`: each row
+    then decodes exactly as it would alone (greedy and beam search token for token), until
+    the window first slides. The output's `sequences` keep the padding (`pad_token_id`, before
+    `starts[row]`); `tolist()` leaves it out.
+
     Args:
         model: the language model (e.g. `nima.models.GPT`).
-        idx: `(B, T0)` prompt token ids, all prompts the same length.
+        idx: the prompts: `(B, T0)` token ids, a list of token lists of any lengths, or a pair
+            `(ids, attention_mask)` (see `as_prompts`).
         max_new_tokens: how many tokens to generate at most (overrides the config's).
         config: the decoding settings (default `GenerationConfig()`: greedy).
         tokenizer: an object with `.decode(ids) -> str`, or such a function; needed for
@@ -103,7 +110,7 @@ def generate(model: Any, idx: Any, max_new_tokens: int | None = None, *,
         >>> out = generate(model, prompt, 100, do_sample=True, temperature=0.8, top_k=40, seed=0)
         >>> text = tokenizer.decode(out.generated(0))
     """
-    prompts = as_prompts("generate", idx)
+    prompts = as_prompts("generate", idx)  # left-padded to one length
     if max_new_tokens is not None:
         settings["max_new_tokens"] = max_new_tokens
     config = (config or GenerationConfig()).updated(**settings)
@@ -120,25 +127,25 @@ def generate(model: Any, idx: Any, max_new_tokens: int | None = None, *,
             if config.resolved_strategy in BEAM_STRATEGIES:
                 return beam_search(model, prompts, config, logits_processor=pre, stats=stats)
             return _token_by_token(
-                model, np.repeat(prompts, config.num_return_sequences, axis=0), config,
+                model, prompts.repeat(config.num_return_sequences), config,
                 pre=pre, rng=rng, decode=decode, on_token=on_token, stats=stats)
     finally:
         model.train(was_training)
 
 
-def _token_by_token(model: Any, prompts: np.ndarray, config: GenerationConfig, *,
+def _token_by_token(model: Any, prompts: Prompts, config: GenerationConfig, *,
                     pre: LogitsProcessorList, rng: np.random.Generator,
                     decode: Callable[[list[int]], str] | None,
                     on_token: Callable[[np.ndarray], None] | None,
                     stats: bool) -> GenerationOutput:
     """The greedy / sample / entropy loop on prompts `(B, T0)` (already repeated per return)."""
-    B, T0 = prompts.shape
+    B, T0 = prompts.ids.shape
     mode, eos_token_id, pad_token_id = config.resolved_strategy, config.eos_token_id, config.pad_id
     post = LogitsProcessorList(([TopK(config.top_k)] if config.top_k is not None else [])
                                + ([TopP(config.top_p)] if config.top_p is not None else []))
     seq = np.empty((B, T0 + config.max_new_tokens), dtype=np.int64)  # filled left to right
-    seq[:, :T0] = prompts
-    window = ContextWindow(model, config.window_keep)
+    seq[:, :T0] = prompts.ids
+    window = ContextWindow(model, config.window_keep, prompts.starts)
     record = GenerationStats() if stats else None
     lengths = np.full(B, T0)
     logprobs = np.zeros(B)
@@ -176,6 +183,7 @@ def _token_by_token(model: Any, prompts: np.ndarray, config: GenerationConfig, *
             on_token(token)
         if finished.all():
             break
-    return GenerationOutput(sequences=seq[:, :n], lengths=lengths, sequence_logprobs=logprobs,
+    return GenerationOutput(sequences=prompts.with_padding(seq[:, :n], pad_token_id),
+                            lengths=lengths, sequence_logprobs=logprobs,
                             scores=logprobs.copy(), prompt_length=T0, strategy=mode,
-                            stats=record)
+                            stats=record, starts=prompts.starts)

@@ -229,13 +229,14 @@ class LearnedInference(Module):
     $(-\infty, \dots, -\infty, 0)$ they are bit-identical (the tests check both).
 
     The forward follows the decoding protocol of `nima.generation.generate`:
-    `forward(idx, targets=None, caches=None) -> (logits, loss)`, where `logits` are the gated,
-    mixed model's raw logits (decoding applies $T$, $p$, $r$ itself) and `loss` is
-    `inference_objective` with this module's parameters. It stores every block's output
-    (no gradient checkpointing: the gates act through hooks that exist only during `forward`).
+    `forward(idx, targets=None, attention_mask=None, caches=None) -> (logits, loss)`, where
+    `logits` are the gated, mixed model's raw logits (decoding applies $T$, $p$, $r$ itself)
+    and `loss` is `inference_objective` with this module's parameters. It stores every block's
+    output (no gradient checkpointing: the gates act through hooks that exist only during
+    `forward`).
 
     Example:
-        >>> learned = LearnedInference(GPT(GPTConfig.preset("tiny")))
+        >>> learned = LearnedInference(GPT(GPTConfig.preset("baby")))
         >>> fit_inference_params(learned, val_batches, steps=200)   # doctest: +SKIP
         >>> learned.get_inference_params()["temperature"]             # doctest: +SKIP
     """
@@ -314,22 +315,29 @@ class LearnedInference(Module):
         return self.model.new_caches()
 
     # --8<-- [start:forward]
-    def forward(self, idx: Any, targets: Any = None,
+    def forward(self, idx: Any, targets: Any = None, attention_mask: Any = None,
                 caches: list[Any] | None = None) -> tuple[Tensor, Tensor | None]:
         """`idx` `(B, T)` -> `(logits (B, T, V), inference_objective or None)`: the GPT's own
         pieces — `embed`, every block, `head` — with gated heads and the head reading the layer
         mix. The loss's repetition penalty sees `idx` as the context (not tokens already in
-        `caches`)."""
+        `caches`). `attention_mask` marks padding as for `GPT.forward` (decoding only: the
+        objective takes unpadded batches)."""
         gpt = self.model
         idx, offset = gpt.token_ids(idx, caches)  # the GPT's own input checks
+        padding, positions = gpt.padding(idx, attention_mask, caches)  # (B, S) each, or None
+        if padding is not None and targets is not None:
+            raise ValueError("LearnedInference: the inference objective takes unpadded batches; "
+                             "got targets with an attention_mask holding padding")
         gates = self.head_weights()  # (L, nh)
-        states = [gpt.embed(idx, offset)]  # h_0, (B, T, C)
+        at = None if positions is None else positions[:, -idx.shape[1]:]  # (B, T)
+        states = [gpt.embed(idx, offset, at)]  # h_0, (B, T, C)
         with ExitStack() as hooks:
             for i, block in enumerate(gpt.blocks):  # head h of layer i times $g_{ih}$
                 hooks.enter_context(block.attn.proj.register_forward_pre_hook(
                     _head_gate(gates[i], block.attn.head_dim)))
             for i, block in enumerate(gpt.blocks):
-                states.append(block(states[-1], None if caches is None else caches[i]))
+                states.append(block(states[-1], None if caches is None else caches[i],
+                                    key_padding_mask=padding, positions=positions))
         alpha = self.layer_weights().reshape(-1, 1, 1, 1)  # (L + 1, 1, 1, 1)
         # $\sum_\ell \alpha_\ell h_\ell$ feeds the final norm and the head
         logits = gpt.head((stack(states, dim=0) * alpha).sum(dim=0))  # (B, T, V)

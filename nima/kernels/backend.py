@@ -2,7 +2,9 @@
 
 The choice belongs to the calling thread. Every thread starts from the process default — the
 environment variable `NIMA_KERNELS` ("numba" when unset), or what `use(name)` last set — and a
-`with backend(name):` block changes it for that thread alone until the block ends:
+`with backend(name):` block changes it for that thread alone until the block ends. The variable
+is read at the first kernel call (or `current()`), not at import, so a bad value is an error a
+program can report (`nima` prints it as one line) rather than a failed `import nima`:
 
     >>> from nima import kernels
     >>> with kernels.backend("numpy"):
@@ -32,21 +34,29 @@ def checked(name: str) -> str:
 
 
 class _ThreadBackend(threading.local):
-    """This thread's backend; a new thread starts with the process default."""
+    """This thread's backend; None until the thread first asks, then the process default."""
 
-    def __init__(self) -> None:
-        self.name = _default
+    name: str | None = None
 
 
-try:
-    _default = checked(os.environ.get("NIMA_KERNELS", "numba"))
-except ValueError as e:
-    raise ValueError(f"NIMA_KERNELS: {e}") from None
+_default: str | None = None  # the process default; None until NIMA_KERNELS is read
 _local = _ThreadBackend()
 
 
 def current() -> str:
-    """The calling thread's backend: "numba" or "numpy"."""
+    """The calling thread's backend: "numba" or "numpy".
+
+    Raises:
+        ValueError: `NIMA_KERNELS` names no backend (the first time it is read).
+    """
+    global _default
+    if _local.name is None:
+        if _default is None:
+            try:
+                _default = checked(os.environ.get("NIMA_KERNELS", "numba"))
+            except ValueError as e:
+                raise ValueError(f"NIMA_KERNELS: {e}") from None
+        _local.name = _default
     return _local.name
 
 
@@ -60,7 +70,7 @@ def use(name: str) -> None:
 @contextmanager
 def backend(name: str) -> Iterator[None]:
     """Use backend `name` in this thread inside the `with` block, then restore the previous one."""
-    previous = _local.name
+    previous = current()
     _local.name = checked(name)
     try:
         yield
@@ -70,5 +80,6 @@ def backend(name: str) -> Iterator[None]:
 
 def pick(numpy_impl: F, numba_impl: F) -> F:
     """The calling thread's backend's implementation."""
-    return numpy_impl if _local.name == "numpy" else numba_impl
+    name = _local.name or current()
+    return numpy_impl if name == "numpy" else numba_impl
 # --8<-- [end:backend_switch]

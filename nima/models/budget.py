@@ -17,7 +17,8 @@ unless `n_kv_head < n_head`), and $b$, $b_a$, $b_f$ = 1 where there are biases (
 | output head | $0$ if tied to `wte`, else $VC$ (never a bias) |
 
 "reweight" attention adds $(C + b)\,n_h T$ per block (its layer `reweight`, $C \to n_h T$), and
-"hybrid" attention $(C + b)\,n_h T + n_h$ (plus one learned mixing logit per head).
+"hybrid" attention $(C + b)\,n_h T + n_h$ (plus one learned mixing logit per head, unless
+`hybrid_learn_alpha` is off).
 
 The Deep Tree Echo parts, with $L_t$ tree levels, $S$ echo slots and recursion depth $R$:
 
@@ -68,13 +69,12 @@ def attention_parameters(config: GPTConfig) -> int:
     params = C * (C + 2 * K) + C * C + (2 * C + 2 * K) * b  # qkv and proj
     if config.attention in ("reweight", "hybrid"):
         params += (C + b) * nh * T  # reweight: a row of T logits per head from each token
-    if config.attention == "hybrid":
+    if config.attention == "hybrid" and config.hybrid_learn_alpha:
         params += nh  # alpha_logit
     return params
 # --8<-- [end:attention_parameters]
 
 
-# --8<-- [start:deep_tree_echo_parameters]
 def deep_tree_echo_parameters(config: GPTConfig) -> dict[str, int]:
     r"""Per block that has it: `tree_attention` and `memory_attention` (each in place of the
     block's attention), `echo` (an echo layer with its norm), `recursion` (what wrapping the
@@ -93,7 +93,6 @@ def deep_tree_echo_parameters(config: GPTConfig) -> dict[str, int]:
         "echo": config.echo_slots * C + 2 * cross + 2 * C * C + C * b + norm,
         "recursion": config.recursion_depth * C + (C + 1 if config.act else 0),
     }
-# --8<-- [end:deep_tree_echo_parameters]
 
 
 # --8<-- [start:count_parameters]
@@ -105,7 +104,7 @@ def count_parameters(config: GPTConfig) -> dict[str, int]:
     `deep_tree_echo_parameters`, then `blocks` (every block: $L \times$ `block` when no Deep Tree
     Echo part is on) and `total`. The formulas are in this module's docstring.
 
-    Example: the `tiny` preset ($V = 65$, $T = 64$, $C = 128$, $L = 4$, no biases) has
+    Example: the `baby` preset ($V = 65$, $T = 64$, $C = 128$, $L = 4$, no biases) has
     $65 \cdot 128 + 64 \cdot 128 + 4\,(12 \cdot 128^2 + 2 \cdot 128) + 128 = 804{,}096$.
     """
     V, T, C, L = config.vocab_size, config.block_size, config.n_embd, config.n_layer

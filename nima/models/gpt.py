@@ -13,8 +13,9 @@ $$h_0 = W_E[\text{idx}] + P, \qquad h_\ell = \operatorname{Block}_\ell(h_{\ell-1
 * **head** — a final norm (pre-norm only) and a linear map back to the vocabulary, whose
   weight is $W_E$ itself when `tie_weights` (GPT-2 does this; it saves $VC$ parameters).
 
-Every choice the literature argues about is a field of `GPTConfig`; the presets `tiny`,
-`small` and `medium` fix them to nanoGPT's CPU "baby GPT" and to GPT-2's 124M and 350M models.
+Every choice the literature argues about is a field of `GPTConfig`; the presets `baby`,
+`tiny`, `small` and `medium` fix them to nanoGPT's CPU "baby GPT", a ≈10M-parameter model of
+width 256, and GPT-2's 124M and 350M models.
 Decoding (`nima.generation`) calls the same `forward`, with one cache per block, so that every
 attention, position, feed-forward and norm variant decodes through the code it trained with.
 """
@@ -22,6 +23,8 @@ attention, position, feed-forward and norm variant decodes through the code it t
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,11 +49,13 @@ from nima.nn.memory_attention import MemoryAttention
 from nima.nn.memory_bank import MemoryBank
 from nima.nn.module import Module
 from nima.nn.normalization import LayerNorm, RMSNorm
+from nima.nn.parameter import Parameter
 from nima.nn.positional import (
     ALiBi,
     LearnedPositionalEmbedding,
     RotaryEmbedding,
     SinusoidalPositionalEncoding,
+    positions_from_padding,
 )
 from nima.nn.recursive_block import RecursiveBlock
 from nima.nn.tree_attention import GATES, TreeAttention, tree_levels
@@ -65,6 +70,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "attention": ("content", "reweight", "hybrid", "tree"),
     "tree_gate": GATES,
     "tree_pooling": POOLS,
+    "init": ("gpt2", "xavier"),
 }
 
 
@@ -136,13 +142,27 @@ class GPTConfig:
     act: bool = setting(False, "recursion halts per position (adaptive computation time)")
     ponder_cost: float = setting(0.01, "ACT: weight τ of the ponder cost in the training loss",
                                  ge=0.0)
+    hybrid_alpha: float = setting(0.5, "hybrid attention: the weight alpha of the reweight "
+                                       "distribution (fixed, or every head's initial "
+                                       "sigmoid(a_h))", ge=0.0, le=1.0)
+    hybrid_learn_alpha: bool = setting(True, "hybrid attention: learn alpha_h = sigmoid(a_h) "
+                                             "per head")
+    embed_scale: bool = setting(False, "multiply the token embeddings by √n_embd (the 2017 "
+                                       "Transformer's scaling)")
+    init: str = setting("gpt2", "weight init: gpt2 (N(0, 0.02²), residual projections / "
+                                "√(2L)) or xavier (Glorot uniform matrices)",
+                        choices=CHOICES["init"])
     gradient_checkpointing: bool = setting(False, "recompute each block in the backward "
                                                   "instead of storing it")
 
     owner: ClassVar[str] = "GPTConfig"  # how errors name a field: GPTConfig.n_head
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        # nanoGPT's CPU "baby GPT" on characters of Shakespeare (0.80M parameters)
-        "tiny": dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False),
+        # nanoGPT's CPU "baby GPT" on characters of Shakespeare, 804,096 parameters
+        "baby": dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False),
+        # ≈10M: 256 wide, 4 layers, 4 heads, FFN 1024, context 512, LLaMA's 32,000-token
+        # vocabulary; 11,482,624 parameters (8,192,000 of them the token table)
+        "tiny": dict(vocab_size=32000, block_size=512, n_layer=4, n_head=4, n_embd=256,
+                     ffn_hidden=1024),
         # GPT-2 small, 124,439,808 parameters
         "small": dict(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768),
         # GPT-2 medium, 354,823,168 parameters
@@ -165,6 +185,10 @@ class GPTConfig:
         if self.attention != "content" and self.n_kv_head not in (None, self.n_head):
             raise SettingsError(f"{owner}.n_kv_head: attention {self.attention!r} needs "
                                 f"n_kv_head = n_head, got {self.n_kv_head}")
+        if self.hybrid_learn_alpha and self.hybrid_alpha in (0.0, 1.0):
+            raise SettingsError(f"{owner}.hybrid_alpha: must be inside (0, 1) to be learned as "
+                                f"sigmoid(logit) (or set hybrid_learn_alpha false), got "
+                                f"{self.hybrid_alpha}")
         self._check_deep_tree_echo()
 
     # --8<-- [start:check_deep_tree_echo]
@@ -265,11 +289,13 @@ class GPTConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> GPTConfig:
-        """A named configuration, with any field overridden: `preset("tiny", vocab_size=256)`.
+        """A named configuration, with any field overridden: `preset("baby", vocab_size=256)`.
 
-        `tiny`: 4 layers, 4 heads, 128 wide, context 64, 65 characters, no biases (nanoGPT's
-        Shakespeare baby GPT, trainable on a laptop CPU); `small` and `medium`: GPT-2's
-        shapes (12/12/768 and 24/16/1024, context 1024, vocab 50257, biases, tied head).
+        `baby`: 4 layers, 4 heads, 128 wide, context 64, 65 characters, no biases (nanoGPT's
+        Shakespeare baby GPT, trainable on a laptop CPU); `tiny`: ≈10M parameters at 4 layers,
+        4 heads, 256 wide, FFN 1024, context 512, a 32,000-token vocabulary (11,482,624; big
+        enough matrices that the GEMMs dominate a step); `small` and `medium`: GPT-2's shapes
+        (12/12/768 and 24/16/1024, context 1024, vocab 50257, biases, tied head).
         """
         if name not in cls.PRESETS:
             raise ValueError(f"GPTConfig.preset: unknown preset {name!r}; "
@@ -333,7 +359,8 @@ def make_attention(config: GPTConfig, rope: RotaryEmbedding | None,
         return MultiHeadAttention(config.n_embd, config.n_head, n_kv_head=config.n_kv_head,
                                   causal=True, **common)
     return HybridAttention(config.n_embd, config.n_head, config.block_size,
-                           mode=config.attention, **common)
+                           mode=config.attention, alpha=config.hybrid_alpha,
+                           learn_alpha=config.hybrid_learn_alpha, **common)
 # --8<-- [end:make_attention]
 
 
@@ -346,7 +373,9 @@ class Block(Module):
 
     (pre-norm; post-norm moves each norm after its addition, see `residual`). With a `cache`
     (from `new_cache`), `x` holds only the new tokens and attention appends their keys and
-    values to it: the same code trains on whole sequences and decodes token by token.
+    values to it: the same code trains on whole sequences and decodes token by token. A padded
+    batch adds `key_padding_mask` `(B, S)` and the keys' `positions` `(B, S)` (see
+    `GPT.padding`), which only attention reads.
 
     In the blocks `config.echo_layers` an echo layer reads the state carried from earlier
     segments between the two, $x \leftarrow x + \operatorname{Echo}(\operatorname{N}_e(x))$.
@@ -370,12 +399,16 @@ class Block(Module):
                                bias=_bias(config, config.mlp_bias), dropout=config.dropout,
                                approximate=config.gelu_approximate)
 
-    def forward(self, x: Tensor, cache: Any = None) -> Tensor:
+    def forward(self, x: Tensor, cache: Any = None, *, key_padding_mask: Any = None,
+                positions: np.ndarray | None = None) -> Tensor:
         attn_cache, echo_cache = cache.parts if self.echo is not None and cache is not None \
             else (cache, None)
 
         def attend(h: Tensor) -> Tensor:
-            return self.drop(self.attn(h, cache=attn_cache))  # (B, T, C)
+            if key_padding_mask is None:  # the unpadded batch: nothing more to say
+                return self.drop(self.attn(h, cache=attn_cache))  # (B, T, C)
+            return self.drop(self.attn(h, cache=attn_cache, key_padding_mask=key_padding_mask,
+                                       positions=positions))  # (B, T, C)
 
         def recall(h: Tensor) -> Tensor:
             return self.drop(self.echo(h, cache=echo_cache))  # (B, T, C): the carried state
@@ -403,7 +436,7 @@ class GPT(Module):
     alike — one forward, so what trains is what samples.
 
     Example:
-        >>> model = GPT(GPTConfig.preset("tiny"))
+        >>> model = GPT(GPTConfig.preset("baby"))
         >>> logits, loss = model(idx, targets)  # idx, targets: (B, T) ints
     """
 
@@ -435,7 +468,10 @@ class GPT(Module):
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight  # one Parameter, two uses, one gradient
         # --8<-- [end:head]
-        self._init_gpt2()
+        if config.init == "xavier":
+            self._init_xavier()
+        else:
+            self._init_gpt2()
 
     # --8<-- [start:recursive_blocks]
     @staticmethod
@@ -471,6 +507,21 @@ class GPT(Module):
                 init.ones_(module.halt.bias)  # ACT's own start: p = 0.73, halting after ~2 steps
     # --8<-- [end:init]
 
+    # --8<-- [start:init_xavier]
+    def _init_xavier(self) -> None:
+        r"""The 2017 Transformer's initialisation (as the Annotated Transformer writes it):
+        every matrix — `Linear` weights, the token table, learned positions —
+        $\sim \mathcal U(-a, a)$ with $a = \sqrt{6 / (n_\text{in} + n_\text{out})}$, biases
+        zero; norms keep their ones. A fused layer (`qkv`) counts its whole output width, as
+        PyTorch's `nn.MultiheadAttention` does with its `in_proj_weight`."""
+        for module in self.modules():
+            if isinstance(module, Linear) and module.bias is not None:
+                init.zeros_(module.bias)
+        for _, param in self.named_parameters():
+            if param.ndim >= 2:
+                init.xavier_uniform_(param)
+    # --8<-- [end:init_xavier]
+
     def token_ids(self, idx: Any, caches: list[Any] | None = None) -> tuple[np.ndarray, int]:
         """Check the model's inputs once, at its boundary: `idx` as int ids `(B, T)` and the
         position `offset` of its first token (the caches' length, 0 without caches).
@@ -498,13 +549,62 @@ class GPT(Module):
                              f"to the last {self.config.block_size - offset} tokens")
         return idx, offset
 
+    # --8<-- [start:padding]
+    def padding(self, idx: np.ndarray, attention_mask: Any = None,
+                caches: list[Any] | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        r"""The padding of a batch and the positions it implies: `(key_padding_mask, positions)`,
+        both `(B, S)` over every key (`S` = cached + new), or `(None, None)` when nothing is
+        padding — then positions are $0, 1, \dots$ and the forward needs no mask at all.
+
+        `attention_mask` `(B, T)` marks `idx`'s real tokens with 1 (or True) and padding with 0,
+        as Hugging Face's; left and right padding alike. The caches remember the padding of
+        earlier steps (`KVCache.padding`), so decoding passes the mask with the prompt only.
+        A token's position counts the real tokens before it (`positions_from_padding`), so each
+        row gets the positions — hence the logits — it would have alone.
+
+        Raises:
+            ValueError: `attention_mask` is not 0/1 (or bool) of `idx`'s shape.
+        """
+        new = None
+        if attention_mask is not None:
+            mask = np.asarray(attention_mask.data if isinstance(attention_mask, Tensor)
+                              else attention_mask)
+            if mask.shape != idx.shape or (mask.dtype != np.bool_ and (
+                    mask.dtype.kind not in "iu" or (mask.size and mask.max() > 1)
+                    or (mask.size and mask.min() < 0))):
+                raise ValueError(f"GPT: attention_mask must be 0/1 or bool of idx's shape "
+                                 f"{idx.shape} (1 = real token, 0 = padding), got {mask.dtype} "
+                                 f"{mask.shape}")
+            new = ~mask.astype(bool)  # (B, T): True at padding
+            if not new.any():
+                new = None
+        if self.config.tree_blocks or self.config.carries_state or self.config.recursive_blocks:
+            if new is not None:
+                raise ValueError(f"GPT: attention_mask with padding needs content, reweight or "
+                                 f"hybrid attention in every block, without echo, memory or "
+                                 f"recursion; this model has "
+                                 f"{self.config.stateful_or_recursive or 'tree attention'}")
+            return None, None
+        # (B, S): the caches' padding, then the new tokens'
+        padding = caches[0].padding_mask(idx.shape[1], new) if caches else new
+        if padding is None:
+            return None, None
+        return padding, positions_from_padding(padding)  # (B, S) each
+    # --8<-- [end:padding]
+
     # --8<-- [start:embed]
-    def embed(self, idx: np.ndarray, offset: int = 0) -> Tensor:
-        r"""$h_0 = W_E[\text{idx}] + P_{\text{offset} \dots \text{offset} + T - 1}$, then dropout:
-        `(B, T)` ids (checked by `token_ids`) -> `(B, T, C)`."""
+    def embed(self, idx: np.ndarray, offset: int = 0,
+              positions: np.ndarray | None = None) -> Tensor:
+        r"""$h_0 = W_E[\text{idx}] + P_{\text{offset} \dots \text{offset} + T - 1}$ (or, given
+        `positions` `(B, T)`, $P$ at each token's own position), then dropout: `(B, T)` ids
+        (checked by `token_ids`) -> `(B, T, C)`. With `embed_scale`, the token embeddings are
+        multiplied by $\sqrt C$ first."""
         x = self.wte(idx)  # (B, T, C): $W_E[\text{idx}]$
+        if self.config.embed_scale:
+            x = x * math.sqrt(self.config.n_embd)  # $\sqrt{C}\,W_E[\text{idx}]$
         if self.wpe is not None:
-            x = x + self.wpe(idx.shape[1], offset)  # (B, T, C) + (T, C): positions from offset
+            # (B, T, C) + (T, C) from offset, or + (B, T, C) at each token's position
+            x = x + self.wpe(idx.shape[1], offset, positions)
         return self.drop(x)  # (B, T, C)
     # --8<-- [end:embed]
 
@@ -517,29 +617,42 @@ class GPT(Module):
         return self.lm_head(x)  # (B, T, V)
     # --8<-- [end:head_fn]
 
-    def forward(self, idx: Any, targets: Any = None,
+    def forward(self, idx: Any, targets: Any = None, attention_mask: Any = None,
                 caches: list[Any] | None = None) -> tuple[Tensor, Tensor | None]:
         """`idx` `(B, T)` token ids -> `(logits (B, T, V), loss or None)`.
 
         `targets` `(B, T)`: the next token at every position (ids equal to -100 are ignored);
-        the loss is their mean cross-entropy. `caches` (one per block, from `new_caches()`):
-        `idx` holds only the *new* tokens, which sit at positions `cache.length ...`; keys and
-        values of earlier ones come from the caches.
+        the loss is their mean cross-entropy. `attention_mask` `(B, T)`: 1 at real tokens, 0
+        at padding (left or right), as Hugging Face's; each row's logits are then those of its
+        real tokens alone, and targets at padding are ignored. `caches` (one per block, from
+        `new_caches()`): `idx` holds only the *new* tokens, which sit at positions
+        `cache.length ...`; keys and values (and the padding) of earlier ones come from the
+        caches.
         """
         idx, offset = self.token_ids(idx, caches)
+        padding, positions = self.padding(idx, attention_mask, caches)  # (B, S) each, or None
+        T = idx.shape[1]
         # --8<-- [start:forward]
-        x = self.embed(idx, offset)  # (B, T, C): $h_0$
+        x = self.embed(idx, offset, None if positions is None else positions[:, -T:])  # $h_0$
         for i, block in enumerate(self.blocks):
+            run = block if padding is None else \
+                functools.partial(block, key_padding_mask=padding, positions=positions)
             if caches is not None:
-                x = block(x, caches[i])  # (B, T, C), appending this step's keys and values
+                x = run(x, caches[i])  # (B, T, C), appending this step's keys and values
             elif self.config.gradient_checkpointing:
-                x = checkpoint(block, x)  # (B, T, C), intermediates recomputed in backward
+                x = checkpoint(run, x)  # (B, T, C), intermediates recomputed in backward
             else:
-                x = block(x)  # (B, T, C)
+                x = run(x)  # (B, T, C)
         logits = self.head(x)  # (B, T, V)
         # --8<-- [end:forward]
         loss = None
         if targets is not None:
+            if padding is not None:  # nothing is predicted at padding
+                targets = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
+                if targets.shape != idx.shape:
+                    raise ValueError(f"GPT: targets must have idx's shape {idx.shape}, got "
+                                     f"{targets.shape}")
+                targets = np.where(padding[:, -T:], -100, targets)  # (B, T)
             loss = F.cross_entropy(logits, targets)  # mean over (B, T) of $-\log p(\text{target})$
             side = self.side_loss() if self.training and caches is None else None
             if side is not None:
@@ -576,6 +689,45 @@ class GPT(Module):
         from nima.models.pretrained import save_pretrained
 
         save_pretrained(self, path, **options)
+
+    # --8<-- [start:crop_block_size]
+    def crop_block_size(self, block_size: int) -> None:
+        """Shorten the context to `block_size` positions, in place (nanoGPT's model surgery
+        for fine-tuning on shorter sequences): every per-position table keeps its first
+        `block_size` rows — the learned positions `wpe`, the sinusoidal and RoPE tables,
+        reweight attention's logits per key position — so the model computes exactly the
+        logits it did on any sequence that fits.
+
+        Raises:
+            ValueError: `block_size` is not in `[1, config.block_size]`.
+        """
+        old = self.config.block_size
+        if not isinstance(block_size, int) or not 1 <= block_size <= old:
+            raise ValueError(f"GPT.crop_block_size: block_size must be in [1, {old}] (a model "
+                             f"cannot learn positions it never had), got {block_size!r}")
+        self.config = dataclasses.replace(self.config, block_size=block_size)
+        for module in self.modules():  # slicing is idempotent: a shared table may come twice
+            if isinstance(module, LearnedPositionalEmbedding):
+                w = module.weight  # (block_size, C)
+                module.weight = Parameter(w.data[:block_size].copy(), decay=w.decay)
+                module.max_len = block_size
+            elif isinstance(module, SinusoidalPositionalEncoding):
+                module.pe = Tensor(module.pe.data[:block_size].copy())  # (block_size, C)
+                module.max_len = block_size
+            elif isinstance(module, RotaryEmbedding):
+                module.cos = Tensor(module.cos.data[:block_size].copy())  # (block_size, hd/2)
+                module.sin = Tensor(module.sin.data[:block_size].copy())
+                module.max_len = block_size
+            elif isinstance(module, HybridAttention):
+                if module.mode != "content":  # reweight rows: head h, key position j
+                    rw, nh = module.reweight, module.n_head
+                    rows = (np.arange(nh)[:, None] * old + np.arange(block_size)).ravel()
+                    rw.weight = Parameter(rw.weight.data[rows].copy(), decay=rw.weight.decay)
+                    if rw.bias is not None:
+                        rw.bias = Parameter(rw.bias.data[rows].copy(), decay=rw.bias.decay)
+                    rw.out_features = nh * block_size
+                module.block_size = block_size
+    # --8<-- [end:crop_block_size]
 
     def new_caches(self) -> list[Any]:
         """Empty decoding caches, one per block, each holding up to `block_size` positions, for

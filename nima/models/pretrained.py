@@ -403,7 +403,6 @@ def model_settings(model: GPT) -> dict[str, Any]:
 # --8<-- [end:model_settings]
 
 
-# --8<-- [start:hf_config]
 def hf_config(model: GPT) -> dict[str, Any]:
     """The Hugging Face `config.json` (as a dict) describing `model`, GPT-2 or LLaMA style.
 
@@ -418,8 +417,9 @@ def hf_config(model: GPT) -> dict[str, Any]:
     s = model_settings(model)
     common = {"vocab_size": c.vocab_size, "tie_word_embeddings": c.tie_weights,
               "torch_dtype": str(model.wte.weight.dtype)}
-    if c.attention != "content" or c.norm_placement != "pre":
-        field = "attention" if c.attention != "content" else "norm_placement"
+    if c.attention != "content" or c.norm_placement != "pre" or c.embed_scale:
+        field = "attention" if c.attention != "content" else \
+            "norm_placement" if c.norm_placement != "pre" else "embed_scale"
         raise PretrainedError(f"save_pretrained: {field}={getattr(c, field)!r} has no GPT-2 or "
                               f"LLaMA equivalent")
     if (c.position, c.norm) == ("learned", "layernorm"):
@@ -451,7 +451,6 @@ def hf_config(model: GPT) -> dict[str, Any]:
     raise PretrainedError(f"save_pretrained: position={c.position!r}, norm={c.norm!r}, "
                           f"ffn={c.ffn!r} is neither GPT-2 (learned, layernorm, gelu/relu) nor "
                           f"LLaMA (rope, rmsnorm, swiglu)")
-# --8<-- [end:hf_config]
 
 
 def hf_state_dict(model: GPT, hf: dict[str, Any] | None = None) -> dict[str, np.ndarray]:

@@ -16,21 +16,28 @@ causal mask) hides padded target keys, and the loss ignores padded target positi
 Training uses **teacher forcing**: the decoder gets the true target shifted right
 (`tgt_in = [BOS, y_1, ..., y_{n-1}]`) and predicts `tgt_out = [y_1, ..., y_n]` at every
 position in one forward pass, instead of feeding back its own guesses.
+
+Decoding runs the same decoder with caches — per layer a `DecoderCache`, the self-attention's
+KV cache and the cross-attention's keys and values of the memory — through `condition(src)`:
+the decoder given the encoded sources, a language model over target tokens that
+`nima.generation.generate` drives as it drives a GPT (greedy, sampling, beam search).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from nima import functional as F
 from nima._tensor import Tensor
+from nima.autograd import no_grad
 from nima.models.gpt import make_norm, residual
 from nima.nn import init
-from nima.nn.attention import MultiHeadAttention
+from nima.nn.attention import KVCache, MultiHeadAttention
 from nima.nn.container import ModuleList
 from nima.nn.dropout import Dropout
 from nima.nn.embedding import Embedding
@@ -38,68 +45,56 @@ from nima.nn.feedforward import FeedForward
 from nima.nn.linear import Linear
 from nima.nn.module import Module
 from nima.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
-from nima.settings import check_int
+from nima.settings import SettingsError, setting, validate
 
 
+def _required(doc: str) -> Any:
+    """A setting without a default (the vocabularies: a model cannot guess them)."""
+    return dataclasses.field(metadata=dict(doc=doc, ge=1))
+
+
+# --8<-- [start:config]
 @dataclass
 class TransformerConfig:
-    """Shapes and choices of an encoder–decoder `Transformer`.
+    """Shapes and choices of an encoder–decoder `Transformer`; every field a `setting`
+    (`docs/configuration.md` lists them, as the YAML `model:` section of `kind: seq2seq`), a bad
+    value a `SettingsError` naming it."""
 
-    Attributes:
-        src_vocab_size: source token ids.
-        tgt_vocab_size: target token ids.
-        max_len: the longest source or target sequence.
-        d_model: the width $d$ of both stacks.
-        n_head: attention heads; must divide `d_model`.
-        n_encoder_layers: encoder blocks.
-        n_decoder_layers: decoder blocks.
-        ffn: feed-forward kind (`"relu"` in 2017, or `"gelu"`, `"glu"`, `"swiglu"`).
-        ffn_hidden: the FFN's inner width; None is the `FeedForward` default ($4d$).
-        norm: `"layernorm"` | `"rmsnorm"`.
-        norm_placement: `"pre"` (easier to train) | `"post"` (the 2017 paper).
-        position: `"sinusoidal"` (2017) | `"learned"`, added to both stacks' embeddings.
-        bias: biases in every `Linear` and `LayerNorm`.
-        dropout: on embeddings, attention weights and residual branches.
-        pad_id: the padding id, in sources and targets alike.
-        tie_weights: the output head reuses the target embedding.
-    """
+    src_vocab_size: int = _required("source token ids")
+    tgt_vocab_size: int = _required("target token ids")
+    max_len: int = setting(128, "the longest source, and the longest target with its start or "
+                                "end token", ge=1)
+    d_model: int = setting(128, "width d of both stacks", ge=1)
+    n_head: int = setting(4, "attention heads; must divide d_model", ge=1)
+    n_encoder_layers: int = setting(2, "encoder blocks", ge=1)
+    n_decoder_layers: int = setting(2, "decoder blocks", ge=1)
+    ffn: str = setting("relu", "feed-forward kind (relu in 2017)",
+                       choices=("relu", "gelu", "glu", "swiglu"))
+    ffn_hidden: int | None = setting(None, "FFN inner width; null is 4·d_model", ge=1)
+    norm: str = setting("layernorm", "normalization", choices=("layernorm", "rmsnorm"))
+    norm_placement: str = setting("pre", "norm before (pre, easier to train) or after (post, "
+                                         "2017) each branch", choices=("pre", "post"))
+    position: str = setting("sinusoidal", "positions added to both stacks' embeddings",
+                            choices=("sinusoidal", "learned"))
+    bias: bool = setting(True, "biases in every Linear and LayerNorm")
+    dropout: float = setting(0.0, "dropout on embeddings, attention weights and residual "
+                                  "branches", ge=0.0, lt=1.0)
+    pad_id: int = setting(0, "the padding id, in sources and targets alike", ge=0)
+    tie_weights: bool = setting(True, "the output head shares the target embedding")
 
-    src_vocab_size: int
-    tgt_vocab_size: int
-    max_len: int = 128
-    d_model: int = 128
-    n_head: int = 4
-    n_encoder_layers: int = 2
-    n_decoder_layers: int = 2
-    ffn: str = "relu"
-    ffn_hidden: int | None = None
-    norm: str = "layernorm"
-    norm_placement: str = "pre"
-    position: str = "sinusoidal"
-    bias: bool = True
-    dropout: float = 0.0
-    pad_id: int = 0
-    tie_weights: bool = True
+    owner: ClassVar[str] = "TransformerConfig"  # how errors name a field
+# --8<-- [end:config]
 
     def __post_init__(self) -> None:
-        for name in ("src_vocab_size", "tgt_vocab_size", "max_len", "d_model", "n_head",
-                     "n_encoder_layers", "n_decoder_layers"):
-            check_int(f"TransformerConfig.{name}", getattr(self, name), ge=1)
+        validate(self, self.owner)
         if self.d_model % self.n_head:
-            raise ValueError(f"TransformerConfig: d_model={self.d_model} must be divisible by "
-                             f"n_head={self.n_head}")
-        if self.ffn_hidden is not None and (not isinstance(self.ffn_hidden, int)
-                                            or self.ffn_hidden < 1):
-            raise ValueError(f"TransformerConfig: ffn_hidden must be a positive int or None, "
-                             f"got {self.ffn_hidden!r}")
-        choices = {"ffn": ("relu", "gelu", "glu", "swiglu"), "norm": ("layernorm", "rmsnorm"),
-                   "norm_placement": ("pre", "post"), "position": ("sinusoidal", "learned")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"TransformerConfig: {name} must be one of "
-                                 f"{', '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"TransformerConfig: dropout must be in [0, 1), got {self.dropout!r}")
+            raise SettingsError(f"{self.owner}.d_model: must be divisible by n_head="
+                                f"{self.n_head}, got {self.d_model}")
+
+    @property
+    def block_size(self) -> int:
+        """`max_len`, under the name decoding reads (the longest target the decoder sees)."""
+        return self.max_len
 
 
 # --8<-- [start:layers]
@@ -147,13 +142,24 @@ class DecoderLayer(Module):
                                dropout=c.dropout)
         self.drop = Dropout(c.dropout)
 
-    def forward(self, y: Tensor, memory: Tensor, tgt_pad: np.ndarray,
-                src_pad: np.ndarray) -> Tensor:
+    def forward(self, y: Tensor, memory: Tensor, tgt_pad: np.ndarray, src_pad: np.ndarray,
+                cache: DecoderCache | None = None) -> Tensor:
+        """With a `cache`, `y` holds only the new target tokens and `tgt_pad` their padding;
+        the cache supplies the earlier keys (and their padding) and the memory's."""
+        self_cache = cross_cache = None
+        if cache is not None:
+            self_cache, cross_cache = cache.self_attn, cache.cross_attn
+            tgt_pad = self_cache.padding_mask(y.shape[1], tgt_pad if tgt_pad.any() else None)
+            if cross_cache.length:
+                src_pad = cross_cache.padding_mask(0)  # recorded with the memory's keys
+
         def attend(h: Tensor) -> Tensor:  # earlier (and real) target tokens only
-            return self.drop(self.self_attn(h, key_padding_mask=tgt_pad))  # (B, T, d)
+            return self.drop(self.self_attn(h, key_padding_mask=tgt_pad,
+                                            cache=self_cache))  # (B, T, d)
 
         def look_up(h: Tensor) -> Tensor:  # queries from the target, keys/values from memory
-            return self.drop(self.cross_attn(h, memory, key_padding_mask=src_pad))  # (B, T, d)
+            return self.drop(self.cross_attn(h, memory, key_padding_mask=src_pad,
+                                             cache=cross_cache))  # (B, T, d)
 
         y = residual(y, attend, self.ln_1, self.pre_norm)  # (B, T, d)
         y = residual(y, look_up, self.ln_2, self.pre_norm)  # (B, T, d)
@@ -192,20 +198,26 @@ class Transformer(Module):
         if c.tie_weights:
             self.head.weight = self.tgt_embed.weight
 
-    def _ids(self, name: str, ids: Any) -> np.ndarray:
+    def _ids(self, name: str, ids: Any, offset: int = 0) -> np.ndarray:
         ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
             raise ValueError(f"Transformer: {name} must be integer ids of shape (B, T), "
                              f"got {ids.dtype} {ids.shape}")
-        if ids.shape[1] > self.config.max_len:
-            raise ValueError(f"Transformer: {name} has {ids.shape[1]} positions, more than "
-                             f"max_len={self.config.max_len}")
+        if offset + ids.shape[1] > self.config.max_len:
+            cached = f" after {offset} cached" if offset else ""
+            raise ValueError(f"Transformer: {name} has {ids.shape[1]} positions{cached}, more "
+                             f"than max_len={self.config.max_len}")
+        vocab = self.config.src_vocab_size if name == "src" else self.config.tgt_vocab_size
+        if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+            bad = ids.min() if ids.min() < 0 else ids.max()
+            raise ValueError(f"Transformer: {name} token id {bad} is outside the vocabulary "
+                             f"[0, {vocab})")
         return ids
 
-    def _embed(self, ids: np.ndarray, table: Embedding, pos: Module) -> Tensor:
-        r"""$\sqrt d\, E[\text{ids}] + P$, then dropout."""
+    def _embed(self, ids: np.ndarray, table: Embedding, pos: Module, offset: int = 0) -> Tensor:
+        r"""$\sqrt d\, E[\text{ids}] + P_{\text{offset} \dots}$, then dropout."""
         x = table(ids) * math.sqrt(self.config.d_model)  # (B, T, d)
-        return self.drop(x + pos(ids.shape[1]))  # (B, T, d) + (T, d)
+        return self.drop(x + pos(ids.shape[1], offset))  # (B, T, d) + (T, d)
 
     # --8<-- [start:encode]
     def encode(self, src: Any) -> tuple[Tensor, np.ndarray]:
@@ -219,17 +231,39 @@ class Transformer(Module):
             x = self.enc_ln(x)  # (B, S, d)
         return x, src_pad
 
-    def decode(self, tgt_in: Any, memory: Tensor, src_pad: np.ndarray) -> Tensor:
-        """`tgt_in` `(B, T)` and the encoder's output -> next-token logits `(B, T, V_tgt)`."""
-        tgt_in = self._ids("tgt_in", tgt_in)
+    def decode(self, tgt_in: Any, memory: Tensor, src_pad: np.ndarray,
+               caches: list[DecoderCache] | None = None) -> Tensor:
+        """`tgt_in` `(B, T)` and the encoder's output -> next-token logits `(B, T, V_tgt)`.
+
+        With `caches` (from `new_caches()`), `tgt_in` holds only the new target tokens, at
+        positions `caches[0].length ...`."""
+        if caches is not None and len(caches) != len(self.decoder):
+            raise ValueError(f"Transformer: caches must hold one DecoderCache per decoder "
+                             f"layer ({len(self.decoder)}), got {len(caches)}")
+        offset = caches[0].length if caches else 0
+        tgt_in = self._ids("tgt_in", tgt_in, offset)
         tgt_pad = tgt_in == self.config.pad_id  # (B, T)
-        y = self._embed(tgt_in, self.tgt_embed, self.tgt_pos)  # (B, T, d)
-        for layer in self.decoder:
-            y = layer(y, memory, tgt_pad, src_pad)  # (B, T, d)
+        y = self._embed(tgt_in, self.tgt_embed, self.tgt_pos, offset)  # (B, T, d)
+        for i, layer in enumerate(self.decoder):
+            y = layer(y, memory, tgt_pad, src_pad, None if caches is None else caches[i])
         if self.dec_ln is not None:
             y = self.dec_ln(y)  # (B, T, d)
         return self.head(y)  # (B, T, V_tgt)
     # --8<-- [end:encode]
+
+    def new_caches(self) -> list[DecoderCache]:
+        """Empty decoding caches, one `DecoderCache` per decoder layer."""
+        return [DecoderCache(self.config.max_len) for _ in self.decoder]
+
+    def condition(self, src: Any) -> ConditionedDecoder:
+        """The decoder given the sources `src` `(B, S)` (encoded once, here): a language model
+        over target tokens for `nima.generation.generate` and beam search.
+
+        Example:
+            >>> bos = np.full((len(src), 1), BOS)
+            >>> out = generate(model.condition(src), bos, 20, num_beams=4, eos_token_id=EOS)
+        """
+        return ConditionedDecoder(self, src)
 
     # --8<-- [start:forward]
     def forward(self, src: Any, tgt_in: Any,
@@ -243,3 +277,79 @@ class Transformer(Module):
             loss = F.cross_entropy(logits, tgt_out, ignore_index=self.config.pad_id)
         return logits, loss
     # --8<-- [end:forward]
+
+
+# --8<-- [start:decoder_cache]
+class DecoderCache:
+    """One decoder layer's decoding state: the self-attention's `KVCache` (the target so far,
+    with its padding) and the cross-attention's (the memory's keys and values, computed at the
+    first step, with the source padding). It follows the decoding-cache protocol of
+    `nima.nn.cache`: `length` is the target's, and `reorder` moves both (beam search)."""
+
+    def __init__(self, max_len: int | None = None) -> None:
+        self.self_attn = KVCache(max_len)
+        self.cross_attn = KVCache()
+
+    @property
+    def length(self) -> int:
+        """Target positions seen: the position of the next token."""
+        return self.self_attn.length
+
+    def reorder(self, indices: np.ndarray) -> None:
+        """Keep batch rows `indices` in that order, in both caches."""
+        self.self_attn.reorder(indices)
+        self.cross_attn.reorder(indices)
+
+    def reset(self) -> None:
+        self.self_attn.reset()
+        self.cross_attn.reset()
+
+    def __repr__(self) -> str:
+        return f"DecoderCache(self_attn={self.self_attn!r}, cross_attn={self.cross_attn!r})"
+# --8<-- [end:decoder_cache]
+
+
+# --8<-- [start:conditioned]
+class ConditionedDecoder(Module):
+    """A `Transformer`'s decoder given encoded sources: a language model over target tokens.
+
+    It follows the decoding protocol `nima.generation.generate` drives — `forward(idx,
+    caches=...) -> (logits, None)`, `new_caches()`, `config.block_size`, `eval()` — so greedy
+    decoding, sampling and beam search run through the same code as for a GPT, the decoder
+    through its one forward with `DecoderCache`s. `generate` repeats each prompt in
+    consecutive rows (`num_beams`, `num_return_sequences` copies); when the decoder sees
+    `r * B` rows for `B` sources, source `b` conditions rows `b r ... b r + r - 1`.
+    """
+
+    def __init__(self, model: Transformer, src: Any) -> None:
+        super().__init__()
+        self.model = model
+        with no_grad():
+            self.memory, self.src_pad = model.encode(src)  # (B, S, d), (B, S)
+
+    @property
+    def config(self) -> TransformerConfig:
+        return self.model.config
+
+    def new_caches(self) -> list[DecoderCache]:
+        return self.model.new_caches()
+
+    def forward(self, idx: Any, targets: Any = None, attention_mask: Any = None,
+                caches: list[DecoderCache] | None = None) -> tuple[Tensor, Tensor | None]:
+        """`idx` `(r B, T)` target tokens -> `(logits (r B, T, V_tgt), loss or None)`."""
+        if attention_mask is not None:
+            raise ValueError("ConditionedDecoder: target prompts take no attention_mask "
+                             "(padding is the pad_id token); give prompts of one length")
+        rows, B = np.shape(idx.data if isinstance(idx, Tensor) else idx)[0], len(self.src_pad)
+        if rows % B:
+            raise ValueError(f"ConditionedDecoder: {rows} target rows for {B} sources; "
+                             f"need a multiple (each source's rows side by side)")
+        r = rows // B
+        memory = self.memory if r == 1 else self.memory[np.repeat(np.arange(B), r)]
+        src_pad = np.repeat(self.src_pad, r, axis=0)  # (r B, S)
+        logits = self.model.decode(idx, memory, src_pad, caches)  # (r B, T, V_tgt)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits, targets, ignore_index=self.config.pad_id)
+        return logits, loss
+# --8<-- [end:conditioned]

@@ -51,6 +51,11 @@ class KVCache:
     The arrays sit outside the autograd graph: gradients reach the current step's keys and
     values, not cached ones (decoding runs under `no_grad` anyway, and then `append` returns
     views of the arrays, no copies).
+
+    A padded batch's cache also remembers which keys are padding (`padding`, `(B, capacity)`
+    bool, True at padding; None as long as no padding was appended): later queries must not
+    see them, and a model recovers each row's positions from it (`positions_from_padding`), so
+    decoding goes on with no mask passed after the prompt.
     """
 
     def __init__(self, capacity: int | None = None) -> None:
@@ -58,6 +63,7 @@ class KVCache:
                                                                  ge=1)
         self.k: np.ndarray | None = None  # (B, nkv, capacity, hd); positions >= length unused
         self.v: np.ndarray | None = None
+        self.padding: np.ndarray | None = None  # (B, capacity), True at padding keys
         self.length = 0  # how many positions are cached: the position of the next token
 
     @property
@@ -72,16 +78,22 @@ class KVCache:
 
     def reset(self) -> None:
         """Forget everything, to start a new sequence."""
-        self.k = self.v = None
+        self.k = self.v = self.padding = None
         self.length = 0
 
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store the new `k`, `v` `(B, nkv, T, hd)` at positions `length ... length + T - 1`;
-        return all keys and values so far, `(B, nkv, length + T, hd)`."""
+    def append(self, k: Tensor, v: Tensor,
+               padding: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
+        """Store the new `k`, `v` `(B, nkv, T, hd)` at positions `length ... length + T - 1`,
+        and their `padding` `(B, T)` (True at padding; None: all real); return all keys and
+        values so far, `(B, nkv, length + T, hd)`."""
         start, end = self.length, self.length + k.shape[2]
         self._reserve(k.data, end)
         self.k[:, :, start:end] = k.data
         self.v[:, :, start:end] = v.data
+        if padding is not None or self.padding is not None:
+            if self.padding is None:  # the first padding seen: every earlier key was real
+                self.padding = np.zeros((self.k.shape[0], self.k.shape[2]), dtype=bool)
+            self.padding[:, start:end] = False if padding is None else padding
         self.length = end
         if is_grad_enabled() and start and (k.requires_grad or v.requires_grad):
             # the new keys keep their gradient path; the cached ones are constants
@@ -110,7 +122,26 @@ class KVCache:
         if self.k is not None:
             k_new[:, :, :self.length] = self.k[:, :, :self.length]
             v_new[:, :, :self.length] = self.v[:, :, :self.length]
+        if self.padding is not None:
+            padding = np.zeros((k.shape[0], size), dtype=bool)
+            padding[:, :self.length] = self.padding[:, :self.length]
+            self.padding = padding
         self.k, self.v = k_new, v_new
+
+    def padding_mask(self, T: int, new: np.ndarray | None = None) -> np.ndarray | None:
+        """The key padding mask `(B, length + T)` of the cached keys followed by `T` new ones
+        whose padding is `new` `(B, T)` (None: all real), True at padding — or None when no
+        key is padding, so an unpadded batch needs no mask at all."""
+        if new is None and self.padding is None:
+            return None
+        B = new.shape[0] if self.padding is None else self.padding.shape[0]
+        if new is not None and new.shape != (B, T):
+            raise ValueError(f"KVCache.padding_mask: new padding must be (B, T) = ({B}, {T}), "
+                             f"got {new.shape}")
+        past = np.zeros((B, self.length), dtype=bool) if self.padding is None \
+            else self.padding[:, :self.length]  # (B, length)
+        new = np.zeros((B, T), dtype=bool) if new is None else new  # (B, T)
+        return np.concatenate([past, new], axis=1)  # (B, length + T)
 
     def reorder(self, indices: np.ndarray) -> None:
         """Keep batch rows `indices` `(B',)` in that order: row `i` becomes old row
@@ -124,6 +155,8 @@ class KVCache:
             n = self.length
             self.k = np.ascontiguousarray(self.k[indices])  # (B', nkv, capacity, hd)
             self.v = np.ascontiguousarray(self.v[indices])
+            if self.padding is not None:
+                self.padding = self.padding[indices]  # (B', capacity)
             self.length = n
 
     def __repr__(self) -> str:
@@ -194,7 +227,7 @@ class MultiHeadAttention(Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, *,
                 key_padding_mask: Mask | None = None, attn_mask: Mask | None = None,
-                cache: KVCache | None = None,
+                cache: KVCache | None = None, positions: np.ndarray | None = None,
                 need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """`x` `(B, T, d)` -> `(B, T, d)`, or `(y, weights (B, nh, T, S))` with `need_weights`.
 
@@ -203,18 +236,26 @@ class MultiHeadAttention(Module):
         attends over all of them (positions continue from `cache.length`); cross-attention
         computes the context's keys and values on the first call and reuses them after
         (`context` may then be None). `key_padding_mask` `(B, S)`: True at padding keys (S
-        counts cached keys too). `attn_mask` broadcastable to `(B, nh, T, S)`: bool True where
-        a query may *not* attend (as `torch.nn.MultiheadAttention`), or float, added to the
-        scores.
+        counts cached keys too; the cache records the new keys' part). `attn_mask`
+        broadcastable to `(B, nh, T, S)`: bool True where a query may *not* attend (as
+        `torch.nn.MultiheadAttention`), or float, added to the scores. `positions` `(B, S)`
+        ints: the position of every key of self-attention, cached and new — the queries are
+        the last `T` — for RoPE and ALiBi in a padded batch (`positions_from_padding`);
+        None is `0 .. S - 1`.
         """
         q, k, v = self._project(x, context, cache)  # (B, nh, T, hd), 2 x (B, nkv, S_new, hd)
         B, T, C = x.shape
         offset = 0 if cache is None or self.cross else cache.length
-        if self.rope is not None:
-            q, k = self.rope(q, offset), self.rope(k, offset)  # rotated for their positions
+        S = offset + k.shape[2]  # every key: cached (self-attention) and new
+        pad = self._padding(key_padding_mask, B, S)  # (B, S) bool or None
+        positions = self._positions(positions, B, S)  # (B, S) ints or None
+        if self.rope is not None:  # rotated for their positions
+            at = None if positions is None else positions[:, -T:]  # (B, T)
+            q, k = self.rope(q, offset, at), self.rope(k, offset, at)
         if cache is not None and not (self.cross and cache.length):
-            k, v = cache.append(k, v)  # (B, nkv, S, hd): cached keys, then the new ones
-        mask = self._mask(B, T, k.shape[2], offset, key_padding_mask, attn_mask)
+            # (B, nkv, S, hd): cached keys, then the new ones
+            k, v = cache.append(k, v, None if pad is None else pad[:, S - k.shape[2]:])
+        mask = self._mask(B, T, S, offset, pad, attn_mask, positions)
         y, weights = scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=self.causal, need_weights=True,
             dropout_p=self.dropout if self.training else 0.0, enable_gqa=True)
@@ -260,20 +301,39 @@ class MultiHeadAttention(Module):
         return t.view(B, T, width // self.head_dim, self.head_dim).transpose(1, 2)
     # --8<-- [end:heads]
 
-    def _mask(self, B: int, T: int, S: int, offset: int, key_padding_mask: Mask | None,
-              attn_mask: Mask | None) -> Mask | None:
+    def _padding(self, key_padding_mask: Mask | None, B: int, S: int) -> np.ndarray | None:
+        """`key_padding_mask` as a bool array `(B, S)`, checked."""
+        if key_padding_mask is None:
+            return None
+        pad = np.asarray(key_padding_mask.data if isinstance(key_padding_mask, Tensor)
+                         else key_padding_mask)
+        if pad.dtype != np.bool_ or pad.shape != (B, S):
+            raise ValueError(f"MultiHeadAttention: key_padding_mask must be bool of shape "
+                             f"(B, S) = ({B}, {S}) with True at padding, got {pad.dtype} "
+                             f"{pad.shape}")
+        return pad
+
+    def _positions(self, positions: np.ndarray | None, B: int, S: int) -> np.ndarray | None:
+        """`positions` as ints `(B, S)`, checked (self-attention only)."""
+        if positions is None:
+            return None
+        positions = np.asarray(positions)
+        if self.cross or positions.dtype.kind not in "iu" or positions.shape != (B, S):
+            what = "cross-attention takes none" if self.cross else f"(B, S) = ({B}, {S}) ints"
+            raise ValueError(f"MultiHeadAttention: positions must be {what}, got "
+                             f"{positions.dtype} {positions.shape}")
+        return positions
+
+    def _mask(self, B: int, T: int, S: int, offset: int, pad: np.ndarray | None,
+              attn_mask: Mask | None, positions: np.ndarray | None = None) -> Mask | None:
         r"""One `attn_mask` for `scaled_dot_product_attention` (the causal mask is passed as
-        `is_causal`): bool True = may attend where only masks apply, float once a bias is
+        `is_causal`) from the padding `pad` `(B, S)`, `attn_mask` and ALiBi's bias at
+        `positions`: bool True = may attend where only masks apply, float once a bias is
         involved."""
         name, shape = "MultiHeadAttention", (B, self.n_head, T, S)
         keep, bias = None, None
         # --8<-- [start:combine_masks]
-        if key_padding_mask is not None:
-            pad = np.asarray(key_padding_mask.data if isinstance(key_padding_mask, Tensor)
-                             else key_padding_mask)
-            if pad.dtype != np.bool_ or pad.shape != (B, S):
-                raise ValueError(f"{name}: key_padding_mask must be bool of shape (B, S) = "
-                                 f"({B}, {S}) with True at padding, got {pad.dtype} {pad.shape}")
+        if pad is not None:
             keep = ~pad[:, None, None, :]  # (B, 1, 1, S): every head and query ignores padding
         if attn_mask is not None:
             mask = mask_array(name, "attn_mask", attn_mask, shape)
@@ -283,7 +343,7 @@ class MultiHeadAttention(Module):
             else:
                 bias = mask
         if self.alibi is not None:
-            alibi = self.alibi.bias(T, S, offset)  # (nh, T, S)
+            alibi = self.alibi.bias(T, S, offset, positions)  # (nh, T, S) or (B, nh, T, S)
             bias = alibi if bias is None else bias + alibi
         if bias is None:
             return keep

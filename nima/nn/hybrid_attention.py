@@ -117,31 +117,37 @@ class HybridAttention(MultiHeadAttention):
 
     def forward(self, x: Tensor, context: Tensor | None = None, *,
                 key_padding_mask: Mask | None = None, attn_mask: Mask | None = None,
-                cache: KVCache | None = None,
+                cache: KVCache | None = None, positions: np.ndarray | None = None,
                 need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """`x` `(B, T, d)` -> `(B, T, d)`, or `(y, weights (B, nh, T, S))` with `need_weights`.
 
         As `MultiHeadAttention.forward` for self-attention: with a `cache`, `x` holds the new
         tokens only, at positions `cache.length ...`; `S` counts cached and new keys and must
-        not exceed `block_size` outside `"content"` mode.
+        not exceed `block_size` outside `"content"` mode. With `positions` (a padded batch),
+        the reweight logits are read at each key's position.
         """
         if self.mode == "content":
             return super().forward(x, context, key_padding_mask=key_padding_mask,
-                                   attn_mask=attn_mask, cache=cache, need_weights=need_weights)
+                                   attn_mask=attn_mask, cache=cache, positions=positions,
+                                   need_weights=need_weights)
         q, k, v = self._project(x, context, cache)  # 3 x (B, nh, T, hd)
         B, T, C = x.shape
         offset = 0 if cache is None else cache.length
+        S = offset + T  # keys: cached, then new
         if offset + T > self.block_size:
             raise ValueError(f"HybridAttention: reweight attention covers block_size="
-                             f"{self.block_size} positions, got {offset + T} (T={T} new, "
+                             f"{self.block_size} positions, got {S} (T={T} new, "
                              f"{offset} cached); x has shape {x.shape}")
+        pad = self._padding(key_padding_mask, B, S)  # (B, S) or None
+        positions = self._positions(positions, B, S)  # (B, S) or None
         if self.rope is not None:
-            q, k = self.rope(q, offset), self.rope(k, offset)  # (B, nh, T, hd) each
+            at = None if positions is None else positions[:, -T:]  # (B, T)
+            q, k = self.rope(q, offset, at), self.rope(k, offset, at)  # (B, nh, T, hd) each
         if cache is not None:
-            k, v = cache.append(k, v)  # (B, nh, S, hd), S = offset + T
-        mask = self._mask(B, T, offset + T, offset, key_padding_mask, attn_mask)
+            k, v = cache.append(k, v, None if pad is None else pad[:, -T:])  # (B, nh, S, hd)
+        mask = self._mask(B, T, S, offset, pad, attn_mask, positions)
         # --8<-- [start:mix]
-        weights = self._reweight_weights(x, offset + T, mask)  # (B, nh, T, S)
+        weights = self._reweight_weights(x, S, mask, positions)  # (B, nh, T, S)
         if self.mode == "hybrid":
             _, content = scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, is_causal=True, need_weights=True)  # (B, nh, T, S)
@@ -154,14 +160,22 @@ class HybridAttention(MultiHeadAttention):
         return (y, weights) if need_weights else y
 
     # --8<-- [start:reweight]
-    def _reweight_weights(self, x: Tensor, S: int, mask: Mask | None) -> Tensor:
+    def _reweight_weights(self, x: Tensor, S: int, mask: Mask | None,
+                          positions: np.ndarray | None = None) -> Tensor:
         r"""$A^\text{rw} = \operatorname{softmax}(R + M)$, `(B, nh, T, S)`: the new tokens'
-        rows of logits over the first `S` key positions, the causal mask aligned to the end
-        (a query at position $t$ sees keys $0 \dots t$), plus `mask` from `_mask`."""
+        rows of logits over the first `S` key positions (or, given `positions` `(B, S)`, at
+        each key's position), the causal mask aligned to the end (a query at position $t$
+        sees keys $0 \dots t$), plus `mask` from `_mask`."""
         B, T, _ = x.shape
         # $R = x W_\text{reweight}^\top$: every token writes a row of logits for every head
         logits = self.reweight(x).view(B, T, self.n_head, self.block_size)  # (B, T, nh, bs)
-        logits = logits.transpose(1, 2)[..., :S]  # (B, nh, T, S): key positions 0..S-1
+        logits = logits.transpose(1, 2)  # (B, nh, T, bs)
+        if positions is None:
+            logits = logits[..., :S]  # (B, nh, T, S): key positions 0..S-1
+        else:  # (B, nh, T, S): row b's key s sits at position positions[b, s]
+            rows, heads, queries = np.ogrid[:B, :self.n_head, :T]
+            logits = logits[rows[..., None], heads[..., None], queries[..., None],
+                            positions[:, None, None, :]]
         keep = causal_mask(T, S)  # (T, S)
         if mask is not None and mask.dtype == np.bool_:
             keep = keep & mask  # (B, nh, T, S) after broadcasting

@@ -11,7 +11,9 @@ way. The four schemes here tell it where each token sits, in two different place
 | `ALiBi` | the attention scores | a per-head penalty linear in distance |
 
 Every `forward`/`bias` takes an `offset`: the position of the first row, so that a KV cache
-(`nima.nn.attention.KVCache`) decoding token $t$ gets position $t$, not 0.
+(`nima.nn.attention.KVCache`) decoding token $t$ gets position $t$, not 0 — or, for a padded
+batch, `positions`: each token's own position, counted over the real tokens of its row
+(`positions_from_padding`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from nima.autograd import Context, Function
 from nima.nn import init
 from nima.nn.module import Module
 from nima.nn.parameter import Parameter
+from nima.ops.nn import embedding
 from nima.ops.shape import narrow
 
 
@@ -32,6 +35,37 @@ def _check_span(name: str, length: int, offset: int, max_len: int) -> None:
     if length < 0 or offset < 0 or offset + length > max_len:
         raise ValueError(f"{name}: positions {offset}..{offset + length - 1} (length {length}, "
                          f"offset {offset}) do not fit in max_len={max_len}")
+
+
+def _check_positions(name: str, positions: np.ndarray, length: int, max_len: int) -> np.ndarray:
+    """`positions` as an int array `(..., length)` of values in `[0, max_len)`."""
+    positions = np.asarray(positions)
+    if positions.dtype.kind not in "iu" or positions.ndim < 1 or positions.shape[-1] != length:
+        raise ValueError(f"{name}: positions must be integers of shape (..., {length}), got "
+                         f"{positions.dtype} {positions.shape}")
+    if positions.size and (positions.min() < 0 or positions.max() >= max_len):
+        raise ValueError(f"{name}: positions {positions.min()}..{positions.max()} do not fit "
+                         f"in max_len={max_len}")
+    return positions
+
+
+# --8<-- [start:positions_from_padding]
+def positions_from_padding(padding: np.ndarray) -> np.ndarray:
+    r"""The position of every token of a padded batch, from its padding mask `(B, S)` (True at
+    padding): the number of real tokens before it in its row,
+
+    $$p_{b,s} = \max\Bigl(0,\ \sum_{s' \le s} [\text{real}_{b,s'}] - 1\Bigr),$$
+
+    so a row's first real token sits at 0 wherever its padding put it, and each row gets the
+    positions it would have alone (Hugging Face's `attention_mask.cumsum(-1) - 1`). Padding
+    takes the position of the real token before it (0 before any): any position would do, as
+    no query attends to it.
+
+    Example: left padding `[[True, True, False, False]]` gives `[[0, 0, 0, 1]]`; right padding
+    `[[False, False, True]]` gives `[[0, 1, 1]]`.
+    """
+    return np.maximum(np.cumsum(~padding, axis=-1) - 1, 0)  # (B, S)
+# --8<-- [end:positions_from_padding]
 
 
 # --8<-- [start:sinusoidal_table]
@@ -68,9 +102,15 @@ class SinusoidalPositionalEncoding(Module):
         table = sinusoidal_table(max_len, d_model).astype(np.float32)
         self.register_buffer("pe", Tensor(table), persistent=False)  # (max_len, d_model)
 
-    def forward(self, length: int, offset: int = 0) -> Tensor:
-        """Rows `offset .. offset + length - 1` of the table: `(length, d_model)`."""
-        _check_span("SinusoidalPositionalEncoding", length, offset, self.max_len)
+    def forward(self, length: int, offset: int = 0,
+                positions: np.ndarray | None = None) -> Tensor:
+        """Rows `offset .. offset + length - 1` of the table: `(length, d_model)`; or, given
+        `positions` `(B, length)` ints, row `positions[b, t]` for each: `(B, length, d_model)`."""
+        name = "SinusoidalPositionalEncoding"
+        if positions is not None:
+            positions = _check_positions(name, positions, length, self.max_len)
+            return Tensor(self.pe.data[positions])  # (B, length, d_model)
+        _check_span(name, length, offset, self.max_len)
         return Tensor(self.pe.data[offset:offset + length])  # (length, d_model)
 
     def extra_repr(self) -> str:
@@ -90,9 +130,15 @@ class LearnedPositionalEmbedding(Module):
         self.weight = Parameter(np.empty((max_len, d_model), dtype=np.float32), decay=False)
         init.normal_(self.weight, 0.0, 0.02)
 
-    def forward(self, length: int, offset: int = 0) -> Tensor:
-        """Rows `offset .. offset + length - 1` of `weight`: `(length, d_model)`."""
-        _check_span("LearnedPositionalEmbedding", length, offset, self.max_len)
+    def forward(self, length: int, offset: int = 0,
+                positions: np.ndarray | None = None) -> Tensor:
+        """Rows `offset .. offset + length - 1` of `weight`: `(length, d_model)`; or, given
+        `positions` `(B, length)` ints, row `positions[b, t]` for each: `(B, length, d_model)`."""
+        name = "LearnedPositionalEmbedding"
+        if positions is not None:
+            positions = _check_positions(name, positions, length, self.max_len)
+            return embedding(positions, self.weight)  # (B, length, d_model)
+        _check_span(name, length, offset, self.max_len)
         return narrow(self.weight, 0, offset, length)  # (length, d_model)
 # --8<-- [end:learned]
 
@@ -158,15 +204,26 @@ class RotaryEmbedding(Module):
         self.register_buffer("cos", Tensor(np.cos(angles)), persistent=False)  # (max_len, hd/2)
         self.register_buffer("sin", Tensor(np.sin(angles)), persistent=False)  # (max_len, hd/2)
 
-    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        """`x` `(B, nh, T, hd)` (any leading dims) rotated for positions `offset .. offset+T-1`."""
+    def forward(self, x: Tensor, offset: int = 0, positions: np.ndarray | None = None) -> Tensor:
+        """`x` `(B, nh, T, hd)` (any leading dims) rotated for positions `offset .. offset+T-1`,
+        or, given `positions` `(B, T)` ints, row `b`'s token `t` for position `positions[b, t]`
+        (the same for every head; `x` then `(B, nh, T, hd)`)."""
+        name = "RotaryEmbedding"
         if x.ndim < 2 or x.shape[-1] != self.head_dim:
-            raise ValueError(f"RotaryEmbedding: expected input (..., T, {self.head_dim}), "
-                             f"got {x.shape}")
+            raise ValueError(f"{name}: expected input (..., T, {self.head_dim}), got {x.shape}")
         length = x.shape[-2]
-        _check_span("RotaryEmbedding", length, offset, self.max_len)
-        cos = self.cos.data[offset:offset + length]  # (T, hd/2)
-        sin = self.sin.data[offset:offset + length]  # (T, hd/2)
+        if positions is not None:
+            positions = _check_positions(name, positions, length, self.max_len)
+            if x.ndim != 4 or positions.shape != (x.shape[0], length):
+                raise ValueError(f"{name}: positions {positions.shape} need x of shape "
+                                 f"(B, nh, T, hd) = ({positions.shape[0]}, nh, {length}, "
+                                 f"{self.head_dim}), got {x.shape}")
+            cos = self.cos.data[positions][:, None]  # (B, 1, T, hd/2): every head alike
+            sin = self.sin.data[positions][:, None]  # (B, 1, T, hd/2)
+        else:
+            _check_span(name, length, offset, self.max_len)
+            cos = self.cos.data[offset:offset + length]  # (T, hd/2)
+            sin = self.sin.data[offset:offset + length]  # (T, hd/2)
         return Rotate.apply(x, cos.astype(x.dtype, copy=False), sin.astype(x.dtype, copy=False))
     # --8<-- [end:rope]
 
@@ -214,8 +271,18 @@ class ALiBi(Module):
         self.slopes = alibi_slopes(n_head)  # (n_head,)
 
     # --8<-- [start:alibi_bias]
-    def bias(self, t_q: int, t_k: int, offset: int = 0) -> np.ndarray:
-        """Additive score bias `(n_head, t_q, t_k)`, float64; query `i` sits at `offset + i`."""
+    def bias(self, t_q: int, t_k: int, offset: int = 0,
+             positions: np.ndarray | None = None) -> np.ndarray:
+        """Additive score bias `(n_head, t_q, t_k)`, float64; query `i` sits at `offset + i`.
+        Given `positions` `(B, t_k)`, the position of every key (the queries are the last
+        `t_q` of them, as with a KV cache): `(B, n_head, t_q, t_k)`."""
+        if positions is not None:
+            positions = np.asarray(positions)
+            if positions.ndim != 2 or positions.shape[1] != t_k or t_q > t_k:
+                raise ValueError(f"ALiBi: positions must be (B, t_k) = (B, {t_k}) with t_q = "
+                                 f"{t_q} <= t_k, got {positions.shape}")
+            distance = positions[:, -t_q:, None] - positions[:, None, :]  # (B, t_q, t_k)
+            return -self.slopes[:, None, None] * distance[:, None]  # (B, n_head, t_q, t_k)
         query_pos = offset + np.arange(t_q)[:, None]  # (t_q, 1)
         key_pos = np.arange(t_k)[None, :]  # (1, t_k)
         return -self.slopes[:, None, None] * (query_pos - key_pos)  # (n_head, t_q, t_k)

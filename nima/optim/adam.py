@@ -23,6 +23,7 @@ import numpy as np
 from nima import kernels
 from nima._tensor import Tensor
 from nima.optim.optimizer import Optimizer, ParamsLike
+from nima.settings import check_int
 
 
 class Adam(Optimizer):
@@ -47,6 +48,17 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))
         self.fused = fused
+
+    def _check_state(self, name: str, entry: dict[str, Any]) -> None:
+        """A parameter's state is its step count and its two moments."""
+        if set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
+            raise ValueError(f"{name}: expected step, exp_avg and exp_avg_sq, got "
+                             f"{sorted(entry)}")
+        check_int(f"{name}.step", entry["step"], ge=0)
+        for key in ("exp_avg", "exp_avg_sq"):
+            if not isinstance(entry[key], np.ndarray):
+                raise ValueError(f"{name}.{key}: expected an array, got "
+                                 f"{type(entry[key]).__name__}")
 
     # --8<-- [start:adam]
     def _update(self, p: Tensor, grad: np.ndarray, group: dict[str, Any],

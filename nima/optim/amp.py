@@ -27,6 +27,7 @@ import numpy as np
 
 from nima._tensor import Tensor
 from nima.optim.optimizer import Optimizer
+from nima.settings import check_int, check_value
 
 
 class GradScaler:
@@ -107,8 +108,13 @@ class GradScaler:
                 "growth_tracker": self._growth_tracker}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.scale_value = float(state_dict["scale"])
-        self.growth_factor = float(state_dict["growth_factor"])
-        self.backoff_factor = float(state_dict["backoff_factor"])
-        self.growth_interval = int(state_dict["growth_interval"])
-        self._growth_tracker = int(state_dict["growth_tracker"])
+        """Restore `state_dict()`, each value checked as the constructor checks it."""
+        def number(key: str, **bounds: float) -> float:
+            return check_value(f"GradScaler.{key}", state_dict[key], float, bounds)
+
+        values = (number("scale", gt=0.0), number("growth_factor", gt=1.0),
+                  number("backoff_factor", gt=0.0, lt=1.0),
+                  check_int("GradScaler.growth_interval", state_dict["growth_interval"], ge=1),
+                  check_int("GradScaler.growth_tracker", state_dict["growth_tracker"], ge=0))
+        (self.scale_value, self.growth_factor, self.backoff_factor, self.growth_interval,
+         self._growth_tracker) = values

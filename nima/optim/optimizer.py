@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from nima._tensor import Tensor
+from nima.settings import check_int, check_known, check_value
 
 ParamsLike = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -94,7 +95,11 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore hyper-parameters and state saved by `state_dict()`; the groups must hold the
-        same number of parameters with the same shapes. Keys may be ints or strings (JSON)."""
+        same number of parameters with the same shapes, each hyper-parameter must be of the
+        kind the optimizer holds (a finite number, a flag, a pair of numbers), and each
+        parameter's state what `_update` keeps (`_check_state`). Keys may be ints or strings
+        (JSON). Raises `ValueError` (or `TypeError`/`KeyError` for a malformed dict), naming
+        what does not fit, before anything is changed."""
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(f"{type(self).__name__}.load_state_dict: {len(groups)} groups saved,"
@@ -104,23 +109,44 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}.load_state_dict: a group saved with "
                                  f"{len(saved['params'])} parameters, optimizer has "
                                  f"{len(group['params'])}")
+        owner = type(self).__name__
+        options = []
+        for i, (saved, group) in enumerate(zip(groups, self.param_groups, strict=True)):
+            options.append({})
+            for key, value in saved.items():
+                if key != "params":
+                    name = f"{owner}.param_groups[{i}].{key}"
+                    check_known(name, key, group)
+                    options[-1][key] = _same_kind(name, group[key], value)
         params = self._indexed_params()
         new_state: dict[int, dict[str, Any]] = {}
         for key, s in state_dict["state"].items():
-            p = params[int(key)]
+            index = check_int(f"{owner}.state key", int(key), ge=0)
+            if index >= len(params):
+                raise ValueError(f"{owner}.load_state_dict: state for parameter {index}, the "
+                                 f"optimizer has {len(params)}")
+            p = params[index]
             entry: dict[str, Any] = {}
             for name, value in s.items():
                 if isinstance(value, np.ndarray):
                     if value.shape != p.shape:
-                        raise ValueError(f"{type(self).__name__}.load_state_dict: state "
+                        raise ValueError(f"{owner}.load_state_dict: state "
                                          f"'{name}' of parameter {key} has shape {value.shape}, "
                                          f"parameter has {p.shape}")
                     value = value.astype(p.dtype, copy=True)
                 entry[name] = value
+            self._check_state(f"{owner}.state[{index}]", entry)
             new_state[id(p)] = entry
         self.state = new_state
-        for saved, group in zip(groups, self.param_groups, strict=True):
-            group.update({k: v for k, v in saved.items() if k != "params"})
+        for saved, group in zip(options, self.param_groups, strict=True):
+            group.update(saved)
+
+    def _check_state(self, name: str, entry: dict[str, Any]) -> None:
+        """Raise `ValueError` unless `entry` is state `_update` can work with; subclasses that
+        keep state say what it is."""
+        if entry:
+            raise ValueError(f"{name}: {type(self).__name__} keeps no state, got "
+                             f"{sorted(entry)}")
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -128,3 +154,17 @@ class Optimizer:
             opts = ", ".join(f"{k}={v}" for k, v in g.items() if k != "params")
             lines.append(f"  group {i}: {len(g['params'])} params, {opts}")
         return "\n".join([*lines, ")"])
+
+
+def _same_kind(name: str, current: Any, value: Any) -> Any:
+    """`value`, checked to be of the kind of the hyper-parameter `current` (a finite number, a
+    flag, a tuple of numbers, or None), with tuples restored from JSON lists."""
+    if isinstance(current, bool):
+        return check_value(name, value, bool)
+    if current is None:
+        return check_value(name, value, float | None)
+    if isinstance(current, int | float):
+        return check_value(name, value, float)
+    if isinstance(current, tuple):
+        return check_value(name, value, tuple[(float,) * len(current)])
+    return value

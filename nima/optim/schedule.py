@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 from nima.optim.optimizer import Optimizer
+from nima.settings import check_int, check_value
 
 
 class LRScheduler:
@@ -55,8 +56,13 @@ class LRScheduler:
         return {"last_step": self.last_step, "base_lrs": list(self.base_lrs)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.last_step = int(state_dict["last_step"])
-        self.base_lrs = [float(x) for x in state_dict["base_lrs"]]
+        """Restore `state_dict()`: a step count and one finite base rate >= 0 per group."""
+        name = type(self).__name__
+        step = check_int(f"{name}.last_step", state_dict["last_step"], ge=0)
+        n = len(self.optimizer.param_groups)
+        lrs = check_value(f"{name}.base_lrs", state_dict["base_lrs"], tuple[(float,) * n],
+                          {"ge": 0.0})
+        self.last_step, self.base_lrs = step, list(lrs)
         self._apply()
 
 

@@ -37,6 +37,13 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
 
+    def _check_state(self, name: str, entry: dict[str, Any]) -> None:
+        """A parameter's state is its momentum buffer, once momentum has run."""
+        if set(entry) - {"momentum_buffer"}:
+            raise ValueError(f"{name}: expected momentum_buffer, got {sorted(entry)}")
+        if not isinstance(entry.get("momentum_buffer", np.zeros(0)), np.ndarray):
+            raise ValueError(f"{name}.momentum_buffer: expected an array")
+
     # --8<-- [start:sgd]
     def _update(self, p: Tensor, grad: np.ndarray, group: dict[str, Any],
                 state: dict[str, Any]) -> None:

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from nima.data.dataset import TokenDataset
+from nima.data.pairs import PairDataset
 from nima.data.sampler import LossGuidedSampler
 
-__all__ = ["Batches", "LossGuidedBatches", "StreamBatches", "UniformBatches", "make_batches",
-           "row_losses"]
+__all__ = ["Batches", "LossGuidedBatches", "PairBatches", "StreamBatches", "UniformBatches",
+           "make_batches", "row_losses"]
 
 
 def row_losses(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -80,6 +81,13 @@ class UniformBatches(Batches):
         return self.data.get_batch(self.batch_size, self.block_size, self.rng)
 
 
+class PairBatches(UniformBatches):
+    """Random pairs of a `PairDataset`, for the encoder-decoder: `(src, tgt_in, tgt_out)`."""
+
+    def next(self) -> tuple[np.ndarray, ...]:
+        return self.data.get_batch(self.batch_size, self.rng)
+
+
 class LossGuidedBatches(UniformBatches):
     """Windows drawn by their recent loss (`LossGuidedSampler`, its draws from `rng`)."""
 
@@ -96,7 +104,11 @@ class LossGuidedBatches(UniformBatches):
 
     def record(self, logits: np.ndarray, targets: np.ndarray) -> None:
         """Each drawn window's loss becomes its priority."""
-        self.sampler.update(self._drawn, row_losses(logits, targets))
+        self.update(row_losses(logits, targets))
+
+    def update(self, losses: np.ndarray) -> None:
+        """The losses `(B,)` of the last batch's rows become their windows' priorities."""
+        self.sampler.update(self._drawn, losses)
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v.tolist() for k, v in self.sampler.state_dict().items()}
@@ -148,7 +160,10 @@ class StreamBatches(Batches):
 
 def make_batches(sampling: str, data: TokenDataset, batch_size: int, block_size: int,
                  rng: np.random.Generator, group: int = 1) -> Batches:
-    """The batch source `sampling` names (`group`: segments per step, streams only)."""
+    """The batch source `sampling` names (`group`: segments per step, streams only); pairs
+    are drawn uniformly."""
+    if isinstance(data, PairDataset):
+        return PairBatches(data, batch_size, block_size, rng)
     if sampling == "stream":
         return StreamBatches(data, batch_size, block_size, group)
     kind = LossGuidedBatches if sampling == "loss_guided" else UniformBatches

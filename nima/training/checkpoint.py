@@ -24,10 +24,12 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
+import reprlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -91,11 +93,13 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
         config: the run's configuration (JSON-able).
         rng_states: JSON-able generator states; defaults to `{"nima": nima.random.get_state()}`.
         metrics: e.g. `{"train_loss": ..., "val_loss": ...}`.
-        keep_last: keep this many step checkpoints, delete older ones (`best` is never deleted).
+        keep_last: keep this many step checkpoints, delete older ones (`best` is never deleted;
+            nor is the best's own step file while `best.safetensors` does not link to it).
         best_metric: this checkpoint's value of the metric that picks the best (lower is
             better); when it is finite and beats the run's best so far (recorded in the latest
             checkpoint), this checkpoint becomes the best: recorded in itself, and
-            `best.safetensors` linked to it. NaN and infinities never become the best.
+            `best.safetensors` linked to it. NaN and infinities never become the best, and
+            neither does a model whose weights are not all finite.
         extra: any other JSON-able state to resume (a loss scaler's, say).
 
     Returns:
@@ -105,7 +109,8 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
         raise ValueError(f"save_checkpoint: keep_last must be >= 1, got {keep_last}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, np.ndarray] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    weights = model.state_dict()
+    tensors: dict[str, np.ndarray] = {f"model.{k}": v for k, v in weights.items()}
     optim_meta = None
     if optimizer is not None:
         osd = optimizer.state_dict()
@@ -120,7 +125,7 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
         optim_meta = {"scalars": scalars, "param_groups": osd["param_groups"]}
     best = _best_record(run_dir)
     if best_metric is not None and math.isfinite(best_metric) and (
-            best is None or best_metric < best["metric"]):
+            best is None or best_metric < best["metric"]) and first_nonfinite(weights) is None:
         best = {"step": int(step), "metric": float(best_metric)}
     state = {
         "step": int(step),
@@ -136,11 +141,33 @@ def save_checkpoint(run_dir: PathLike, step: int, model: Module, optimizer: Opti
     meta = {"kind": KIND, "version": VERSION, "state": json.dumps(state, default=_jsonable)}
     path = checkpoint_path(run_dir, step)
     save(tensors, path, meta)  # commits the checkpoint and its best record in one rename
-    _link_best(run_dir, best)  # before pruning, so the best's file is still there to link
-    for old in list_checkpoints(run_dir)[:-keep_last]:
-        old.unlink(missing_ok=True)
+    try:
+        _link_best(run_dir, best)  # before pruning, so the best's file is still there to link
+    finally:  # a failed link (a full disk) must not leave more than keep_last checkpoints
+        _prune(run_dir, keep_last, best)
     return path
 # --8<-- [end:save_checkpoint]
+
+
+def _prune(run_dir: Path, keep_last: int, best: dict[str, Any] | None) -> None:
+    """Delete all but the newest `keep_last` step checkpoints — except the best's own file
+    while `best.safetensors` does not link to it yet."""
+    keep = set(list_checkpoints(run_dir)[-keep_last:])
+    if best is not None:
+        source, target = checkpoint_path(run_dir, best["step"]), run_dir / BEST
+        if source.exists() and not (target.exists() and os.path.samefile(source, target)):
+            keep.add(source)
+    for old in list_checkpoints(run_dir):
+        if old not in keep:
+            old.unlink(missing_ok=True)
+
+
+def first_nonfinite(tensors: dict[str, np.ndarray]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, or None."""
+    for name, array in tensors.items():
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            return name
+    return None
 
 
 # --8<-- [start:best]
@@ -243,8 +270,9 @@ def checkpoint_info(path: PathLike) -> dict[str, Any]:
     against its digest.
 
     Raises:
-        CheckpointError: not a valid safetensors file, not a Nima checkpoint, or a checkpoint
-            without a digest.
+        CheckpointError: not a valid safetensors file, not a Nima checkpoint, a checkpoint
+            without a digest, or a state that is not what `save_checkpoint` writes (a field
+            missing or of the wrong type, a step other than the file name's).
     """
     meta = load_metadata(path)
     if meta.get("kind") != KIND or "state" not in meta:
@@ -255,9 +283,57 @@ def checkpoint_info(path: PathLike) -> dict[str, Any]:
                               f"(removed, or written by an older Nima): its header cannot be "
                               f"verified, so it is refused")
     try:
-        return json.loads(meta["state"])
+        state = json.loads(meta["state"])
     except ValueError as e:
         raise CheckpointError(f"{path}: the checkpoint's state is not valid JSON ({e})") from None
+    problem = _state_problem(state)
+    named = _NAME.match(Path(path).name)
+    if problem is None and named and int(named.group(1)) != state["step"]:
+        problem = f"it records step {state['step']} but its name says {int(named.group(1))}"
+    if problem is not None:
+        raise CheckpointError(f"{path}: the checkpoint's state is not what Nima writes: "
+                              f"{problem}")
+    return state
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# the fields of a checkpoint's state, each with its test and what it must be
+_STATE_FIELDS: dict[str, tuple[Any, str]] = {
+    "step": (_is_count, "a whole number >= 0"),
+    "config": (lambda v: isinstance(v, dict), "a mapping"),
+    "rng_states": (lambda v: isinstance(v, dict), "a mapping"),
+    "metrics": (lambda v: isinstance(v, dict), "a mapping"),
+    "best_metric": (lambda v: v is None or _is_number(v), "a number or null"),
+    "best": (lambda v: v is None or (isinstance(v, dict) and _is_count(v.get("step"))
+                                     and _is_number(v.get("metric"))
+                                     and math.isfinite(v["metric"])),
+             "null or {\"step\": a whole number, \"metric\": a finite number}"),
+    "optimizer": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("scalars"), dict)
+                                          and isinstance(v.get("param_groups"), list)),
+                  "null or {\"scalars\": a mapping, \"param_groups\": a list}"),
+    "scheduler": (lambda v: v is None or isinstance(v, dict), "a mapping or null"),
+    "extra": (lambda v: isinstance(v, dict), "a mapping"),
+}
+
+
+def _state_problem(state: Any) -> str | None:
+    """What is wrong with a checkpoint's decoded state, or None."""
+    if not isinstance(state, dict):
+        return f"expected a mapping, got {type(state).__name__}"
+    state.setdefault("extra", {})  # checkpoints written before `extra` existed
+    for key, (ok, meaning) in _STATE_FIELDS.items():
+        if key not in state:
+            return f"no {key!r}"
+        if not ok(state[key]):
+            return f"{key!r} must be {meaning}, got {_short(state[key])}"
+    return None
 
 
 # --8<-- [start:load_checkpoint]
@@ -289,13 +365,19 @@ def load_checkpoint(path: PathLike, model: Module, optimizer: Optimizer | None =
             if state["scheduler"] is None:
                 raise ValueError("the checkpoint holds no scheduler state")
             scheduler.load_state_dict(state["scheduler"])
-    except (ValueError, KeyError, IndexError) as e:
-        raise CheckpointError(f"{path}: does not fit: {e}") from e
-    if "nima" in state["rng_states"]:
-        nima_random.set_state(state["rng_states"]["nima"])
+        if "nima" in state["rng_states"]:
+            nima_random.set_state(state["rng_states"]["nima"])
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        raise CheckpointError(f"{path}: does not fit: {_short(e)}") from e
     info = {k: state[k] for k in ("step", "config", "rng_states", "metrics", "best_metric")}
     return {**info, "best": state.get("best"), "extra": state.get("extra", {})}
 # --8<-- [end:load_checkpoint]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """`repr` of a value, or `str` of an exception, cut to `limit` characters."""
+    text = str(value) if isinstance(value, BaseException) else reprlib.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _optimizer_state(saved: dict[str, Any], tensors: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -306,3 +388,11 @@ def _optimizer_state(saved: dict[str, Any], tensors: dict[str, np.ndarray]) -> d
             _, _, index, key = name.split(".", 3)
             state.setdefault(index, {})[key] = array
     return {"state": state, "param_groups": saved["param_groups"]}
+
+
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of a file's bytes, or None when there is no such file."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None

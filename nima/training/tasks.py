@@ -30,21 +30,20 @@ import numpy as np
 from nima.autograd import no_grad
 from nima.data.brackets import closing_bracket_accuracy, generate_brackets
 from nima.data.dataset import TokenDataset, token_dtype
+from nima.data.pairs import reversal_pairs
 from nima.data.recall import generate_recall, recall_accuracy
 from nima.data.synthetic import generate_corpus
 from nima.models.gpt import GPT
 from nima.training.batches import StreamBatches
-from nima.training.config import DataConfig
+from nima.training.config import GENERATED, DataConfig
 
-__all__ = ["GENERATED", "corpus_text", "run_task_metrics", "stream_logits", "stream_loss",
+__all__ = ["corpus_text", "run_task_metrics", "stream_logits", "stream_loss",
            "task_metrics"]
-
-GENERATED = ("synthetic", "brackets", "recall")
-
 
 # --8<-- [start:corpus_text]
 def corpus_text(data: DataConfig, seed: int, block_size: int) -> str:
-    """The text of the generated corpus `data.corpus` (one of `GENERATED`), drawn with `seed`."""
+    """The text of the generated corpus `data.corpus` (one of `config.GENERATED`), drawn
+    with `seed`."""
     if data.corpus == "synthetic":
         return generate_corpus(n_sections=data.synthetic_sections, seed=seed)
     if data.corpus == "brackets":
@@ -54,6 +53,8 @@ def corpus_text(data: DataConfig, seed: int, block_size: int) -> str:
         low, high = data.recall_distance or (block_size + 1, 2 * block_size)
         return generate_recall(n_queries=data.recall_queries, min_distance=low,
                                max_distance=high, seed=seed)
+    if data.corpus == "reversal":
+        return reversal_pairs(data.synthetic_pairs, seed)
     raise ValueError(f"corpus_text: data.corpus must be one of {', '.join(GENERATED)}, got "
                      f"{data.corpus!r}")
 # --8<-- [end:corpus_text]

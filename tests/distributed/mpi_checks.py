@@ -61,7 +61,7 @@ def same_on_all_ranks(comm: Communicator, array: np.ndarray) -> bool:
 def tiny_gpt(seed: int, **overrides) -> GPT:
     nima.manual_seed(seed)
     config = dict(vocab_size=65, block_size=16, n_layer=1, n_head=2, n_embd=32)
-    return GPT(GPTConfig.preset("tiny", **{**config, **overrides}))
+    return GPT(GPTConfig.preset("baby", **{**config, **overrides}))
 
 
 def token_batch(rng: np.random.Generator, rows: int, T: int = 16) -> tuple[np.ndarray, ...]:

@@ -17,7 +17,7 @@ from nima.models import GPT, GPTConfig
 
 def small_gpt() -> GPT:
     nima.manual_seed(0)
-    return GPT(GPTConfig.preset("tiny", n_layer=2, n_embd=32, n_head=2, block_size=8))
+    return GPT(GPTConfig.preset("baby", n_layer=2, n_embd=32, n_head=2, block_size=8))
 
 
 def with_gradients(model: GPT) -> list:

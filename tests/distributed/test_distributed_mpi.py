@@ -20,7 +20,7 @@ def compiled_kernels() -> None:
     """Compile (or load) the numba kernels the jobs use here, once, before the processes of a
     job would each compile them at the same time on a cold cache."""
     nima.manual_seed(0)
-    model = GPT(GPTConfig.preset("tiny", n_layer=1, n_embd=16, n_head=2, block_size=8))
+    model = GPT(GPTConfig.preset("baby", n_layer=1, n_embd=16, n_head=2, block_size=8))
     x = np.zeros((2, 8), dtype=np.int64)
     model(x, x)[1].backward()
     AdamW(model.parameters()).step()

@@ -18,7 +18,7 @@ from nima.models import GPT, GPTConfig
 
 def small_gpt(n_layer: int = 2, **overrides) -> GPT:
     nima.manual_seed(0)
-    return GPT(GPTConfig.preset("tiny", n_layer=n_layer, n_embd=16, n_head=2, block_size=8,
+    return GPT(GPTConfig.preset("baby", n_layer=n_layer, n_embd=16, n_head=2, block_size=8,
                                 **overrides)).double()
 
 

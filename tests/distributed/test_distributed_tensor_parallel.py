@@ -87,7 +87,7 @@ def test_bad_splits_are_refused() -> None:
 
 def test_parallelize_gpt_keeps_the_parameter_names() -> None:
     nima.manual_seed(0)
-    config = GPTConfig.preset("tiny", n_layer=2, n_embd=16, n_head=2, block_size=8)
+    config = GPTConfig.preset("baby", n_layer=2, n_embd=16, n_head=2, block_size=8)
     names = [n for n, _ in GPT(config).named_parameters()]
     tp = parallelize_gpt(GPT(config), Twins(1, 2))
     assert [n for n, _ in tp.named_parameters()] == names

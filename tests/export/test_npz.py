@@ -39,6 +39,7 @@ CONFIGS = {
     "post-norm, rope, rmsnorm": dict(norm_placement="post", position="rope", norm="rmsnorm"),
     "alibi, 3 heads": dict(position="alibi", n_head=3, n_embd=12),
     "grouped-query": dict(position="rope", n_head=4, n_kv_head=2, norm="rmsnorm"),
+    "embedding scale, xavier": dict(embed_scale=True, init="xavier"),
 }
 
 

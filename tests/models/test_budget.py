@@ -32,9 +32,14 @@ def test_breakdown_of_gpt2_small() -> None:
     assert parts["total"] == parts_sum
 
 
-def test_tiny_preset() -> None:
-    config = GPTConfig.preset("tiny")
+def test_baby_and_tiny_presets() -> None:
+    """nanoGPT's baby GPT, and the ≈10M model of width 256 (8,192,000 of it the token table)."""
+    config = GPTConfig.preset("baby")
     assert count_parameters(config)["total"] == GPT(config).num_parameters() == 804_096
+    config = GPTConfig.preset("tiny")
+    parts = count_parameters(config)
+    assert parts["total"] == GPT(config).num_parameters() == 11_482_624
+    assert parts["embedding"] == 32_000 * 256
 
 
 CHOICES = list(itertools.product(
@@ -107,7 +112,7 @@ def test_formula_matches_instantiation_with_the_deep_tree_echo_parts(
 
 
 def test_breakdown_names_each_part(capsys) -> None:
-    cli.main(["params", "--preset", "tiny", "--attention", "tree", "--tree-chunk", "8",
+    cli.main(["params", "--preset", "baby", "--attention", "tree", "--tree-chunk", "8",
               "--tree-layers", "0", "1", "2", "--memory-layers", "3", "--echo-layers", "3",
               "--recursion-depth", "2", "--act", "--instantiate"])
     out = capsys.readouterr().out
@@ -178,7 +183,7 @@ def test_explore_skips_invalid_combinations_and_checks_its_arguments() -> None:
 
 # ----------------------------------------------------------------------------- nima params
 def test_cli_preset(capsys) -> None:
-    cli.main(["params", "--preset", "tiny", "--instantiate"])
+    cli.main(["params", "--preset", "baby", "--instantiate"])
     out = capsys.readouterr().out
     assert "total: 804,096 parameters" in out and "agrees with the formula" in out
 
@@ -231,7 +236,7 @@ def test_cli_errors_are_one_line(capsys, argv, message) -> None:
 def test_config_fields_are_all_in_the_cli(capsys) -> None:
     """Every field of GPTConfig can be set from `nima params`, its choices and default in the
     help."""
-    cli.main(["params", "--preset", "tiny", "--n-kv-head", "2", "--ffn", "swiglu",
+    cli.main(["params", "--preset", "baby", "--n-kv-head", "2", "--ffn", "swiglu",
               "--no-bias", "--norm-eps", "1e-6", "--rope-theta", "5e5", "--position", "rope"])
     out = capsys.readouterr().out
     assert "n_kv_head=2" in out and "ffn='swiglu'" in out and "rope_theta=500000.0" in out

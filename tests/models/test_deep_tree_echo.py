@@ -238,7 +238,7 @@ def test_memory_and_echo_hold_one_row_per_stream() -> None:
 
 
 def test_parts_in_a_preset_and_replace() -> None:
-    config = GPTConfig.preset("tiny", attention="tree", tree_chunk=8)
+    config = GPTConfig.preset("baby", attention="tree", tree_chunk=8)
     assert config.tree_blocks == (0, 1, 2, 3)
     with pytest.raises(ValueError, match=r"^GPTConfig\.tree_levels"):
         dataclasses.replace(config, tree_levels=3)

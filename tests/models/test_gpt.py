@@ -28,13 +28,15 @@ def ids(B: int, T: int, V: int = 11, seed: int = 0) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- config
 def test_presets() -> None:
+    baby = GPTConfig.preset("baby")
+    assert (baby.n_layer, baby.n_head, baby.n_embd, baby.block_size, baby.vocab_size,
+            baby.bias) == (4, 4, 128, 64, 65, False)
     tiny = GPTConfig.preset("tiny")
-    assert (tiny.n_layer, tiny.n_head, tiny.n_embd, tiny.block_size, tiny.vocab_size) == \
-        (4, 4, 128, 64, 65)
+    assert (tiny.n_layer, tiny.n_head, tiny.n_embd, tiny.ffn_hidden) == (4, 4, 256, 1024)
     assert GPTConfig.preset("small") == GPTConfig()  # the defaults are GPT-2 small
     medium = GPTConfig.preset("medium", dropout=0.1)
     assert (medium.n_layer, medium.n_head, medium.n_embd, medium.dropout) == (24, 16, 1024, 0.1)
-    assert GPTConfig.preset("tiny", vocab_size=256).vocab_size == 256
+    assert GPTConfig.preset("baby", vocab_size=256).vocab_size == 256
 
 
 @pytest.mark.parametrize(("overrides", "field"), [
@@ -57,6 +59,9 @@ def test_presets() -> None:
     (dict(gelu_approximate="erf"), "gelu_approximate"),
     (dict(attn_bias=1), "attn_bias"),
     (dict(n_layer=True), "n_layer"),
+    (dict(init="kaiming"), "init"),
+    (dict(embed_scale=1), "embed_scale"),
+    (dict(hybrid_alpha=-0.1), "hybrid_alpha"),
 ])
 def test_config_errors_name_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(ValueError, match=f"^GPTConfig.{field}: "):
@@ -67,7 +72,7 @@ def test_preset_errors() -> None:
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         GPTConfig.preset("huge")
     with pytest.raises(ValueError, match=r"unknown field.*n_layers"):
-        GPTConfig.preset("tiny", n_layers=3)
+        GPTConfig.preset("baby", n_layers=3)
 
 
 # ----------------------------------------------------------------------------- forward
@@ -237,6 +242,82 @@ def test_gpt2_init() -> None:
         assert abs(params[name].data.std() - residual) < 0.15 * residual, name
     assert not params["blocks.0.attn.qkv.bias"].data.any()
     np.testing.assert_array_equal(params["blocks.0.ln_1.weight"].data, 1)
+
+
+def test_xavier_init() -> None:
+    """Glorot uniform on every matrix: inside the bound, with its variance a^2 / 3; biases 0,
+    norms 1; GPT-2's 0.02 and residual scaling are gone."""
+    nima.manual_seed(5)
+    model = GPT(small(n_layer=2, n_embd=64, n_head=4, vocab_size=500, block_size=64,
+                      init="xavier", attention="hybrid"))
+    params = dict(model.named_parameters())
+    for name, (fan_out, fan_in) in (("wte.weight", (500, 64)), ("wpe.weight", (64, 64)),
+                                    ("blocks.0.attn.qkv.weight", (192, 64)),
+                                    ("blocks.1.ffn.proj.weight", (64, 256)),
+                                    ("blocks.0.attn.reweight.weight", (4 * 64, 64))):
+        a = math.sqrt(6 / (fan_in + fan_out))
+        w = params[name].data
+        assert np.abs(w).max() <= a and abs(w.var() / (a * a / 3) - 1) < 0.1, name
+    assert not params["blocks.0.attn.qkv.bias"].data.any()
+    np.testing.assert_array_equal(params["blocks.0.ln_1.weight"].data, 1)
+    np.testing.assert_allclose(params["blocks.0.attn.alpha_logit"].data, 0.0)  # alpha 0.5
+
+
+def test_embedding_scale_multiplies_by_sqrt_width() -> None:
+    nima.manual_seed(8)
+    plain = GPT(small(n_embd=16, position="rope", tie_weights=False))
+    scaled = GPT(small(n_embd=16, position="rope", tie_weights=False, embed_scale=True))
+    scaled.load_state_dict(plain.state_dict())
+    idx = ids(2, 5)
+    np.testing.assert_allclose(scaled.embed(idx).data, 4.0 * plain.embed(idx).data, rtol=1e-6)
+    plain.wte.weight.data *= 4.0  # the same model with the scale folded into the table
+    np.testing.assert_allclose(scaled(idx)[0].data, plain(idx)[0].data, rtol=1e-5, atol=1e-6)
+
+
+def test_hybrid_alpha_from_the_config() -> None:
+    fixed = GPT(small(attention="hybrid", hybrid_alpha=0.25, hybrid_learn_alpha=False))
+    attn = fixed.blocks[0].attn
+    assert attn.alpha_fixed == 0.25 and not hasattr(attn, "alpha_logit")
+    np.testing.assert_allclose(attn.alpha().data, 0.25)
+    learned = GPT(small(attention="hybrid", hybrid_alpha=0.8))
+    np.testing.assert_allclose(learned.blocks[1].attn.alpha().data, 0.8, rtol=1e-6)
+    assert GPT(small(attention="hybrid", hybrid_alpha=1.0, hybrid_learn_alpha=False))
+    with pytest.raises(ValueError, match=r"^GPTConfig.hybrid_alpha: must be inside \(0, 1\)"):
+        small(attention="hybrid", hybrid_alpha=1.0)
+    with pytest.raises(ValueError, match=r"^GPTConfig.hybrid_alpha: must be <= 1"):
+        small(hybrid_alpha=1.5)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("attention", ATTENTIONS)
+def test_crop_block_size_keeps_the_logits_of_what_fits(position: str, attention: str) -> None:
+    """nanoGPT's model surgery: after cropping 16 -> 6, every sequence that fits gets the
+    logits it had, through the cache too; the parameters are the budget's for the new size."""
+    from nima.models.budget import count_parameters
+
+    nima.manual_seed(12)
+    model = GPT(small(block_size=16, position=position, attention=attention)).double()
+    idx = ids(2, 6)
+    with nima.no_grad():
+        before = model(idx)[0].data
+        model.crop_block_size(6)
+        after = model(idx)[0].data
+        caches = model.new_caches()
+        steps = [model(idx[:, t:t + 1], caches=caches)[0].data for t in range(6)]
+    np.testing.assert_array_equal(after, before)
+    np.testing.assert_allclose(np.concatenate(steps, 1), before, rtol=1e-12, atol=1e-12)
+    assert model.config.block_size == 6 and caches[0].capacity == 6
+    assert model.num_parameters() == count_parameters(model.config)["total"]
+    with pytest.raises(ValueError, match="exceed block_size=6"):
+        model(ids(1, 7))
+
+
+def test_crop_block_size_errors() -> None:
+    model = GPT(small())
+    with pytest.raises(ValueError, match=r"block_size must be in \[1, 8\].*got 9"):
+        model.crop_block_size(9)
+    with pytest.raises(ValueError, match=r"got 0"):
+        model.crop_block_size(0)
 
 
 def test_state_dict_round_trip() -> None:

@@ -106,6 +106,7 @@ def test_unsupported_configs_name_the_field(hf: dict, field: str) -> None:
     (dict(position="alibi"), "position='alibi'"),
     (dict(position="sinusoidal"), "position='sinusoidal'"),
     (dict(norm_placement="post"), "norm_placement='post'"),
+    (dict(embed_scale=True), "embed_scale=True"),
     (dict(attention="hybrid"), "attention='hybrid'"),
     (dict(attention="tree"), "attention='tree'"),
     (dict(memory_layers=(1,)), r"memory_layers=\[1\]"),

@@ -60,12 +60,15 @@ def test_shapes_loss_and_tying() -> None:
 
 
 def test_config_and_input_errors() -> None:
-    with pytest.raises(ValueError, match="TransformerConfig: d_model=10 must be divisible"):
+    with pytest.raises(ValueError, match=r"TransformerConfig\.d_model: must be divisible by "
+                                         r"n_head=4, got 10"):
         config(d_model=10, n_head=4)
-    with pytest.raises(ValueError, match="TransformerConfig: position must be one of"):
+    with pytest.raises(ValueError, match=r"TransformerConfig\.position: must be one of"):
         config(position="rope")
-    with pytest.raises(ValueError, match="TransformerConfig: ffn must be one of"):
+    with pytest.raises(ValueError, match=r"TransformerConfig\.ffn: must be one of"):
         config(ffn="tanh")
+    with pytest.raises(ValueError, match=r"TransformerConfig\.dropout: must be < 1"):
+        config(dropout=1.0)
     with pytest.raises(ValueError, match=r"TransformerConfig\.n_decoder_layers: must be >= 1"):
         config(n_decoder_layers=0)
     model = Transformer(config(max_len=8))
@@ -159,3 +162,105 @@ def test_learns_to_reverse_sequences() -> None:
     real = held_out != PAD
     accuracy = ((predicted == held_out) & real).sum() / real.sum()
     assert accuracy >= 0.99, accuracy
+    from nima.generation import generate  # the decoding code, cached: the same answers
+
+    decoded = generate(model.condition(held_src), np.full((256, 1), BOS), 9, stats=False)
+    np.testing.assert_array_equal(decoded.sequences[:, 1:], predicted)
+
+
+# ----------------------------------------------------------------------------- decoding
+def random_model(seed: int = 5, **overrides) -> Transformer:
+    """A float64 model with large random weights: far-from-uniform predictions."""
+    nima.manual_seed(seed)
+    model = Transformer(config(**overrides)).double().eval()
+    rng = np.random.default_rng(seed)
+    for p in model.parameters():
+        p.data[...] = rng.normal(0.0, 0.4, p.shape)
+    return model
+
+
+def log_prob(model: Transformer, src: np.ndarray, tokens: list[int]) -> float:
+    """log p(tokens | src) from one uncached teacher-forced forward, BOS first."""
+    with nima.no_grad():
+        logits = model(src[None], np.array([[BOS, *tokens[:-1]]]))[0].data[0]
+    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1,
+                                                                            keepdims=True))
+    logp -= logits.max(-1, keepdims=True)
+    return float(sum(logp[t, tok] for t, tok in enumerate(tokens)))
+
+
+@pytest.mark.parametrize("position", ["sinusoidal", "learned"])
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_cached_decoding_equals_the_full_decoder(position: str, placement: str) -> None:
+    """A 3-token prefix in one call, then one token at a time through DecoderCaches: the
+    teacher-forced logits, for padded sources; the cross-attention keys are computed once."""
+    model = random_model(position=position, norm_placement=placement)
+    src, tgt_in, _ = reversal_batch(3, np.random.default_rng(5))
+    tgt = np.where(tgt_in == PAD, 4, tgt_in)  # every target position real
+    with nima.no_grad():
+        full = model(src, tgt)[0].data
+        memory, src_pad = model.encode(src)
+        caches = model.new_caches()
+        steps = [model.decode(tgt[:, :3], memory, src_pad, caches).data]
+        cross = caches[0].cross_attn.k
+        steps += [model.decode(tgt[:, t:t + 1], None, src_pad, caches).data
+                  for t in range(3, tgt.shape[1])]
+    np.testing.assert_allclose(np.concatenate(steps, 1), full, rtol=1e-12, atol=1e-12)
+    assert caches[0].cross_attn.k is cross and caches[0].length == tgt.shape[1]
+    assert caches[0].cross_attn.padding_mask(0).sum() == src_pad.sum()  # the source padding
+
+
+def test_generate_drives_the_decoder_greedy_and_beam() -> None:
+    """`generate` on `condition(src)`: greedy equals the uncached argmax loop; beam search
+    scores are the summed log-probabilities of a full forward, one beam is greedy, and the
+    best of 3 beams is at least as likely as the greedy sequence."""
+    from nima.generation import generate
+
+    model = random_model()
+    src, _, _ = reversal_batch(4, np.random.default_rng(6))
+    bos = np.full((4, 1), BOS)
+    out = generate(model.condition(src), bos, 9, stats=False)
+    np.testing.assert_array_equal(out.sequences[:, 1:], greedy(model, src, 9))
+    one = generate(model.condition(src), bos, 9, num_beams=1, strategy="beam", stats=False)
+    np.testing.assert_array_equal(one.sequences, out.sequences)
+    beams = generate(model.condition(src), bos, 9, num_beams=3, num_return_sequences=2,
+                     eos_token_id=EOS, stats=False)
+    for i in range(8):
+        tokens = beams.generated(i)
+        assert beams.sequence_logprobs[i] == pytest.approx(log_prob(model, src[i // 2], tokens),
+                                                           rel=1e-9)
+    for b in range(4):
+        assert beams.sequence_logprobs[2 * b] >= log_prob(model, src[b], out.generated(b)) - 1e-9
+
+
+def test_repeated_rows_read_their_own_source() -> None:
+    """num_return_sequences = 3 samples: 12 rows for 4 sources, each row's log-probability is
+    that of its own source's decoder."""
+    from nima.generation import generate
+
+    model = random_model(7)
+    src, _, _ = reversal_batch(4, np.random.default_rng(7))
+    out = generate(model.condition(src), np.full((4, 1), BOS), 6, do_sample=True,
+                   num_return_sequences=3, seed=0, stats=False)
+    for row in range(12):
+        assert out.sequence_logprobs[row] == pytest.approx(
+            log_prob(model, src[row // 3], out.generated(row)), rel=1e-9)
+
+
+def test_conditioned_decoder_errors() -> None:
+    model = random_model()
+    src, _, _ = reversal_batch(2, np.random.default_rng(8))
+    decoder = model.condition(src)
+    with pytest.raises(ValueError, match="3 target rows for 2 sources"):
+        decoder(np.full((3, 1), BOS))
+    with pytest.raises(ValueError, match="take no attention_mask"):
+        decoder(np.full((2, 1), BOS), attention_mask=np.ones((2, 1)))
+    with pytest.raises(ValueError, match="one DecoderCache per decoder layer"):
+        model.decode(np.full((2, 1), BOS), decoder.memory, decoder.src_pad, [])
+    with pytest.raises(ValueError, match=r"tgt_in token id 13 is outside the vocabulary"):
+        decoder(np.full((2, 1), 13))
+    caches = model.new_caches()
+    with nima.no_grad():
+        decoder(np.full((2, 15), BOS), caches=caches)
+        with pytest.raises(ValueError, match="2 positions after 15 cached, more than max_len"):
+            decoder(np.full((2, 2), BOS), caches=caches)

@@ -25,7 +25,7 @@ STEPS = 6
 
 def _model(seed=0):
     nima.manual_seed(seed)
-    return GPT(GPTConfig.preset("tiny", vocab_size=17, n_layer=1, n_embd=32, n_head=2,
+    return GPT(GPTConfig.preset("baby", vocab_size=17, n_layer=1, n_embd=32, n_head=2,
                                 block_size=8))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from tiny_runs import tiny_config
+from tiny_runs import on_stop_signal, own_stop_signals, tiny_config
 
 from nima.data.synthetic import char_entropy
 from nima.training import Config, ConfigError, Trainer, TrainingError, checkpoint_info, load_run
@@ -99,10 +99,11 @@ def test_ctrl_c_saves_and_resume_gives_the_same_curve(tmp_path):
 
     first = Trainer(tiny_config(tmp_path / "b", **extra))
     _stop_at(first, 23)
-    result = first.fit()
+    with own_stop_signals():  # not what the process inherited: SIG_IGN in a background job
+        result = first.fit()
+        assert signal.getsignal(signal.SIGINT) is on_stop_signal  # the handler before, again
     assert result.interrupted and result.step == 23  # the step in flight finished
     assert latest_checkpoint(tmp_path / "b" / "run").name == "ckpt-0000023.safetensors"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
     resumed = Trainer(tiny_config(tmp_path / "b", **extra), resume=True)
     assert resumed.step == 23
@@ -188,7 +189,7 @@ def test_metrics_log_refuses_unknown_columns_and_truncates(tmp_path):
     log.truncate_after(2)
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
     assert (tmp_path / "metrics.csv").read_text().splitlines()[1:] == [
-        "1,train,1.0,,,,,", "2,train,2.0,,,,,"]
+        "1,train,1.0,,,,,,,,", "2,train,2.0,,,,,,,,"]
 
 
 def test_progress_bar_lines_and_durations(tmp_path):
@@ -198,8 +199,13 @@ def test_progress_bar_lines_and_durations(tmp_path):
         bar.update(50, 2.5, 1e-3, 12_300)
         bar.close()
     line = (tmp_path / "out.txt").read_text()
-    assert line.startswith("step  50/200 [##--------]  25% | loss 2.5000 | lr 1.00e-03 | "
-                           "12.3k tok/s |") and "\r" not in line
+    assert line.startswith("step  50/200 [##--------]  25% | loss 2.5000 | ppl 12.18 | "
+                           "lr 1.00e-03 | 12.3k tok/s |") and "\r" not in line
+    with open(tmp_path / "eval.txt", "w") as f:  # nima eval's bar: windows, no learning rate
+        bar = ProgressBar(8, stream=f, width=10, label="window")
+        bar.update(8, 0.0, None, 500)
+    assert (tmp_path / "eval.txt").read_text().startswith(
+        "window 8/8 [##########] 100% | loss 0.0000 | ppl 1.00 | 0.5k tok/s |")
 
 
 def test_cli_trains_resumes_and_reports_errors(tmp_path):
@@ -227,7 +233,10 @@ def test_cli_trains_resumes_and_reports_errors(tmp_path):
     assert bad.returncode == 1 and "nima train: optimizer.lr: must be > 0" in bad.stderr
 
 
-def test_cli_ctrl_c_saves_and_exits_130(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_cli_a_stop_signal_saves_and_exits_128_plus_its_number(tmp_path, signum):
+    """Ctrl-C exits 130, a scheduler's SIGTERM 143, a closed terminal's SIGHUP 129 — each after
+    saving the step it finished."""
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "nima", "train", str(ROOT / "configs/tiny_synthetic.yaml"),
            "--set", f"data.out_dir={tmp_path / 'data'}", "--set", f"training.run_dir={run}",
@@ -240,10 +249,10 @@ def test_cli_ctrl_c_saves_and_exits_130(tmp_path):
         if metrics.exists() and sum(1 for _ in metrics.open()) >= 5:
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    step = int(out.split("interrupted at step ")[1].split()[0])
+    assert proc.returncode == 128 + signum, err
+    step = int(out.split(" at step ")[1].split()[0])
     assert latest_checkpoint(run).name == f"ckpt-{step:07d}.safetensors"
     assert f"resume with: nima train {run}" in err
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] <= step
