@@ -113,12 +113,12 @@ class GPTConfig:
     tie_weights: bool = setting(True, "the output head shares the token embedding")
     attention: str = setting("content", "attention kind (see HybridAttention; tree: "
                                         "TreeAttention)", choices=CHOICES["attention"])
-    tree_layers: tuple[int, ...] | None = setting(None, "attention 'tree': the blocks with tree "
-                                                        "attention, the others content; null "
-                                                        "is every block without memory", ge=0)
+    tree_layers: tuple[int, ...] | None = setting(None, "attention 'tree': its blocks, the others "
+                                                        "content; null: every block without "
+                                                        "memory", ge=0)
     tree_chunk: int = setting(16, "tree attention: children per node b", ge=2)
-    tree_levels: int | None = setting(None, "tree attention: levels L above the tokens; null "
-                                            "is the L with b^L < block_size <= b^(L+1)", ge=1)
+    tree_levels: int | None = setting(None, "tree attention: levels L above the tokens; null: "
+                                            "b^L < block_size <= b^(L+1)", ge=1)
     tree_gate: str = setting("sigmoid", "tree attention: branch gates over the levels",
                              choices=CHOICES["tree_gate"])
     tree_pooling: str = setting("mean", "tree attention: how a chunk is summarised",
@@ -133,24 +133,23 @@ class GPTConfig:
     echo_layers: tuple[int, ...] = setting((), "blocks with an echo layer: state slots carried "
                                                "from segment to segment (EchoLayer)", ge=0)
     echo_slots: int = setting(4, "echo layer: state vectors S", ge=1)
-    tbptt: int = setting(1, "stream training: segments per backward; the echo state keeps its "
-                            "graph through them (truncated BPTT)", ge=1)
+    tbptt: int = setting(1, "stream training: segments per backward, the echo state's graph kept "
+                            "(TBPTT)", ge=1)
     streams: int = setting(1, "rows of the echo state and memory bank training carries: the "
                               "training batch size", ge=1)
-    recursion_depth: int = setting(1, "blocks without echo or memory applied R times with "
-                                      "shared weights (RecursiveBlock); 1 is off", ge=1)
+    recursion_depth: int = setting(1, "blocks without echo or memory run R times, weights "
+                                      "shared (RecursiveBlock); 1 is off", ge=1)
     act: bool = setting(False, "recursion halts per position (adaptive computation time)")
     ponder_cost: float = setting(0.01, "ACT: weight τ of the ponder cost in the training loss",
                                  ge=0.0)
-    hybrid_alpha: float = setting(0.5, "hybrid attention: the weight alpha of the reweight "
-                                       "distribution (fixed, or every head's initial "
-                                       "sigmoid(a_h))", ge=0.0, le=1.0)
+    hybrid_alpha: float = setting(0.5, "hybrid attention: the reweight distribution's weight "
+                                       "alpha (or each head's initial one)", ge=0.0, le=1.0)
     hybrid_learn_alpha: bool = setting(True, "hybrid attention: learn alpha_h = sigmoid(a_h) "
                                              "per head")
     embed_scale: bool = setting(False, "multiply the token embeddings by √n_embd (the 2017 "
                                        "Transformer's scaling)")
     init: str = setting("gpt2", "weight init: gpt2 (N(0, 0.02²), residual projections / "
-                                "√(2L)) or xavier (Glorot uniform matrices)",
+                                "√(2L)) or xavier (Glorot uniform)",
                         choices=CHOICES["init"])
     gradient_checkpointing: bool = setting(False, "recompute each block in the backward "
                                                   "instead of storing it")

@@ -91,8 +91,8 @@ class ModelConfig(GPTConfig):
     vocab_size: int | None = setting(None, "token ids; null takes the tokenizer's size", ge=1)
     streams: int | None = setting(None, "rows of the echo state and memory bank training "
                                         "carries; null is training.batch_size", ge=1)
-    kind: str = setting("gpt", "the model: gpt (decoder-only, these fields) or seq2seq (the "
-                               "encoder-decoder, the fields below)", choices=("gpt",))
+    kind: str = setting("gpt", "the model: gpt (decoder-only, these fields) or seq2seq "
+                               "(encoder-decoder, below)", choices=("gpt",))
 
     def to_gpt_config(self, vocab_size: int | None = None, streams: int = 1) -> GPTConfig:
         """The model's `GPTConfig`; `vocab_size` and `streams` fill in null fields."""
@@ -139,8 +139,8 @@ class DataConfig:
     """The corpus and how `nima.data.prepare` tokenizes it."""
 
     corpus: str = _field("tinyshakespeare.txt",
-                         "a UTF-8 text file (seq2seq: source<TAB>target lines), or generated: "
-                         "`synthetic`, `brackets`, `recall`, `reversal` (seq2seq)")
+                         "a UTF-8 text file, or generated: synthetic, brackets, recall, "
+                         "reversal (seq2seq: source<TAB>target lines)")
     synthetic_sections: int = _field(200, "sections of the synthetic corpus", ge=1,
                                      le=100_000)
     synthetic_pairs: int = _field(4000, "pairs of the generated reversal task", ge=2)

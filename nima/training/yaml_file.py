@@ -8,9 +8,10 @@ merges), with which a few hundred bytes describe a structure of billions of elem
 it silently keeps the last. `StrictLoader` refuses both while it composes the document, before
 anything large is built.
 
-Example:
-    >>> read_yaml("configs/shakespeare_char.yaml")["model"]["n_layer"]   # doctest: +SKIP
-    4
+```python
+>>> read_yaml("configs/shakespeare_char.yaml")["model"]["n_layer"]
+4
+```
 """
 
 from __future__ import annotations
