@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from typing import Any, NoReturn
 
 import numpy as np
@@ -121,6 +122,9 @@ class Communicator:
         with exit code `code`."""
         print(f"nima.distributed: rank {self.rank} of {self.size}: {message}", file=sys.stderr,
               flush=True)
+        # MPI_Abort tears the job down at once, and mpiexec's proxies may die before they pass
+        # the message on (seen under load: an empty stderr); a moment's wait lets it through
+        time.sleep(0.25)
         self._abort(code)
 
     # --8<-- [start:check_same]
