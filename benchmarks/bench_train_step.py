@@ -1,7 +1,9 @@
 """One full training step of nanoGPT's CPU "baby GPT": forward, backward, clip, AdamW.
 
 Model: `GPTConfig.preset("baby", vocab_size=65)` (4 layers, 4 heads, 128 dims, block 64, no
-bias, dropout 0), batch 12, float32, random token ids. A step is `zero_grad`, `model(x, y)`,
+bias, dropout 0), batch 12, float32, random token ids; `--preset tiny` races the ~10M model
+instead (256 wide, 4 layers, FFN 1024, vocabulary 32,000; context 128, batch 8), where the
+matrix products fill the step. A step is `zero_grad`, `model(x, y)`,
 `loss.backward()`, `clip_grad_norm_(params, 1.0)`, `AdamW.step()` (lr 1e-3, betas (0.9, 0.99),
 weight decay 0.1 on the matrices, none on embeddings/norms, as nanoGPT). Reported: the median of
 the whole step and of each phase, in milliseconds. `--profile` also prints a cProfile top-15 by
@@ -14,8 +16,11 @@ importable, the same model (same weights, tanh-GELU, SDPA attention, tied head) 
 same run. Contestants alternate in rounds so load from elsewhere hits them all. PyTorch is
 optional; nothing installs it.
 
-Run: `python benchmarks/bench_train_step.py [--quick] [--profile]`; writes
-`benchmarks/results/train_step.md` (via a temporary file and a rename).
+glibc's malloc is left as the user's process has it unless `--retain-memory` opts in to
+`nima.runtime.retain_freed_memory` (what `runtime.retain_memory: true` does in a config).
+
+Run: `python benchmarks/bench_train_step.py [--preset tiny] [--retain-memory] [--quick]
+[--profile]`; writes `benchmarks/results/train_step.md` (`train_step_tiny.md`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from nima.training import Config, Trainer
 
 B = 12
 CONFIG = GPTConfig.preset("baby", vocab_size=65)
+SHAPES = {"baby": (12, CONFIG),
+          "tiny": (8, GPTConfig.preset("tiny", block_size=128, bias=False))}
 PHASES = ("forward", "backward", "clip", "optimizer", "step")
 
 
@@ -164,11 +171,14 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile top-15 by tottime")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc malloc as it is")
+    parser.add_argument("--preset", choices=sorted(SHAPES), default="baby")
+    parser.add_argument("--retain-memory", action="store_true",
+                        help="tune glibc malloc as runtime.retain_memory does")
     args = parser.parse_args()
-    # what the shipped config opts in to; the process-wide setting serves every contestant
-    tuned = not args.default_malloc and retain_freed_memory()
+    global B, CONFIG
+    B, CONFIG = SHAPES[args.preset]
+    # an explicit opt-in: the process-wide setting then serves every contestant
+    tuned = args.retain_memory and retain_freed_memory()
     rounds = args.rounds or (2 if args.quick else 5)
     repeats = args.repeats or (5 if args.quick else 10)
 
@@ -200,7 +210,8 @@ def main() -> None:
 
     med = {k: statistics.median(v) for k, v in nima_t.items()}
     lines = [
-        "**One training step: baby GPT** (baby preset, vocab 65, batch 12 x 64)",
+        f"**One training step: {args.preset} preset** (vocab {CONFIG.vocab_size}, "
+        f"{CONFIG.n_layer} layers x {CONFIG.n_embd} wide, batch {B} x {CONFIG.block_size})",
         "",
         f"Machine: {machine()}; "
         f"{rounds} rounds x {repeats} steps, medians in ms "
@@ -220,7 +231,8 @@ def main() -> None:
               f"{trainer_ms / med['step']:.2f}x the hand-written loop."]
     lines += ["", "glibc malloc: " + ("tuned by `nima.runtime.retain_freed_memory` (what "
                                       "`runtime.retain_memory: true` does), for every "
-                                      "contestant" if tuned else "default (`--default-malloc`)")]
+                                      "contestant" if tuned else "as the process has it "
+                                      "(no setting)")]
     malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     if malloc:  # glibc malloc tuning changes the numbers a lot (page faults of fresh arrays)
         lines += ["", "Environment: " + ", ".join(f"{k}={v}" for k, v in sorted(malloc.items()))]
@@ -237,7 +249,7 @@ def main() -> None:
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
         print(buf.getvalue())
-    publish("train_step", lines)
+    publish("train_step" if args.preset == "baby" else f"train_step_{args.preset}", lines)
 
 
 if __name__ == "__main__":
