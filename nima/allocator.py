@@ -32,7 +32,6 @@ TOP_PAD = 64 << 20  # extra heap requested per growth, so growing is rare
 _done: bool | None = None
 
 
-# --8<-- [start:retain_freed_memory]
 def retain_freed_memory() -> bool:
     """Tune glibc malloc so freed arrays' pages are reused, not returned and faulted in again.
 
@@ -53,4 +52,3 @@ def retain_freed_memory() -> bool:
                 (M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
                 (M_TOP_PAD, TOP_PAD)))
     return _done
-# --8<-- [end:retain_freed_memory]

@@ -142,7 +142,6 @@ def softmax_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
     return pick(_sm.softmax_backward_numpy, _sm.softmax_backward_numba)(y, dy)
 
 
-# --8<-- [start:causal_softmax_forward]
 def causal_softmax_forward(x: np.ndarray, shift: int | None = None) -> np.ndarray:
     """Causal softmax of scores `(..., Tq, Tk)`: row `i` over keys `j <= i + shift`, zeros
     after; `shift` defaults to `Tk - Tq` (see `nima.kernels.attention`)."""
@@ -156,7 +155,6 @@ def causal_softmax_forward(x: np.ndarray, shift: int | None = None) -> np.ndarra
     forward = pick(_attention.causal_softmax_forward_numpy,
                    _attention.causal_softmax_forward_numba)
     return forward(x, shift)
-# --8<-- [end:causal_softmax_forward]
 
 
 def gelu_tanh_forward(x: np.ndarray) -> np.ndarray:
@@ -268,7 +266,6 @@ def cross_entropy_backward(
     return backward(logits, targets, lse, grad_losses, ignore_index, label_smoothing)
 
 
-# --8<-- [start:layer_norm]
 def _check_norm(op: str, x: np.ndarray, weight: np.ndarray | None,
                 *more: np.ndarray | None) -> None:
     """x has rows (C >= 1) along its last axis; weight is (C,) or None; one float dtype."""
@@ -333,7 +330,6 @@ def layer_norm_backward(
     _check_row_stats("layer_norm_backward", x, dy, mean, rstd)
     backward = pick(_ln.layer_norm_backward_numpy, _ln.layer_norm_backward_numba)
     return backward(dy, x, weight, mean, rstd)
-# --8<-- [end:layer_norm]
 
 
 def rms_norm_forward(

@@ -87,7 +87,6 @@ def layer_norm_backward_numpy(
 # --8<-- [end:layer_norm_numpy]
 
 
-# --8<-- [start:rms_norm_numpy]
 def rms_norm_forward_numpy(
     x: np.ndarray, weight: np.ndarray | None, eps: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -110,11 +109,9 @@ def rms_norm_backward_numpy(
     dx = rstd * (g - xhat * (g * xhat).mean(axis=-1, keepdims=True))
     dweight = (dy * xhat).reshape(-1, x.shape[-1]).sum(axis=0)
     return dx, dweight
-# --8<-- [end:rms_norm_numpy]
 
 
 # ------------------------------------------------------------------------------ numba kernels
-# --8<-- [start:norm_forward_numba]
 @njit(cache=True, fastmath=ROW_FASTMATH, error_model="numpy")  # 1/0 is inf, as in NumPy
 def _norm_forward_row(
     r: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float, centered: bool, out: np.ndarray
@@ -160,10 +157,8 @@ def _norm_forward(
     rstd = np.empty_like(mean)
     launch(_norm_forward_rows, x2.size, x2, w, b, x.dtype.type(eps), centered, y, mean, rstd)
     return y.reshape(x.shape), mean.reshape(x.shape[:-1]), rstd.reshape(x.shape[:-1])
-# --8<-- [end:norm_forward_numba]
 
 
-# --8<-- [start:norm_backward_numba]
 @njit(cache=True, fastmath=ROW_FASTMATH)
 def _norm_backward_row(
     dy: np.ndarray, x: np.ndarray, w: np.ndarray, mean: float, rstd: float, centered: bool,
@@ -228,7 +223,6 @@ def _norm_backward(
            np.ascontiguousarray(mean).reshape(n_rows), np.ascontiguousarray(rstd).reshape(n_rows),
            centered, dx, dw_parts, db_parts)
     return dx.reshape(x.shape), dw_parts.sum(axis=0), db_parts.sum(axis=0)
-# --8<-- [end:norm_backward_numba]
 
 
 def layer_norm_forward_numba(

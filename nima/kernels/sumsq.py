@@ -14,7 +14,6 @@ import numpy as np
 from numba import njit
 
 
-# --8<-- [start:sum_of_squares]
 def sum_of_squares_numpy(x: np.ndarray) -> float:
     r"""$\sum_i x_i^2$ in float64 (NumPy reference)."""
     return float(np.square(x, dtype=np.float64).sum())
@@ -33,4 +32,3 @@ def _sum_of_squares_flat(x: np.ndarray) -> float:
 def sum_of_squares_numba(x: np.ndarray) -> float:
     r"""$\sum_i x_i^2$ in float64, one pass on the calling thread (numba kernel)."""
     return float(_sum_of_squares_flat(np.ascontiguousarray(x).reshape(-1)))
-# --8<-- [end:sum_of_squares]

@@ -17,7 +17,6 @@ from nima.autograd import Context, Function
 from nima.ops.operands import autocast_float32, binary_operands
 
 
-# --8<-- [start:add]
 class Add(Function):
     r"""$y = a + b$; $\bar a = \bar y$, $\bar b = \bar y$."""
 
@@ -28,7 +27,6 @@ class Add(Function):
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return grad, grad
-# --8<-- [end:add]
 
 
 class Sub(Function):

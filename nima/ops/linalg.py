@@ -68,7 +68,6 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1, x.shape[-1])
 
 
-# --8<-- [start:matmul]
 class Matmul(Function):
     r"""$C = AB$ over the last two axes (batched, broadcast); $\bar A = \bar C B^\top$,
     $\bar B = A^\top \bar C$, each summed over the batch entries its operand was shared by."""
@@ -106,7 +105,6 @@ class Matmul(Function):
                 gb = unbroadcast(batched_matmul(a2.swapaxes(-1, -2), grad), b2.shape)
                 gb = gb.reshape(shape_b)
         return ga, gb
-# --8<-- [end:matmul]
 
 
 def matmul(a: Any, b: Any) -> Tensor:

@@ -58,7 +58,6 @@ class Softmax(Function):
 # --8<-- [end:softmax]
 
 
-# --8<-- [start:log_softmax]
 class LogSoftmax(Function):
     r"""$\ell_i = x_i - \log \sum_j e^{x_j}$ along `dim`.
 
@@ -78,10 +77,8 @@ class LogSoftmax(Function):
         (out,) = ctx.saved_tensors
         dx = kernels.log_softmax_backward(out, _to_last(grad, ctx.dim))
         return _from_last(dx, ctx.dim, ctx.ndim), None
-# --8<-- [end:log_softmax]
 
 
-# --8<-- [start:cross_entropy]
 class CrossEntropy(Function):
     r"""Cross-entropy of logits $z$ (rows of $C$ classes) against integer targets $t$.
 
@@ -125,7 +122,6 @@ class CrossEntropy(Function):
         dz = kernels.cross_entropy_backward(z, t, lse, grad_losses, ctx.ignore_index,
                                             ctx.label_smoothing)
         return dz.reshape(ctx.shape), None, None, None, None
-# --8<-- [end:cross_entropy]
 
 
 # ------------------------------------------------------------------------------ public functions

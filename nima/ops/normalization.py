@@ -41,7 +41,6 @@ def _param_grad(ctx: Context, i: int, g: np.ndarray, param: np.ndarray | None) -
     return g.reshape(param.shape) if ctx.needs_input_grad[i] else None
 
 
-# --8<-- [start:layer_norm]
 class LayerNorm(Function):
     r"""$y = \hat x \odot w + b$, $\hat x = (x - \mu)\,\text{rstd}$, over the last `n_dims` dims.
 
@@ -67,10 +66,8 @@ class LayerNorm(Function):
                                                  mean, rstd)
         return (dx.reshape(ctx.x_shape), _param_grad(ctx, 1, dw, weight),
                 _param_grad(ctx, 2, db, bias), None, None)
-# --8<-- [end:layer_norm]
 
 
-# --8<-- [start:rms_norm]
 class RMSNorm(Function):
     r"""$y = x\,\text{rstd} \odot w$, $\text{rstd} = 1/\sqrt{\operatorname{mean}(x^2)+\epsilon}$.
 
@@ -94,7 +91,6 @@ class RMSNorm(Function):
         x2, weight, rstd = ctx.saved_tensors
         dx, dw = kernels.rms_norm_backward(grad.reshape(x2.shape), x2, _flat(weight), rstd)
         return dx.reshape(ctx.x_shape), _param_grad(ctx, 1, dw, weight), None, None
-# --8<-- [end:rms_norm]
 
 
 # ------------------------------------------------------------------------------ public functions

@@ -798,7 +798,6 @@ class Trainer:
             f.write(f"{stamp} {text}\n")
 
 
-# --8<-- [start:complete]
 def complete(model: GPT | Transformer, tokenizer: Any, prompt: str, config: GenerationConfig,
              stats: bool = True) -> tuple[list[str], GenerationOutput]:
     """What `generate` writes for `prompt` under `config`, as text, one string per returned
@@ -819,7 +818,6 @@ def complete(model: GPT | Transformer, tokenizer: Any, prompt: str, config: Gene
         return texts, out
     out = generate(model, np.asarray([ids]), config=config, tokenizer=tokenizer, stats=stats)
     return [tokenizer.decode(row) for row in out.tolist()], out
-# --8<-- [end:complete]
 
 
 def sample_text(model: GPT | Transformer, tokenizer: Any, prompt: str,
