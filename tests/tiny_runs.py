@@ -4,9 +4,11 @@ the synthetic corpus, everything written under a pytest `tmp_path`."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from nima.training import Config
 
@@ -46,3 +48,16 @@ def own_stop_signals() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def interrupt_at(trainer: Any, step: int) -> None:
+    """A real Ctrl-C (SIGINT) while `trainer` computes step `step`: it finishes, saves and
+    stops."""
+    original = trainer.train_step
+
+    def train_step() -> float:
+        if trainer.step + 1 == step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original()
+
+    trainer.train_step = train_step

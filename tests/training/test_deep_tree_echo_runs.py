@@ -7,14 +7,12 @@ key."""
 from __future__ import annotations
 
 import io
-import os
-import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_runs import tiny_config
+from tiny_runs import interrupt_at, tiny_config
 
 import nima
 from nima import cli
@@ -36,18 +34,6 @@ from nima.training.tasks import run_task_metrics, stream_logits
 ROOT = Path(__file__).resolve().parents[2]
 STATEFUL = {"memory_layers": [0], "memory_capacity": 24, "echo_layers": [0], "tbptt": 2,
             "memory_contrastive": 0.1}
-
-
-def interrupt_at(trainer: Trainer, step: int) -> None:
-    """A real Ctrl-C while `trainer` computes step `step`: it finishes, saves and stops."""
-    original = trainer.train_step
-
-    def train_step() -> float:
-        if trainer.step + 1 == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original()
-
-    trainer.train_step = train_step
 
 
 def strip(records):

@@ -4,7 +4,6 @@ whole."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from tiny_runs import on_stop_signal, own_stop_signals, tiny_config
+from tiny_runs import interrupt_at, on_stop_signal, own_stop_signals, tiny_config
 
 from nima.data.synthetic import char_entropy
 from nima.training import Config, ConfigError, Trainer, TrainingError, checkpoint_info, load_run
@@ -78,18 +77,6 @@ def test_best_checkpoint_holds_the_lowest_validation_loss(tmp_path):
     assert all(np.array_equal(final[k], v) for k, v in latest.state_dict().items())
 
 
-def _stop_at(trainer: Trainer, step: int) -> None:
-    """Make `trainer` receive a real SIGINT while it computes step `step`."""
-    original = trainer.train_step
-
-    def train_step() -> float:
-        if trainer.step + 1 == step:
-            os.kill(os.getpid(), signal.SIGINT)
-        return original()
-
-    trainer.train_step = train_step
-
-
 def test_ctrl_c_saves_and_resume_gives_the_same_curve(tmp_path):
     """An interrupted and resumed run equals an uninterrupted one, record for record and
     weight for weight (dropout on, so Nima's generator matters too)."""
@@ -98,7 +85,7 @@ def test_ctrl_c_saves_and_resume_gives_the_same_curve(tmp_path):
     straight.fit()
 
     first = Trainer(tiny_config(tmp_path / "b", **extra))
-    _stop_at(first, 23)
+    interrupt_at(first, 23)
     with own_stop_signals():  # not what the process inherited: SIG_IGN in a background job
         result = first.fit()
         assert signal.getsignal(signal.SIGINT) is on_stop_signal  # the handler before, again
