@@ -493,13 +493,15 @@ def evaluate(args: argparse.Namespace) -> None:
     print(result.summary())
 
 
+SOURCE_HELP = "a run directory or checkpoint, or a Hugging Face model folder"
+
+
 def add_eval_parser(commands: Any) -> None:
     p = commands.add_parser("eval", help="loss, perplexity and bits per character over a text",
                             description="Evaluate a model on every token of a split or text "
                                         "file, in order: loss, perplexity, bits per token and "
                                         "per character (per byte for byte-level BPE).")
-    p.add_argument("source", help="a run directory or checkpoint, or a Hugging Face model "
-                                  "folder")
+    p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("--data", metavar="FILE", help="a UTF-8 text file to evaluate, or a pairs "
                                                   "file for an encoder-decoder (default: the "
                                                   "run's own split)")
@@ -541,8 +543,7 @@ def add_export_parser(commands: Any) -> None:
                             description="Export a run's model, config and tokenizer into one "
                                         "file that nima/export/numpy_gpt.py runs with NumPy "
                                         "alone.")
-    p.add_argument("source", help="a run directory or checkpoint, or a Hugging Face model "
-                                  "folder")
+    p.add_argument("source", help=SOURCE_HELP)
     p.add_argument("--format", choices=["npz"], default="npz",
                    help="the file format (npz: arrays only, no pickle)")
     p.add_argument("--out", metavar="FILE", help="where to write (default: model.npz in the "

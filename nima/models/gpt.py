@@ -444,6 +444,8 @@ class GPT(Module):
         if not isinstance(config, GPTConfig):
             raise TypeError(f"GPT: config must be a GPTConfig, got {type(config).__name__}")
         self.config = config
+        # padded batches: content, reweight or hybrid attention only, and no carried state
+        self.pads = not (config.tree_blocks or config.carries_state or config.recursive_blocks)
         C = config.n_embd
         # --8<-- [start:embeddings]
         self.wte = Embedding(config.vocab_size, C)  # token table W_E, (V, C)
@@ -577,7 +579,7 @@ class GPT(Module):
             new = ~mask.astype(bool)  # (B, T): True at padding
             if not new.any():
                 new = None
-        if self.config.tree_blocks or self.config.carries_state or self.config.recursive_blocks:
+        if not self.pads:
             if new is not None:
                 raise ValueError(f"GPT: attention_mask with padding needs content, reweight or "
                                  f"hybrid attention in every block, without echo, memory or "
