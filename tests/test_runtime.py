@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numba
 import numpy as np
@@ -17,7 +18,8 @@ from threadpoolctl import threadpool_info
 
 import nima
 from nima import kernels, runtime
-from nima.kernels.threads import launch, parallel_kernel
+from nima.kernels import threads
+from nima.kernels.threads import Grain, launch, parallel_kernel
 
 
 def blas_threads() -> list[int]:
@@ -176,6 +178,62 @@ def test_small_work_runs_the_serial_twin_and_changes_no_thread_count() -> None:
     launch(Kernel(), 5)
     launch(Kernel(), 10**9)
     assert calls == ["serial", "parallel"]
+
+
+def test_work_between_the_grains_goes_parallel_only_while_the_cores_are_free(monkeypatch) -> None:
+    calls = []
+
+    class Kernel:
+        def __call__(self, *args: object) -> None:
+            calls.append("parallel")
+
+        def serial(self, *args: object) -> None:
+            calls.append("serial")
+
+    grain = Grain(free=100, busy=10_000)
+    for free in (True, False):
+        monkeypatch.setattr(threads, "cores_free", lambda free=free: free)
+        for work in (99, 100, 9_999, 10_000):
+            launch(Kernel(), work, grain=grain)
+    assert calls == ["serial", "parallel", "parallel", "parallel",   # cores free
+                     "serial", "serial", "serial", "parallel"]       # cores busy
+
+
+@pytest.mark.parametrize("threads_, others, free", [
+    (2, 0.0, True), (2, 0.4, True), (2, 0.6, False), (2, 1.0, False), (1, 0.0, False),
+    (4, 1.0, False), (2, float("inf"), False)])
+def test_the_cores_are_free_when_other_processes_leave_one_per_thread(
+        monkeypatch, threads_: int, others: float, free: bool) -> None:
+    monkeypatch.setattr(threads, "_cores", 4 if threads_ == 4 else 2)
+    monkeypatch.setattr(threads, "_others", lambda: others)
+    monkeypatch.setattr(threads.numba, "get_num_threads", lambda: threads_)
+    assert threads.cores_free() is free
+
+
+def test_the_sampler_counts_other_processes_busy_time_per_second(monkeypatch) -> None:
+    clock, busy, mine = [100.0], [50.0], [3.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(threads.time, "process_time", lambda: mine[0])
+    monkeypatch.setattr(threads, "machine_busy", lambda tick: busy[0])
+    sample = threads._Sampler()
+    assert sample() == float("inf")  # one reading is no interval yet: busy
+    clock[0], busy[0], mine[0] = 100.5, 51.0, 3.4  # 1 s of busy time, 0.4 s of it this process's
+    assert sample() == pytest.approx(1.2)  # (1.0 - 0.4) / 0.5 s
+    clock[0], busy[0] = 100.6, 60.0  # within the interval: the last figure stands
+    assert sample() == pytest.approx(1.2)
+    monkeypatch.setattr(threads, "machine_busy", lambda tick: None)
+    clock[0] = 101.0
+    assert sample() == pytest.approx(1.2)  # /proc/stat gone: the figure is not updated from None
+
+
+@pytest.mark.skipif(threads.machine_busy(100) is None, reason="no /proc/stat here")
+def test_machine_busy_time_grows_with_this_process_work() -> None:
+    tick = threads._others.tick
+    before = threads.machine_busy(tick)
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    assert threads.machine_busy(tick) - before >= 0.2  # clock ticks: 10 ms apart
 
 
 def in_thread(fn):

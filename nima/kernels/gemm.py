@@ -42,7 +42,7 @@ such as $(48, 64, 32) \times (48, 32, 64)$ spreads over the cores as one large p
 import numpy as np
 from numba import njit, prange
 
-from nima.kernels.threads import GEMM_GRAIN, launch, parallel_kernel
+from nima.kernels.threads import PRODUCT, launch, parallel_kernel
 
 _FASTMATH = {"reassoc", "contract"}  # vectorised sums and FMA; no assumption about inf/NaN
 _PANEL_BYTES = 6144  # widest row of a panel of B: 1536 float32 (see above)
@@ -219,7 +219,7 @@ def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return c
     bt = b.transpose(0, 2, 1)
     if m < _FEW_ROWS and bt.flags.c_contiguous:
-        launch(_dots_kernel, work, np.ascontiguousarray(a), bt, c, grain=GEMM_GRAIN)
+        launch(_dots_kernel, work, np.ascontiguousarray(a), bt, c, grain=PRODUCT)
         return c
     count = -(-n * b.itemsize // _PANEL_BYTES)
     while _panel_width(n, count) * b.itemsize % 4096 == 0:
@@ -233,6 +233,6 @@ def matmul_numba(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         for p in range(panels.shape[1]):
             cols = b[:, :, p * width : (p + 1) * width]
             panels[:, p, :, : cols.shape[2]] = cols
-    launch(_matmul_kernel, work, a, panels, c, grain=GEMM_GRAIN)
+    launch(_matmul_kernel, work, a, panels, c, grain=PRODUCT)
     return c
 # --8<-- [end:matmul_numba]

@@ -24,19 +24,30 @@ for a block of code, explicitly: `nima.runtime.using(blas_threads=1)`.
 
 The second decision is numba's own: a parallel launch wakes the pool's other thread, and when
 that core is busy (another process, a test runner, a browser) the launch waits for the scheduler
-to run it — milliseconds, whatever the size of the work. Small kernels therefore run on the
-calling thread alone (`launch`). "Small" is about a millisecond of work or less: a second
-thread could save at most half of it, and a wait for a busy core costs a whole scheduler slice.
-So `GRAIN` is 2^20 elements (a softmax or layer norm of a million values, 0.5-1 ms) and
-`GEMM_GRAIN` 2^26 multiply-adds (0.7 ms at 100 GFLOP/s): every kernel of the baby GPT runs on
-one thread, the products and attention of a GPT with 256-wide layers and 256-token windows on
-all of them. Measured on a 2-core AMD EPYC (Zen 4) at a load average of 10: the baby GPT's
-training step took a median 250 ms of wall time with these grains and 1200 ms with the earlier
-ones (32k elements, 2M multiply-adds), which sent nearly every kernel to both cores; and
-training the 26k-parameter model of `configs/tiny_synthetic.yaml` for 100 steps (load average
-9) took 35 s with two numba threads for every kernel and 5.3 s with one. Large kernels use the
-calling thread's numba thread count (`numba.get_num_threads()`, which the caller may set, e.g.
-through `nima.runtime.using(numba_threads=...)`).
+to run it — milliseconds, whatever the size of the work. Measured on a 2-core AMD EPYC (Zen 4) at
+a load average of 10, the baby GPT's training step took a median 1200 ms of wall time when nearly
+every kernel went to both cores, and 250 ms when each ran on the calling thread alone. On an idle
+machine the same second core halves the kernels' time (1.8-2.0x on one of 25k elements or of
+2^20 multiply-adds, while the worker is awake): PyTorch takes it, and a step on one core runs
+1.7x PyTorch's.
+
+So the grain of a kernel — the work below which it runs on the calling thread — depends on
+whether the cores are free (`Grain`), and `launch` asks `cores_free()` when the work falls
+between the two grains:
+
+| work | cores free | cores busy |
+|---|---|---|
+| elements (`ROWS`) | from 2^15 in parallel | from 2^20 in parallel |
+| multiply-adds (`PRODUCT`) | from 2^20 | from 2^26 |
+
+"Free" is measured, not assumed: `cores_free` reads the machine's busy time from `/proc/stat` at
+most every 0.2 s, subtracts this process's own CPU time over the same interval, and calls the
+cores free when what other processes used leaves one per numba thread, with half a core to
+spare. It changes nothing anywhere; until its first interval has passed, and where there is no
+`/proc/stat`, the cores count as busy. The busy grains are about a millisecond of work: a second
+thread could save at most half of it, a wait for a busy core costs a whole scheduler slice. Large
+kernels use the calling thread's numba thread count (`numba.get_num_threads()`, which the caller
+may set, e.g. through `nima.runtime.using(numba_threads=...)`).
 
 A small kernel does not just run on one thread: it runs a second compilation of the same
 source without `parallel=True` (`parallel_kernel` makes both; numba reads `prange` as `range`
@@ -46,14 +57,28 @@ thread count for the call would cost another microsecond or two each way. The se
 needs neither, and changes no thread count at all.
 """
 
+import os
+import time
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import numba
 from numba import njit
 
-GRAIN = 1 << 20  # elements of work below which a numba kernel runs on the calling thread
-GEMM_GRAIN = 1 << 26  # the same for a matrix product, in multiply-adds (about 406^3)
+
+@dataclass(frozen=True)
+class Grain:
+    """Work (elements, or multiply-adds) from which a kernel runs in parallel: `free` when the
+    machine has a core for each numba thread, `busy` when other processes hold them."""
+
+    free: int
+    busy: int
+
+
+ROWS = Grain(free=1 << 15, busy=1 << 20)  # elementwise and row kernels, in elements
+PRODUCT = Grain(free=1 << 20, busy=1 << 26)  # matrix products, in multiply-adds
 
 
 # --8<-- [start:parallel_kernel]
@@ -73,10 +98,59 @@ def parallel_kernel(**options: Any) -> Callable[[Callable[..., Any]], Any]:
 # --8<-- [end:parallel_kernel]
 
 
+# --8<-- [start:cores_free]
+class _Sampler:
+    """How many cores other processes kept busy over the last `INTERVAL` seconds: the machine's
+    busy time (`/proc/stat`, in clock ticks) minus this process's CPU time, per second."""
+
+    INTERVAL = 0.2
+
+    def __init__(self) -> None:
+        self.when = self.busy = self.mine = None
+        self.others = float("inf")  # nothing measured yet: count the cores as busy
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __call__(self) -> float:
+        now = time.monotonic()
+        if self.when is None or now - self.when >= self.INTERVAL:
+            busy, mine = machine_busy(self.tick), time.process_time()
+            if busy is not None and self.busy is not None:
+                self.others = ((busy - self.busy) - (mine - self.mine)) / (now - self.when)
+            self.when, self.busy, self.mine = now, busy, mine
+        return self.others
+
+
+def machine_busy(tick: int) -> float | None:
+    """Seconds of CPU time every core has spent busy since boot, from the first line of
+    `/proc/stat` (user, nice, system, idle, iowait, irq, softirq, steal, ... in clock ticks);
+    None where it cannot be read."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()[1:9]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
+    return (user + nice + system + irq + softirq + steal) / tick
+
+
+_others = _Sampler()
+_cores = os.cpu_count() or 1
+
+
+def cores_free() -> bool:
+    """Whether this thread has more than one numba thread and other processes leave a core for
+    each of them, with half a core to spare (measured over the last 0.2 s)."""
+    threads = numba.get_num_threads()
+    return threads > 1 and _cores - _others() >= threads - 0.5
+# --8<-- [end:cores_free]
+
+
 # --8<-- [start:launch]
-def launch(kernel: Any, work: int, *args: Any, grain: int = GRAIN) -> Any:
-    """`kernel(*args)` — made by `parallel_kernel` — on the calling thread alone, serially, if
-    its `work` (elements, or multiply-adds for a matrix product) is below `grain`; else in
-    parallel, with this thread's numba thread count."""
-    return (kernel.serial if work < grain else kernel)(*args)
+def launch(kernel: Any, work: int, *args: Any, grain: Grain = ROWS) -> Any:
+    """`kernel(*args)` — made by `parallel_kernel` — in parallel, with this thread's numba
+    thread count, if its `work` (elements, or multiply-adds) reaches `grain.busy`, or
+    `grain.free` while the cores are free; otherwise serially, on the calling thread alone."""
+    if work >= grain.busy or (work >= grain.free and cores_free()):
+        return kernel(*args)
+    return kernel.serial(*args)
 # --8<-- [end:launch]
