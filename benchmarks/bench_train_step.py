@@ -18,9 +18,12 @@ optional; nothing installs it.
 
 glibc's malloc is left as the user's process has it unless `--retain-memory` opts in to
 `nima.runtime.retain_freed_memory` (what `runtime.retain_memory: true` does in a config).
+`--busy` runs the race while another process spins on one core (a Python `while True` loop),
+as a test runner or a second training run would: a kernel that waits for that core stalls.
 
-Run: `python benchmarks/bench_train_step.py [--preset tiny] [--retain-memory] [--quick]
-[--profile]`; writes `benchmarks/results/train_step.md` (`train_step_tiny.md`).
+Run: `python benchmarks/bench_train_step.py [--preset tiny] [--retain-memory] [--busy]
+[--quick] [--profile]`; writes `benchmarks/results/train_step.md` (`train_step_tiny.md`,
+`train_step_busy.md`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import io
 import os
 import pstats
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -163,8 +168,6 @@ def torch_step(nima_model: GPT):  # pragma: no cover - only when torch is instal
     return step
 
 
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
@@ -174,7 +177,20 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(SHAPES), default="baby")
     parser.add_argument("--retain-memory", action="store_true",
                         help="tune glibc malloc as runtime.retain_memory does")
+    parser.add_argument("--busy", action="store_true",
+                        help="another process keeps one core busy throughout")
     args = parser.parse_args()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        race(args)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+
+
+def race(args: argparse.Namespace) -> None:
+    """Warm up, race the contestants in alternating rounds, publish the table."""
     global B, CONFIG
     B, CONFIG = SHAPES[args.preset]
     # an explicit opt-in: the process-wide setting then serves every contestant
@@ -233,6 +249,8 @@ def main() -> None:
                                       "`runtime.retain_memory: true` does), for every "
                                       "contestant" if tuned else "as the process has it "
                                       "(no setting)")]
+    if args.busy:
+        lines += ["", "Another process spun on one core throughout (`--busy`)."]
     malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     if malloc:  # glibc malloc tuning changes the numbers a lot (page faults of fresh arrays)
         lines += ["", "Environment: " + ", ".join(f"{k}={v}" for k, v in sorted(malloc.items()))]
@@ -249,7 +267,8 @@ def main() -> None:
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
         print(buf.getvalue())
-    publish("train_step" if args.preset == "baby" else f"train_step_{args.preset}", lines)
+    name = "train_step" + ("" if args.preset == "baby" else f"_{args.preset}")
+    publish(name + ("_busy" if args.busy else ""), lines)
 
 
 if __name__ == "__main__":
