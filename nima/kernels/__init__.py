@@ -14,6 +14,7 @@ call the active backend's implementation — see `nima.kernels.backend`:
 | kernel | module | numba kernel's parallel structure |
 |---|---|---|
 | `matmul` | `nima.kernels.gemm` | `prange` over (batch, row block[, column block]) |
+| `causal_attention_*` | `nima.kernels.causal_attention` | `prange` over (batch row, head) |
 | `softmax_*`, `log_softmax_*` | `nima.kernels.softmax` | `prange` over rows |
 | `cross_entropy_*` | `nima.kernels.cross_entropy` | `prange` over rows |
 | `layer_norm_*`, `rms_norm_*` | `nima.kernels.layernorm` | `prange` over rows (row blocks) |
@@ -57,6 +58,7 @@ class _KernelModule:
 
 _adam = _KernelModule("adam")
 _attention = _KernelModule("attention")
+_ca = _KernelModule("causal_attention")
 _ce = _KernelModule("cross_entropy")
 _erf = _KernelModule("erf")
 _gelu = _KernelModule("gelu")
@@ -69,6 +71,8 @@ __all__ = [
     "BACKENDS",
     "adam_update",
     "backend",
+    "causal_attention_backward",
+    "causal_attention_forward",
     "causal_softmax_forward",
     "check_eps",
     "cross_entropy_backward",
@@ -155,6 +159,38 @@ def causal_softmax_forward(x: np.ndarray, shift: int | None = None) -> np.ndarra
     forward = pick(_attention.causal_softmax_forward_numpy,
                    _attention.causal_softmax_forward_numba)
     return forward(x, shift)
+
+
+def _check_qkv(op: str, qkv: np.ndarray, n_head: int) -> None:
+    """`qkv` a float `(B, T, 3C)` whose `C` the `n_head` heads share equally."""
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head) or n_head < 1:
+        raise ValueError(f"{op}: expected qkv of shape (B, T, 3 C) with C divisible by "
+                         f"n_head={n_head}, got shape {qkv.shape}")
+    if qkv.dtype not in _FLOATS:
+        raise TypeError(f"{op}: expected float32 or float64 qkv, got {qkv.dtype}")
+
+
+def causal_attention_forward(qkv: np.ndarray, n_head: int,
+                             scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Causal self-attention from the packed projection `(B, T, 3C)`: `(y (B, T, C),
+    P (B, n_head, T, T))` (see `nima.kernels.causal_attention`)."""
+    _check_qkv("causal_attention_forward", qkv, n_head)
+    return pick(_ca.causal_attention_forward_numpy,
+                _ca.causal_attention_forward_numba)(qkv, n_head, scale)
+
+
+def causal_attention_backward(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray, n_head: int,
+                              scale: float) -> np.ndarray:
+    """The gradient of `qkv` from the saved weights `p` and the output's gradient `dy`."""
+    op = "causal_attention_backward"
+    _check_qkv(op, qkv, n_head)
+    _check_floats(op, qkv, p, dy)
+    b, t, width = qkv.shape
+    if p.shape != (b, n_head, t, t) or dy.shape != (b, t, width // 3):
+        raise ValueError(f"{op}: qkv {qkv.shape} needs weights {(b, n_head, t, t)} and a "
+                         f"gradient {(b, t, width // 3)}, got {p.shape} and {dy.shape}")
+    return pick(_ca.causal_attention_backward_numpy,
+                _ca.causal_attention_backward_numba)(qkv, p, dy, n_head, scale)
 
 
 def gelu_tanh_forward(x: np.ndarray) -> np.ndarray:

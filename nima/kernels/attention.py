@@ -47,7 +47,7 @@ def causal_softmax_forward_numpy(x: np.ndarray, shift: int) -> np.ndarray:
 
 # --8<-- [start:causal_softmax_forward_numba]
 @njit(cache=True, fastmath=ROW_FASTMATH)
-def _causal_softmax_row(r: np.ndarray, n_visible: int, out: np.ndarray) -> None:
+def causal_softmax_row(r: np.ndarray, n_visible: int, out: np.ndarray) -> None:
     """One row: softmax of `r[:n_visible]`, zeros after; all NaN if the visible sum is NaN."""
     out[n_visible:] = 0
     if n_visible <= 0:
@@ -70,7 +70,7 @@ def _causal_softmax_rows(x: np.ndarray, t_q: int, shift: int, y: np.ndarray) -> 
     t_k = x.shape[1]
     for r in prange(x.shape[0]):
         n_visible = min(max(r % t_q + shift + 1, 0), t_k)
-        _causal_softmax_row(x[r], n_visible, y[r])
+        causal_softmax_row(x[r], n_visible, y[r])
 
 
 def causal_softmax_forward_numba(x: np.ndarray, shift: int) -> np.ndarray:

@@ -30,7 +30,13 @@ from nima.autograd import is_grad_enabled
 from nima.nn.linear import Linear
 from nima.nn.module import Module
 from nima.nn.positional import ALiBi, RotaryEmbedding
-from nima.ops.attention import Mask, causal_mask, mask_array, scaled_dot_product_attention
+from nima.ops.attention import (
+    Mask,
+    causal_mask,
+    causal_self_attention,
+    mask_array,
+    scaled_dot_product_attention,
+)
 from nima.ops.shape import cat
 from nima.settings import check_int
 
@@ -243,6 +249,13 @@ class MultiHeadAttention(Module):
         the last `T` — for RoPE and ALiBi in a padded batch (`positions_from_padding`);
         None is `0 .. S - 1`.
         """
+        if (self.causal and cache is None and context is None and key_padding_mask is None
+                and attn_mask is None and positions is None and not need_weights
+                and self.rope is None and self.alibi is None and self.n_kv_head == self.n_head
+                and not (self.training and self.dropout) and x.ndim == 3
+                and x.shape[-1] == self.d_model):
+            # the plain causal case: one fused op from the packed projection to the merged heads
+            return self.proj(causal_self_attention(self.qkv(x), self.n_head))
         q, k, v = self._project(x, context, cache)  # (B, nh, T, hd), 2 x (B, nkv, S_new, hd)
         B, T, C = x.shape
         offset = 0 if cache is None or self.cross else cache.length

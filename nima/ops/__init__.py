@@ -1,6 +1,6 @@
 """The differentiable ops, one family per module; `nima.ops.<name>` reaches every one."""
 
-from nima.ops.attention import scaled_dot_product_attention
+from nima.ops.attention import causal_self_attention, scaled_dot_product_attention
 from nima.ops.dropout import dropout
 from nima.ops.elementwise import (
     abs,

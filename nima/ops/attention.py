@@ -180,6 +180,53 @@ def scaled_dot_product_attention(
 # --8<-- [end:sdpa]
 
 
+# --8<-- [start:causal_self_attention]
+class CausalSelfAttention(Function):
+    r"""$y = \operatorname{merge}_h\bigl(\operatorname{softmax}_\text{causal}(s\,Q_h K_h^\top)
+    V_h\bigr)$ from the packed projection `qkv` `(B, T, 3C)`, one op: the fused kernel
+    (`nima.kernels.causal_attention`) keeps the weights $P$ for the backward, which returns
+    $\overline{\text{qkv}}$ in the same packed layout."""
+
+    @staticmethod
+    def forward(ctx: Context, qkv: np.ndarray, n_head: int, scale: float) -> np.ndarray:
+        y, p = kernels.causal_attention_forward(qkv, n_head, scale)
+        ctx.save_for_backward(qkv, p)
+        ctx.n_head, ctx.scale = n_head, scale
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, None, None]:
+        qkv, p = ctx.saved_tensors
+        return kernels.causal_attention_backward(qkv, p, grad, ctx.n_head, ctx.scale), None, None
+
+
+def causal_self_attention(qkv: Tensor, n_head: int, scale: float | None = None) -> Tensor:
+    r"""Causal self-attention of `n_head` heads from `qkv` `(B, T, 3C)` — queries, keys and
+    values side by side, head $h$ in columns $h d \dots (h+1) d - 1$ of each, $d = C/n_h$ —
+    to `(B, T, C)`, the heads' outputs side by side; $s = 1/\sqrt{d}$ unless `scale` is given.
+
+    Equal to splitting the heads out of `qkv` and calling
+    `scaled_dot_product_attention(q, k, v, is_causal=True)`, then merging them: what
+    `MultiHeadAttention` does with no mask, cache, dropout, RoPE or ALiBi. Inside
+    `nima.autocast` it computes in float32.
+    """
+    op = "causal_self_attention"
+    if not isinstance(qkv, Tensor) or qkv.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: qkv must be a float Tensor, got {type(qkv).__name__}"
+                        f"{f' of {qkv.dtype}' if isinstance(qkv, Tensor) else ''}")
+    if isinstance(n_head, bool) or not isinstance(n_head, int) or n_head < 1:
+        raise ValueError(f"{op}: n_head must be a positive int, got {n_head!r}")
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
+        raise ValueError(f"{op}: expected qkv of shape (B, T, 3 C) with C divisible by "
+                         f"n_head={n_head}, got {qkv.shape}")
+    qkv = autocast_float32(qkv)
+    if qkv.dtype == np.float16:
+        raise TypeError(f"{op}: float16 qkv outside nima.autocast; cast it to float32")
+    scale = 1.0 / math.sqrt(qkv.shape[-1] // (3 * n_head)) if scale is None else float(scale)
+    return CausalSelfAttention.apply(qkv, n_head, scale)
+# --8<-- [end:causal_self_attention]
+
+
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, enable_gqa: bool) -> int:
     """Check the operands; return $g$, the query heads per key/value head (1 without GQA)."""
     op = "scaled_dot_product_attention"

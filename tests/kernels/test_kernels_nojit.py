@@ -9,7 +9,7 @@ SCRIPT = """
 import numba
 import numpy as np
 
-from nima.kernels import cross_entropy as ce, gemm as mm, softmax as sm
+from nima.kernels import causal_attention as ca, cross_entropy as ce, gemm as mm, softmax as sm
 
 assert numba.config.DISABLE_JIT
 rng = np.random.default_rng(0)
@@ -38,6 +38,12 @@ for n in (5, 771):  # one panel of B, then several
     a = rng.standard_normal((2, 9, 6))
     b = rng.standard_normal((2, 6, n))
     np.testing.assert_allclose(mm.matmul_numba(a, b), a @ b, rtol=1e-12)
+qkv, dy = rng.standard_normal((2, 7, 12)), rng.standard_normal((2, 7, 4))
+y, p = ca.causal_attention_forward_numba(qkv, 2, 0.5)
+ref_y, ref_p = ca.causal_attention_forward_numpy(qkv, 2, 0.5)
+np.testing.assert_allclose(y, ref_y, rtol=1e-12)
+np.testing.assert_allclose(ca.causal_attention_backward_numba(qkv, p, dy, 2, 0.5),
+                           ca.causal_attention_backward_numpy(qkv, ref_p, dy, 2, 0.5), rtol=1e-10)
 print("ok")
 """
 

@@ -1,0 +1,227 @@
+r"""Causal self-attention from the packed projection, forward and backward, fused.
+
+A GPT block's attention projects $x$ to one array `qkv` `(B, T, 3C)`: queries in columns
+$[0, C)$, keys in $[C, 2C)$, values in $[2C, 3C)$, head $h$ in columns $h d \dots (h+1) d - 1$
+of each, $d = C / n_h$. For every batch row and head, with $s = 1/\sqrt{d}$:
+
+$$S = s\,Q K^\top, \qquad P_{ij} = \frac{e^{S_{ij}}}{\sum_{j' \le i} e^{S_{ij'}}}
+\;(j \le i), \quad P_{ij} = 0 \;(j > i), \qquad O = P V,$$
+
+and the heads' outputs $O$ side by side are `y` `(B, T, C)`. The backward, from $\bar O$ (the
+head's columns of $\bar y$):
+
+$$\bar V = P^\top \bar O, \quad \bar P = \bar O V^\top, \quad
+\bar S_{ij} = P_{ij}\Bigl(\bar P_{ij} - \sum_{j'} P_{ij'} \bar P_{ij'}\Bigr), \quad
+\bar Q = s\,\bar S K, \quad \bar K = s\,\bar S^\top Q,$$
+
+written into the same columns of $\overline{\text{qkv}}$. It is exactly what
+`scaled_dot_product_attention(q, k, v, is_causal=True)` computes on the heads split out of `qkv`
+(the NumPy reference does it that way); one op instead of the split, the transposes, the scores,
+the causal softmax, the product with $V$ and the merge, each with its own pass, copy and node.
+
+**The numba kernel** runs one `prange` task per (batch row, head). A task copies its head's $Q, K,
+V$ into small contiguous buffers ($K^\top$ forward and $V^\top$ backward, so that a row of scores
+is a vector loop over keys), computes the scores of query $i$ over its $i + 1$ visible keys only —
+half the products of the square — takes their softmax with the causal softmax's row function, and
+accumulates $O_i = \sum_{j \le i} P_{ij} V_j$ — four channels or four keys per sweep, as the matrix
+product's tile takes four steps of $k$ at a time. $P$ is kept for the backward, which walks the
+same triangle. So a NaN reaches exactly what depends on it: the outputs are NaN where the
+reference's are, but where the reference's full products meet a NaN query with the zero weights
+after the diagonal, $0 \cdot \text{NaN}$ also makes the gradients of keys that query never saw NaN;
+here they stay finite. Everything a task touches fits in the L1 and L2 caches at the baby GPT's $T
+= 64$, $d = 32$.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from nima.kernels.attention import causal_softmax_forward_numpy, causal_softmax_row
+from nima.kernels.rows import ROW_FASTMATH
+from nima.kernels.softmax import softmax_backward_numpy
+from nima.kernels.threads import PRODUCT, launch, parallel_kernel
+
+
+def _split_numpy(x: np.ndarray, n_head: int) -> np.ndarray:
+    """`(B, T, n_head d)` -> `(B, n_head, T, d)`, a view."""
+    b, t, width = x.shape
+    return x.reshape(b, t, n_head, width // n_head).transpose(0, 2, 1, 3)
+
+
+def _merge_numpy(o: np.ndarray) -> np.ndarray:
+    """`(B, n_head, T, d)` -> `(B, T, n_head d)`."""
+    b, n_head, t, d = o.shape
+    return np.ascontiguousarray(o.transpose(0, 2, 1, 3)).reshape(b, t, n_head * d)
+
+
+# --8<-- [start:causal_attention_numpy]
+def causal_attention_forward_numpy(qkv: np.ndarray, n_head: int,
+                                   scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """`(y (B, T, C), P (B, n_head, T, T))` from `qkv` `(B, T, 3C)` (NumPy reference)."""
+    q, k, v = (_split_numpy(x, n_head) for x in np.split(qkv, 3, axis=-1))
+    p = causal_softmax_forward_numpy((q @ k.swapaxes(-1, -2)) * qkv.dtype.type(scale), 0)
+    return _merge_numpy(p @ v), p
+
+
+def causal_attention_backward_numpy(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray,
+                                    n_head: int, scale: float) -> np.ndarray:
+    r"""$\overline{\text{qkv}}$ `(B, T, 3C)` from $P$ and $\bar y$ (NumPy reference)."""
+    q, k, v = (_split_numpy(x, n_head) for x in np.split(qkv, 3, axis=-1))
+    do = _split_numpy(dy, n_head)
+    dv = p.swapaxes(-1, -2) @ do
+    ds = softmax_backward_numpy(p, do @ v.swapaxes(-1, -2)) * qkv.dtype.type(scale)
+    dq, dk = ds @ k, ds.swapaxes(-1, -2) @ q
+    return np.concatenate([_merge_numpy(dq), _merge_numpy(dk), _merge_numpy(dv)], axis=-1)
+# --8<-- [end:causal_attention_numpy]
+
+
+# --8<-- [start:causal_attention_forward_numba]
+@njit(cache=True, fastmath=ROW_FASTMATH)
+def _head_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, p: np.ndarray,
+                  o: np.ndarray) -> None:
+    """One head: `p` `(T, T)` and `o` `(T, d)` from its `q`, `k`, `v` `(T, d)` (any strides)."""
+    t, d = q.shape
+    kt, vc = np.empty((d, t), q.dtype), np.empty((t, d), q.dtype)  # K^T, and V contiguous
+    for j in range(t):
+        for c in range(d):
+            kt[c, j] = k[j, c]
+            vc[j, c] = v[j, c]
+    s, out = np.empty(t, q.dtype), np.empty(d, q.dtype)
+    d4 = d - d % 4
+    for i in range(t):
+        n = i + 1  # the keys query i sees
+        s[:n] = 0
+        for c in range(0, d4, 4):  # $S_{i,:n} = s \sum_c Q_{ic} K^\top_{c,:n}$: 4 channels a sweep
+            a0, a1 = q[i, c] * scale, q[i, c + 1] * scale
+            a2, a3 = q[i, c + 2] * scale, q[i, c + 3] * scale
+            for j in range(n):
+                s[j] += a0 * kt[c, j] + a1 * kt[c + 1, j] + a2 * kt[c + 2, j] + a3 * kt[c + 3, j]
+        for c in range(d4, d):
+            a = q[i, c] * scale
+            for j in range(n):
+                s[j] += a * kt[c, j]
+        causal_softmax_row(s, n, p[i])  # $P_{i,:}$, zeros after key i
+        w = p[i]
+        n4 = n - n % 4
+        out[:] = 0
+        for j in range(0, n4, 4):  # $O_i = \sum_{j \le i} P_{ij} V_j$: 4 keys a sweep
+            w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
+            for c in range(d):
+                out[c] += w0 * vc[j, c] + w1 * vc[j + 1, c] + w2 * vc[j + 2, c] + w3 * vc[j + 3, c]
+        for j in range(n4, n):
+            for c in range(d):
+                out[c] += w[j] * vc[j, c]
+        o[i, :] = out
+
+
+@parallel_kernel()
+def _forward_heads(qkv: np.ndarray, n_head: int, scale: float, p: np.ndarray,
+                   y: np.ndarray) -> None:
+    """`prange` over (batch row, head); each task writes its head's `p` and columns of `y`."""
+    b, _, width = qkv.shape
+    c = width // 3
+    d = c // n_head
+    for task in prange(b * n_head):
+        bi, h = task // n_head, task % n_head
+        cols = h * d
+        _head_forward(qkv[bi, :, cols : cols + d], qkv[bi, :, c + cols : c + cols + d],
+                      qkv[bi, :, 2 * c + cols : 2 * c + cols + d], scale, p[bi, h],
+                      y[bi, :, cols : cols + d])
+
+
+def causal_attention_forward_numba(qkv: np.ndarray, n_head: int,
+                                   scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """`(y (B, T, C), P (B, n_head, T, T))` from `qkv` `(B, T, 3C)` (numba kernel)."""
+    qkv = np.ascontiguousarray(qkv)
+    b, t, width = qkv.shape
+    y = np.empty((b, t, width // 3), qkv.dtype)
+    p = np.empty((b, n_head, t, t), qkv.dtype)
+    work = b * t * t * width // 3  # multiply-adds of S and O over the triangle, about
+    launch(_forward_heads, work, qkv, n_head, qkv.dtype.type(scale), p, y, grain=PRODUCT)
+    return y, p
+# --8<-- [end:causal_attention_forward_numba]
+
+
+# --8<-- [start:causal_attention_backward_numba]
+@njit(cache=True, fastmath=ROW_FASTMATH)
+def _head_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, p: np.ndarray,
+                   do: np.ndarray, scale: float, dq: np.ndarray, dk: np.ndarray,
+                   dv: np.ndarray) -> None:
+    r"""One head: $\bar Q, \bar K, \bar V$ `(T, d)` from $P$ `(T, T)` and $\bar O$ `(T, d)`."""
+    t, d = q.shape
+    qc, kc, vt, doc = (np.empty((t, d), q.dtype), np.empty((t, d), q.dtype),
+                       np.empty((d, t), q.dtype), np.empty((t, d), q.dtype))
+    for j in range(t):
+        for c in range(d):
+            qc[j, c] = q[j, c]
+            kc[j, c] = k[j, c]
+            vt[c, j] = v[j, c]
+            doc[j, c] = do[j, c]
+    gq, gk, gv = (np.zeros((t, d), q.dtype), np.zeros((t, d), q.dtype),
+                  np.zeros((t, d), q.dtype))
+    dp, ds = np.empty(t, q.dtype), np.empty(t, q.dtype)
+    d4 = d - d % 4
+    for i in range(t):
+        n = i + 1
+        dp[:n] = 0
+        for c in range(0, d4, 4):  # $\bar P_{i,:n} = \bar O_i V^\top$: 4 channels a sweep
+            a0, a1, a2, a3 = doc[i, c], doc[i, c + 1], doc[i, c + 2], doc[i, c + 3]
+            for j in range(n):
+                dp[j] += a0 * vt[c, j] + a1 * vt[c + 1, j] + a2 * vt[c + 2, j] + a3 * vt[c + 3, j]
+        for c in range(d4, d):
+            a = doc[i, c]
+            for j in range(n):
+                dp[j] += a * vt[c, j]
+        w = p[i]
+        dot = q.dtype.type(0)
+        for j in range(n):
+            dot += w[j] * dp[j]
+        for j in range(n):  # $s \bar S_{i,:n}$
+            ds[j] = w[j] * (dp[j] - dot) * scale
+        n4 = n - n % 4
+        for j in range(0, n4, 4):  # $\bar Q_i = s \sum_j \bar S_{ij} K_j$: 4 keys a sweep
+            a0, a1, a2, a3 = ds[j], ds[j + 1], ds[j + 2], ds[j + 3]
+            for c in range(d):
+                gq[i, c] += (a0 * kc[j, c] + a1 * kc[j + 1, c] + a2 * kc[j + 2, c]
+                             + a3 * kc[j + 3, c])
+        for j in range(n4, n):
+            a = ds[j]
+            for c in range(d):
+                gq[i, c] += a * kc[j, c]
+        # row i's terms of $\bar K_j$ and $\bar V_j$ (see the module docstring)
+        for j in range(n):
+            a, wj = ds[j], w[j]
+            for c in range(d):
+                gk[j, c] += a * qc[i, c]
+                gv[j, c] += wj * doc[i, c]
+    dq[:, :] = gq
+    dk[:, :] = gk
+    dv[:, :] = gv
+
+
+@parallel_kernel()
+def _backward_heads(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray, n_head: int, scale: float,
+                    dqkv: np.ndarray) -> None:
+    """`prange` over (batch row, head); each task writes its head's columns of `dqkv`."""
+    b, _, width = qkv.shape
+    c = width // 3
+    d = c // n_head
+    for task in prange(b * n_head):
+        bi, h = task // n_head, task % n_head
+        q0, k0, v0 = h * d, c + h * d, 2 * c + h * d
+        _head_backward(qkv[bi, :, q0 : q0 + d], qkv[bi, :, k0 : k0 + d],
+                       qkv[bi, :, v0 : v0 + d], p[bi, h], dy[bi, :, q0 : q0 + d], scale,
+                       dqkv[bi, :, q0 : q0 + d], dqkv[bi, :, k0 : k0 + d],
+                       dqkv[bi, :, v0 : v0 + d])
+
+
+def causal_attention_backward_numba(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray,
+                                    n_head: int, scale: float) -> np.ndarray:
+    r"""$\overline{\text{qkv}}$ `(B, T, 3C)` from $P$ and $\bar y$ (numba kernel)."""
+    qkv, dy = np.ascontiguousarray(qkv), np.ascontiguousarray(dy)
+    b, t, width = qkv.shape
+    dqkv = np.empty_like(qkv)
+    work = 2 * b * t * t * width // 3
+    launch(_backward_heads, work, qkv, np.ascontiguousarray(p), dy, n_head,
+           qkv.dtype.type(scale), dqkv, grain=PRODUCT)
+    return dqkv
+# --8<-- [end:causal_attention_backward_numba]
