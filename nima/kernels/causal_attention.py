@@ -19,17 +19,17 @@ written into the same columns of $\overline{\text{qkv}}$. It is exactly what
 (the NumPy reference does it that way); one op instead of the split, the transposes, the scores,
 the causal softmax, the product with $V$ and the merge, each with its own pass, copy and node.
 
-**The numba kernel** runs one `prange` task per (batch row, head). A task copies its head's $Q, K,
-V$ into small contiguous buffers ($K^\top$ forward and $V^\top$ backward, so that a row of scores
-is a vector loop over keys), computes the scores of query $i$ over its $i + 1$ visible keys only —
-half the products of the square — takes their softmax with the causal softmax's row function, and
-accumulates $O_i = \sum_{j \le i} P_{ij} V_j$ — four channels or four keys per sweep, as the matrix
-product's tile takes four steps of $k$ at a time. $P$ is kept for the backward, which walks the
-same triangle. So a NaN reaches exactly what depends on it: the outputs are NaN where the
-reference's are, but where the reference's full products meet a NaN query with the zero weights
-after the diagonal, $0 \cdot \text{NaN}$ also makes the gradients of keys that query never saw NaN;
-here they stay finite. Everything a task touches fits in the L1 and L2 caches at the baby GPT's $T
-= 64$, $d = 32$.
+**The numba kernel** runs one `prange` task per (batch row, head). A task copies its head's
+$Q, K, V$ into small contiguous buffers ($K^\top$ forward and $V^\top$ backward, so that a row
+of scores is a vector loop over keys), computes the scores of query $i$ over its $i + 1$
+visible keys only — half the products of the square — takes their softmax with the causal
+softmax's row function, and accumulates $O_i = \sum_{j \le i} P_{ij} V_j$ — four channels or
+four keys per sweep, as the matrix product's tile takes four steps of $k$ at a time. $P$ is
+kept for the backward, which walks the same triangle. So a NaN reaches exactly what depends on
+it: the outputs are NaN where the reference's are, but where the reference's full products
+meet a NaN query with the zero weights after the diagonal, $0 \cdot \text{NaN}$ also makes the
+gradients of keys that query never saw NaN; here they stay finite. Everything a task touches
+fits in the L1 and L2 caches at the baby GPT's $T = 64$, $d = 32$.
 """
 
 import numpy as np
