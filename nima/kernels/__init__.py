@@ -161,36 +161,50 @@ def causal_softmax_forward(x: np.ndarray, shift: int | None = None) -> np.ndarra
     return forward(x, shift)
 
 
-def _check_qkv(op: str, qkv: np.ndarray, n_head: int) -> None:
-    """`qkv` a float `(B, T, 3C)` whose `C` the `n_head` heads share equally."""
-    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head) or n_head < 1:
+def _qkv_tables(op: str, qkv: np.ndarray, n_head: int, rotary: Any) -> tuple[Any, Any]:
+    """Check `qkv` `(B, T, 3C)` (float, `C` shared equally by `n_head` heads) and the rotary
+    tables `(cos, sin)`, each `(T, d/2)`, or None; return the tables in `qkv`'s dtype, empty
+    without rotation."""
+    if n_head < 1 or qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
         raise ValueError(f"{op}: expected qkv of shape (B, T, 3 C) with C divisible by "
                          f"n_head={n_head}, got shape {qkv.shape}")
     if qkv.dtype not in _FLOATS:
         raise TypeError(f"{op}: expected float32 or float64 qkv, got {qkv.dtype}")
+    if rotary is None:
+        empty = np.empty((0, 0), qkv.dtype)
+        return empty, empty
+    t, d = qkv.shape[1], qkv.shape[-1] // (3 * n_head)
+    cos, sin = (np.ascontiguousarray(a, dtype=qkv.dtype) for a in rotary)
+    if d % 2 or cos.shape != (t, d // 2) or sin.shape != (t, d // 2):
+        raise ValueError(f"{op}: rotary tables for {t} positions of head size {d} must be "
+                         f"(cos, sin) of shape {(t, d // 2)}, got {cos.shape} and {sin.shape}")
+    return cos, sin
 
 
-def causal_attention_forward(qkv: np.ndarray, n_head: int,
-                             scale: float) -> tuple[np.ndarray, np.ndarray]:
+def causal_attention_forward(qkv: np.ndarray, n_head: int, scale: float,
+                             rotary: tuple[np.ndarray, np.ndarray] | None = None,
+                             ) -> tuple[np.ndarray, np.ndarray]:
     """Causal self-attention from the packed projection `(B, T, 3C)`: `(y (B, T, C),
-    P (B, n_head, T, T))` (see `nima.kernels.causal_attention`)."""
-    _check_qkv("causal_attention_forward", qkv, n_head)
+    P (B, n_head, T, T))`; queries and keys rotated by `rotary = (cos, sin)` `(T, d/2)` if
+    given (see `nima.kernels.causal_attention`)."""
+    cos, sin = _qkv_tables("causal_attention_forward", qkv, n_head, rotary)
     return pick(_ca.causal_attention_forward_numpy,
-                _ca.causal_attention_forward_numba)(qkv, n_head, scale)
+                _ca.causal_attention_forward_numba)(qkv, n_head, scale, cos, sin)
 
 
 def causal_attention_backward(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray, n_head: int,
-                              scale: float) -> np.ndarray:
+                              scale: float, rotary: tuple[np.ndarray, np.ndarray] | None = None,
+                              ) -> np.ndarray:
     """The gradient of `qkv` from the saved weights `p` and the output's gradient `dy`."""
     op = "causal_attention_backward"
-    _check_qkv(op, qkv, n_head)
+    cos, sin = _qkv_tables(op, qkv, n_head, rotary)
     _check_floats(op, qkv, p, dy)
     b, t, width = qkv.shape
     if p.shape != (b, n_head, t, t) or dy.shape != (b, t, width // 3):
         raise ValueError(f"{op}: qkv {qkv.shape} needs weights {(b, n_head, t, t)} and a "
                          f"gradient {(b, t, width // 3)}, got {p.shape} and {dy.shape}")
     return pick(_ca.causal_attention_backward_numpy,
-                _ca.causal_attention_backward_numba)(qkv, p, dy, n_head, scale)
+                _ca.causal_attention_backward_numba)(qkv, p, dy, n_head, scale, cos, sin)
 
 
 def gelu_tanh_forward(x: np.ndarray) -> np.ndarray:

@@ -7,8 +7,10 @@ of each, $d = C / n_h$. For every batch row and head, with $s = 1/\sqrt{d}$:
 $$S = s\,Q K^\top, \qquad P_{ij} = \frac{e^{S_{ij}}}{\sum_{j' \le i} e^{S_{ij'}}}
 \;(j \le i), \quad P_{ij} = 0 \;(j > i), \qquad O = P V,$$
 
-and the heads' outputs $O$ side by side are `y` `(B, T, C)`. The backward, from $\bar O$ (the
-head's columns of $\bar y$):
+and the heads' outputs $O$ side by side are `y` `(B, T, C)`. With rotary position embedding, $Q$
+and $K$ are first rotated for their positions (`nima.kernels.rotation`; `cos`, `sin` `(T, d/2)`),
+and their gradients rotated back at the end. The backward, from $\bar O$ (the head's columns of
+$\bar y$):
 
 $$\bar V = P^\top \bar O, \quad \bar P = \bar O V^\top, \quad
 \bar S_{ij} = P_{ij}\Bigl(\bar P_{ij} - \sum_{j'} P_{ij'} \bar P_{ij'}\Bigr), \quad
@@ -36,6 +38,7 @@ import numpy as np
 from numba import njit, prange
 
 from nima.kernels.attention import causal_softmax_forward_numpy, causal_softmax_row
+from nima.kernels.rotation import rotate_pairs
 from nima.kernels.rows import ROW_FASTMATH
 from nima.kernels.softmax import softmax_backward_numpy
 from nima.kernels.threads import PRODUCT, launch, parallel_kernel
@@ -53,50 +56,83 @@ def _merge_numpy(o: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(o.transpose(0, 2, 1, 3)).reshape(b, t, n_head * d)
 
 
-# --8<-- [start:causal_attention_numpy]
-def causal_attention_forward_numpy(qkv: np.ndarray, n_head: int,
-                                   scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """`(y (B, T, C), P (B, n_head, T, T))` from `qkv` `(B, T, 3C)` (NumPy reference)."""
+def _heads_numpy(qkv: np.ndarray, n_head: int, cos: np.ndarray,
+                 sin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """q, k (rotated, if `cos` has rows) and v, each `(B, n_head, T, d)`."""
     q, k, v = (_split_numpy(x, n_head) for x in np.split(qkv, 3, axis=-1))
+    if len(cos):
+        q, k = rotate_pairs(q, cos, sin), rotate_pairs(k, cos, sin)
+    return q, k, v
+
+
+# --8<-- [start:causal_attention_numpy]
+def causal_attention_forward_numpy(qkv: np.ndarray, n_head: int, scale: float, cos: np.ndarray,
+                                   sin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(y (B, T, C), P (B, n_head, T, T))` from `qkv` `(B, T, 3C)`; queries and keys rotated
+    by `cos`, `sin` `(T, d/2)` unless they have no rows (NumPy reference)."""
+    q, k, v = _heads_numpy(qkv, n_head, cos, sin)
     p = causal_softmax_forward_numpy((q @ k.swapaxes(-1, -2)) * qkv.dtype.type(scale), 0)
     return _merge_numpy(p @ v), p
 
 
 def causal_attention_backward_numpy(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray,
-                                    n_head: int, scale: float) -> np.ndarray:
+                                    n_head: int, scale: float, cos: np.ndarray,
+                                    sin: np.ndarray) -> np.ndarray:
     r"""$\overline{\text{qkv}}$ `(B, T, 3C)` from $P$ and $\bar y$ (NumPy reference)."""
-    q, k, v = (_split_numpy(x, n_head) for x in np.split(qkv, 3, axis=-1))
+    q, k, v = _heads_numpy(qkv, n_head, cos, sin)
     do = _split_numpy(dy, n_head)
     dv = p.swapaxes(-1, -2) @ do
     ds = softmax_backward_numpy(p, do @ v.swapaxes(-1, -2)) * qkv.dtype.type(scale)
     dq, dk = ds @ k, ds.swapaxes(-1, -2) @ q
+    if len(cos):  # the rotation's transpose: the same rotation, backwards
+        dq, dk = rotate_pairs(dq, cos, -sin), rotate_pairs(dk, cos, -sin)
     return np.concatenate([_merge_numpy(dq), _merge_numpy(dk), _merge_numpy(dv)], axis=-1)
 # --8<-- [end:causal_attention_numpy]
 
 
 # --8<-- [start:causal_attention_forward_numba]
 @njit(cache=True, fastmath=ROW_FASTMATH)
-def _head_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, p: np.ndarray,
-                  o: np.ndarray) -> None:
+def _rotated_copy(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, sign: float,
+                  out: np.ndarray) -> None:
+    """`out` = `x` `(T, d)`, each row's pairs rotated by its angles (by minus them if `sign`
+    is -1), or a plain copy if `cos` has no rows."""
+    t, d = x.shape
+    if cos.shape[0] == 0:
+        for j in range(t):
+            for c in range(d):
+                out[j, c] = x[j, c]
+        return
+    half = d // 2
+    for j in range(t):
+        for c in range(half):
+            cs, sn = cos[j, c], sign * sin[j, c]
+            a, b = x[j, c], x[j, c + half]
+            out[j, c] = a * cs - b * sn
+            out[j, c + half] = a * sn + b * cs
+
+
+@njit(cache=True, fastmath=ROW_FASTMATH)
+def _head_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, cos: np.ndarray,
+                  sin: np.ndarray, scale: float, p: np.ndarray, o: np.ndarray) -> None:
     """One head: `p` `(T, T)` and `o` `(T, d)` from its `q`, `k`, `v` `(T, d)` (any strides)."""
     t, d = q.shape
-    kt, vc = np.empty((d, t), q.dtype), np.empty((t, d), q.dtype)  # K^T, and V contiguous
-    for j in range(t):
-        for c in range(d):
-            kt[c, j] = k[j, c]
-            vc[j, c] = v[j, c]
+    qc, kc, vc = np.empty((t, d), q.dtype), np.empty((t, d), q.dtype), np.empty((t, d), q.dtype)
+    _rotated_copy(q, cos, sin, 1.0, qc)
+    _rotated_copy(k, cos, sin, 1.0, kc)
+    _rotated_copy(v, cos[:0], sin[:0], 1.0, vc)
+    kt = kc.T.copy()  # (d, T): a row of scores is a vector loop over keys
     s, out = np.empty(t, q.dtype), np.empty(d, q.dtype)
     d4 = d - d % 4
     for i in range(t):
         n = i + 1  # the keys query i sees
         s[:n] = 0
         for c in range(0, d4, 4):  # $S_{i,:n} = s \sum_c Q_{ic} K^\top_{c,:n}$: 4 channels a sweep
-            a0, a1 = q[i, c] * scale, q[i, c + 1] * scale
-            a2, a3 = q[i, c + 2] * scale, q[i, c + 3] * scale
+            a0, a1 = qc[i, c] * scale, qc[i, c + 1] * scale
+            a2, a3 = qc[i, c + 2] * scale, qc[i, c + 3] * scale
             for j in range(n):
                 s[j] += a0 * kt[c, j] + a1 * kt[c + 1, j] + a2 * kt[c + 2, j] + a3 * kt[c + 3, j]
         for c in range(d4, d):
-            a = q[i, c] * scale
+            a = qc[i, c] * scale
             for j in range(n):
                 s[j] += a * kt[c, j]
         causal_softmax_row(s, n, p[i])  # $P_{i,:}$, zeros after key i
@@ -114,8 +150,8 @@ def _head_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float, p: 
 
 
 @parallel_kernel()
-def _forward_heads(qkv: np.ndarray, n_head: int, scale: float, p: np.ndarray,
-                   y: np.ndarray) -> None:
+def _forward_heads(qkv: np.ndarray, n_head: int, scale: float, cos: np.ndarray,
+                   sin: np.ndarray, p: np.ndarray, y: np.ndarray) -> None:
     """`prange` over (batch row, head); each task writes its head's `p` and columns of `y`."""
     b, _, width = qkv.shape
     c = width // 3
@@ -124,38 +160,36 @@ def _forward_heads(qkv: np.ndarray, n_head: int, scale: float, p: np.ndarray,
         bi, h = task // n_head, task % n_head
         cols = h * d
         _head_forward(qkv[bi, :, cols : cols + d], qkv[bi, :, c + cols : c + cols + d],
-                      qkv[bi, :, 2 * c + cols : 2 * c + cols + d], scale, p[bi, h],
+                      qkv[bi, :, 2 * c + cols : 2 * c + cols + d], cos, sin, scale, p[bi, h],
                       y[bi, :, cols : cols + d])
 
 
-def causal_attention_forward_numba(qkv: np.ndarray, n_head: int,
-                                   scale: float) -> tuple[np.ndarray, np.ndarray]:
+def causal_attention_forward_numba(qkv: np.ndarray, n_head: int, scale: float, cos: np.ndarray,
+                                   sin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`(y (B, T, C), P (B, n_head, T, T))` from `qkv` `(B, T, 3C)` (numba kernel)."""
     qkv = np.ascontiguousarray(qkv)
     b, t, width = qkv.shape
     y = np.empty((b, t, width // 3), qkv.dtype)
     p = np.empty((b, n_head, t, t), qkv.dtype)
     work = b * t * t * width // 3  # multiply-adds of S and O over the triangle, about
-    launch(_forward_heads, work, qkv, n_head, qkv.dtype.type(scale), p, y, grain=PRODUCT)
+    launch(_forward_heads, work, qkv, n_head, qkv.dtype.type(scale), cos, sin, p, y,
+           grain=PRODUCT)
     return y, p
 # --8<-- [end:causal_attention_forward_numba]
 
 
 # --8<-- [start:causal_attention_backward_numba]
 @njit(cache=True, fastmath=ROW_FASTMATH)
-def _head_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, p: np.ndarray,
-                   do: np.ndarray, scale: float, dq: np.ndarray, dk: np.ndarray,
-                   dv: np.ndarray) -> None:
+def _head_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, cos: np.ndarray,
+                   sin: np.ndarray, p: np.ndarray, do: np.ndarray, scale: float,
+                   dq: np.ndarray, dk: np.ndarray, dv: np.ndarray) -> None:
     r"""One head: $\bar Q, \bar K, \bar V$ `(T, d)` from $P$ `(T, T)` and $\bar O$ `(T, d)`."""
     t, d = q.shape
-    qc, kc, vt, doc = (np.empty((t, d), q.dtype), np.empty((t, d), q.dtype),
-                       np.empty((d, t), q.dtype), np.empty((t, d), q.dtype))
-    for j in range(t):
-        for c in range(d):
-            qc[j, c] = q[j, c]
-            kc[j, c] = k[j, c]
-            vt[c, j] = v[j, c]
-            doc[j, c] = do[j, c]
+    qc, kc, doc = np.empty((t, d), q.dtype), np.empty((t, d), q.dtype), np.empty((t, d), q.dtype)
+    _rotated_copy(q, cos, sin, 1.0, qc)
+    _rotated_copy(k, cos, sin, 1.0, kc)
+    _rotated_copy(do, cos[:0], sin[:0], 1.0, doc)
+    vt = v.T.copy()  # (d, T)
     gq, gk, gv = (np.zeros((t, d), q.dtype), np.zeros((t, d), q.dtype),
                   np.zeros((t, d), q.dtype))
     dp, ds = np.empty(t, q.dtype), np.empty(t, q.dtype)
@@ -193,14 +227,14 @@ def _head_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, p: np.ndarray,
             for c in range(d):
                 gk[j, c] += a * qc[i, c]
                 gv[j, c] += wj * doc[i, c]
-    dq[:, :] = gq
-    dk[:, :] = gk
+    _rotated_copy(gq, cos, sin, -1.0, dq)  # back through the rotation
+    _rotated_copy(gk, cos, sin, -1.0, dk)
     dv[:, :] = gv
 
 
 @parallel_kernel()
 def _backward_heads(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray, n_head: int, scale: float,
-                    dqkv: np.ndarray) -> None:
+                    cos: np.ndarray, sin: np.ndarray, dqkv: np.ndarray) -> None:
     """`prange` over (batch row, head); each task writes its head's columns of `dqkv`."""
     b, _, width = qkv.shape
     c = width // 3
@@ -209,19 +243,20 @@ def _backward_heads(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray, n_head: int,
         bi, h = task // n_head, task % n_head
         q0, k0, v0 = h * d, c + h * d, 2 * c + h * d
         _head_backward(qkv[bi, :, q0 : q0 + d], qkv[bi, :, k0 : k0 + d],
-                       qkv[bi, :, v0 : v0 + d], p[bi, h], dy[bi, :, q0 : q0 + d], scale,
-                       dqkv[bi, :, q0 : q0 + d], dqkv[bi, :, k0 : k0 + d],
+                       qkv[bi, :, v0 : v0 + d], cos, sin, p[bi, h], dy[bi, :, q0 : q0 + d],
+                       scale, dqkv[bi, :, q0 : q0 + d], dqkv[bi, :, k0 : k0 + d],
                        dqkv[bi, :, v0 : v0 + d])
 
 
 def causal_attention_backward_numba(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray,
-                                    n_head: int, scale: float) -> np.ndarray:
+                                    n_head: int, scale: float, cos: np.ndarray,
+                                    sin: np.ndarray) -> np.ndarray:
     r"""$\overline{\text{qkv}}$ `(B, T, 3C)` from $P$ and $\bar y$ (numba kernel)."""
     qkv, dy = np.ascontiguousarray(qkv), np.ascontiguousarray(dy)
     b, t, width = qkv.shape
     dqkv = np.empty_like(qkv)
     work = 2 * b * t * t * width // 3
     launch(_backward_heads, work, qkv, np.ascontiguousarray(p), dy, n_head,
-           qkv.dtype.type(scale), dqkv, grain=PRODUCT)
+           qkv.dtype.type(scale), cos, sin, dqkv, grain=PRODUCT)
     return dqkv
 # --8<-- [end:causal_attention_backward_numba]

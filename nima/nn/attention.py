@@ -251,11 +251,12 @@ class MultiHeadAttention(Module):
         """
         if (self.causal and cache is None and context is None and key_padding_mask is None
                 and attn_mask is None and positions is None and not need_weights
-                and self.rope is None and self.alibi is None and self.n_kv_head == self.n_head
+                and self.alibi is None and self.n_kv_head == self.n_head
                 and not (self.training and self.dropout) and x.ndim == 3
                 and x.shape[-1] == self.d_model):
             # the plain causal case: one fused op from the packed projection to the merged heads
-            return self.proj(causal_self_attention(self.qkv(x), self.n_head))
+            rotary = None if self.rope is None else self.rope.tables(x.shape[1])
+            return self.proj(causal_self_attention(self.qkv(x), self.n_head, rotary=rotary))
         q, k, v = self._project(x, context, cache)  # (B, nh, T, hd), 2 x (B, nkv, S_new, hd)
         B, T, C = x.shape
         offset = 0 if cache is None or self.cross else cache.length

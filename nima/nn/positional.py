@@ -24,6 +24,7 @@ import numpy as np
 
 from nima._tensor import Tensor
 from nima.autograd import Context, Function
+from nima.kernels.rotation import rotate_pairs
 from nima.nn import init
 from nima.nn.module import Module
 from nima.nn.parameter import Parameter
@@ -160,18 +161,12 @@ class Rotate(Function):
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
         ctx.save_for_backward(cos, sin)
-        return _rotate(x, cos, sin)
+        return rotate_pairs(x, cos, sin)
 
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray) -> tuple[np.ndarray, None, None]:
         cos, sin = ctx.saved_tensors
-        return _rotate(grad, cos, -sin), None, None
-
-
-def _rotate(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]  # (..., T, hd/2) each
-    return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)  # (..., T, hd)
+        return rotate_pairs(grad, cos, -sin), None, None
 # --8<-- [end:rotate]
 
 
@@ -221,10 +216,14 @@ class RotaryEmbedding(Module):
             cos = self.cos.data[positions][:, None]  # (B, 1, T, hd/2): every head alike
             sin = self.sin.data[positions][:, None]  # (B, 1, T, hd/2)
         else:
-            _check_span(name, length, offset, self.max_len)
-            cos = self.cos.data[offset:offset + length]  # (T, hd/2)
-            sin = self.sin.data[offset:offset + length]  # (T, hd/2)
+            cos, sin = self.tables(length, offset)  # (T, hd/2) each
         return Rotate.apply(x, cos.astype(x.dtype, copy=False), sin.astype(x.dtype, copy=False))
+
+    def tables(self, length: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """`cos`, `sin` `(length, hd/2)` of the angles of positions `offset .. offset+length-1`
+        (float64); an error names the positions past `max_len`."""
+        _check_span("RotaryEmbedding", length, offset, self.max_len)
+        return self.cos.data[offset:offset + length], self.sin.data[offset:offset + length]
     # --8<-- [end:rope]
 
     def extra_repr(self) -> str:

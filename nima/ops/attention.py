@@ -188,27 +188,32 @@ class CausalSelfAttention(Function):
     $\overline{\text{qkv}}$ in the same packed layout."""
 
     @staticmethod
-    def forward(ctx: Context, qkv: np.ndarray, n_head: int, scale: float) -> np.ndarray:
-        y, p = kernels.causal_attention_forward(qkv, n_head, scale)
+    def forward(ctx: Context, qkv: np.ndarray, n_head: int, scale: float,
+                rotary: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        y, p = kernels.causal_attention_forward(qkv, n_head, scale, rotary)
         ctx.save_for_backward(qkv, p)
-        ctx.n_head, ctx.scale = n_head, scale
+        ctx.n_head, ctx.scale, ctx.rotary = n_head, scale, rotary
         return y
 
     @staticmethod
-    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, None, None]:
+    def backward(ctx: Context, grad: np.ndarray) -> tuple[Any, None, None, None]:
         qkv, p = ctx.saved_tensors
-        return kernels.causal_attention_backward(qkv, p, grad, ctx.n_head, ctx.scale), None, None
+        return (kernels.causal_attention_backward(qkv, p, grad, ctx.n_head, ctx.scale,
+                                                  ctx.rotary), None, None, None)
 
 
-def causal_self_attention(qkv: Tensor, n_head: int, scale: float | None = None) -> Tensor:
+def causal_self_attention(qkv: Tensor, n_head: int, scale: float | None = None,
+                          rotary: tuple[np.ndarray, np.ndarray] | None = None) -> Tensor:
     r"""Causal self-attention of `n_head` heads from `qkv` `(B, T, 3C)` — queries, keys and
     values side by side, head $h$ in columns $h d \dots (h+1) d - 1$ of each, $d = C/n_h$ —
     to `(B, T, C)`, the heads' outputs side by side; $s = 1/\sqrt{d}$ unless `scale` is given.
+    `rotary = (cos, sin)`, each `(T, d/2)` (`RotaryEmbedding.tables`), rotates the queries and
+    keys for their positions first, as RoPE does.
 
     Equal to splitting the heads out of `qkv` and calling
     `scaled_dot_product_attention(q, k, v, is_causal=True)`, then merging them: what
-    `MultiHeadAttention` does with no mask, cache, dropout, RoPE or ALiBi. Inside
-    `nima.autocast` it computes in float32.
+    `MultiHeadAttention` does with no mask, cache, dropout or ALiBi. Inside `nima.autocast` it
+    computes in float32.
     """
     op = "causal_self_attention"
     if not isinstance(qkv, Tensor) or qkv.dtype not in FLOAT_DTYPES:
@@ -223,7 +228,7 @@ def causal_self_attention(qkv: Tensor, n_head: int, scale: float | None = None) 
     if qkv.dtype == np.float16:
         raise TypeError(f"{op}: float16 qkv outside nima.autocast; cast it to float32")
     scale = 1.0 / math.sqrt(qkv.shape[-1] // (3 * n_head)) if scale is None else float(scale)
-    return CausalSelfAttention.apply(qkv, n_head, scale)
+    return CausalSelfAttention.apply(qkv, n_head, scale, rotary)
 # --8<-- [end:causal_self_attention]
 
 

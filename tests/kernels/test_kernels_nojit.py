@@ -38,12 +38,15 @@ for n in (5, 771):  # one panel of B, then several
     a = rng.standard_normal((2, 9, 6))
     b = rng.standard_normal((2, 6, n))
     np.testing.assert_allclose(mm.matmul_numba(a, b), a @ b, rtol=1e-12)
-qkv, dy = rng.standard_normal((2, 7, 12)), rng.standard_normal((2, 7, 4))
-y, p = ca.causal_attention_forward_numba(qkv, 2, 0.5)
-ref_y, ref_p = ca.causal_attention_forward_numpy(qkv, 2, 0.5)
+qkv, dy = rng.standard_normal((2, 7, 24)), rng.standard_normal((2, 7, 8))
+angles = np.arange(7)[:, None] * np.array([1.0, 0.01])
+tables = np.cos(angles), np.sin(angles)  # RoPE for 2 heads of size 4
+y, p = ca.causal_attention_forward_numba(qkv, 2, 0.5, *tables)
+ref_y, ref_p = ca.causal_attention_forward_numpy(qkv, 2, 0.5, *tables)
 np.testing.assert_allclose(y, ref_y, rtol=1e-12)
-np.testing.assert_allclose(ca.causal_attention_backward_numba(qkv, p, dy, 2, 0.5),
-                           ca.causal_attention_backward_numpy(qkv, ref_p, dy, 2, 0.5), rtol=1e-10)
+np.testing.assert_allclose(ca.causal_attention_backward_numba(qkv, p, dy, 2, 0.5, *tables),
+                           ca.causal_attention_backward_numpy(qkv, ref_p, dy, 2, 0.5, *tables),
+                           rtol=1e-10)
 print("ok")
 """
 

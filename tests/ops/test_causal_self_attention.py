@@ -22,29 +22,40 @@ from nima.kernels import causal_attention as ca
 from nima.nn import attention as attention_module
 
 
-def unfused(qkv: nima.Tensor, n_head: int) -> nima.Tensor:
-    """The same attention composed from the general ops."""
+def unfused(qkv: nima.Tensor, n_head: int, rope: nn.RotaryEmbedding | None = None) -> nima.Tensor:
+    """The same attention composed from the general ops (RoPE through its own module)."""
     b, t, width = qkv.shape
     d = width // (3 * n_head)
     heads = qkv.view(b, t, 3 * n_head, d).transpose(1, 2)
     q, k, v = heads[:, :n_head], heads[:, n_head:2 * n_head], heads[:, 2 * n_head:]
+    if rope is not None:
+        q, k = rope(q), rope(k)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     return out.transpose(1, 2).reshape(b, t, n_head * d)
+
+
+def no_tables(dtype: type) -> np.ndarray:
+    return np.empty((0, 0), dtype)
 
 
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 3), st.integers(1, 5))
 
 
-@settings(max_examples=25, deadline=None)
-@given(shapes, st.integers(0, 2**16), st.sampled_from(["numba", "numpy"]))
-def test_equals_the_unfused_composition_with_its_gradient(shape, seed: int, backend: str) -> None:
+@settings(max_examples=30, deadline=None)
+@given(shapes, st.integers(0, 2**16), st.sampled_from(["numba", "numpy"]), st.booleans())
+def test_equals_the_unfused_composition_with_its_gradient(shape, seed: int, backend: str,
+                                                          rotary: bool) -> None:
     b, t, n_head, d = shape
+    d += d % 2 if rotary else 0  # RoPE rotates pairs of dims
+    rope = nn.RotaryEmbedding(d, 16) if rotary else None
+    tables = rope.tables(t) if rotary else None
     rng = np.random.default_rng(seed)
     data = rng.standard_normal((b, t, 3 * n_head * d)) * 2
     dy = rng.standard_normal((b, t, n_head * d))
     results = []
     with kernels.backend(backend):
-        for fn in (lambda x: F.causal_self_attention(x, n_head), lambda x: unfused(x, n_head)):
+        for fn in (lambda x: F.causal_self_attention(x, n_head, rotary=tables),
+                   lambda x: unfused(x, n_head, rope)):
             x = nima.Tensor(data, requires_grad=True)
             y = fn(x)
             y.backward(dy)
@@ -55,11 +66,13 @@ def test_equals_the_unfused_composition_with_its_gradient(shape, seed: int, back
 
 
 @settings(max_examples=15, deadline=None)
-@given(shapes, st.integers(0, 2**16), st.sampled_from([None, 0.7]))
-def test_gradcheck(shape, seed: int, scale: float | None) -> None:
+@given(shapes, st.integers(0, 2**16), st.sampled_from([None, 0.7]), st.booleans())
+def test_gradcheck(shape, seed: int, scale: float | None, rotary: bool) -> None:
     b, t, n_head, d = shape
+    d += d % 2 if rotary else 0
+    tables = nn.RotaryEmbedding(d, 16).tables(t) if rotary else None
     x = nima.Tensor(np.random.default_rng(seed).standard_normal((b, t, 3 * n_head * d)), True)
-    assert gradcheck(lambda x: F.causal_self_attention(x, n_head, scale), [x])
+    assert gradcheck(lambda x: F.causal_self_attention(x, n_head, scale, tables), [x])
 
 
 @settings(max_examples=25, deadline=None)
@@ -71,14 +84,15 @@ def test_numba_kernels_match_the_numpy_reference(shape, seed: int, dtype: type) 
     dy = rng.standard_normal((b, t, n_head * d)).astype(dtype)
     scale = 1 / np.sqrt(d)
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
-    y0, p0 = ca.causal_attention_forward_numpy(qkv, n_head, scale)
-    y1, p1 = ca.causal_attention_forward_numba(qkv, n_head, scale)
+    tables = no_tables(dtype), no_tables(dtype)
+    y0, p0 = ca.causal_attention_forward_numpy(qkv, n_head, scale, *tables)
+    y1, p1 = ca.causal_attention_forward_numba(qkv, n_head, scale, *tables)
     assert y1.dtype == p1.dtype == dtype
     np.testing.assert_allclose(y1, y0, **tol)
     np.testing.assert_allclose(p1, p0, **tol)
     assert np.all(np.triu(p1, 1) == 0)  # nothing after the diagonal
-    g0 = ca.causal_attention_backward_numpy(qkv, p0, dy, n_head, scale)
-    g1 = ca.causal_attention_backward_numba(qkv, p1, dy, n_head, scale)
+    g0 = ca.causal_attention_backward_numpy(qkv, p0, dy, n_head, scale, *tables)
+    g1 = ca.causal_attention_backward_numba(qkv, p1, dy, n_head, scale, *tables)
     np.testing.assert_allclose(g1, g0, **tol)
 
 
@@ -129,7 +143,14 @@ def test_the_module_takes_the_fused_path_only_for_plain_causal_attention(monkeyp
     dropping.eval()
     dropping(x)  # evaluation: no dropout, fused
     nn.MultiHeadAttention(8, 2, causal=False).double()(x)
+    nn.MultiHeadAttention(8, 2, causal=True, alibi=nn.ALiBi(2)).double()(x)
     assert calls == [1, 1]
+    nima.manual_seed(0)
+    rotary = nn.MultiHeadAttention(8, 2, causal=True, rope=nn.RotaryEmbedding(4, 16)).double()
+    fused = rotary(x)  # RoPE rides along in the fused op
+    assert calls == [1, 1, 1]
+    general = rotary(x, key_padding_mask=np.zeros((2, 5), bool))
+    np.testing.assert_allclose(fused.data, general.data, rtol=1e-12, atol=1e-12)
 
 
 def test_autocast_computes_in_float32_and_returns_float16_gradients() -> None:
@@ -163,3 +184,8 @@ def test_errors_name_the_op_and_the_value() -> None:
                                           np.zeros((1, 3, 2)), 1, 1.0)
     with pytest.raises(TypeError, match="causal_attention_forward: expected float32 or float64"):
         kernels.causal_attention_forward(np.zeros((1, 3, 6), np.int64), 1, 1.0)
+    with pytest.raises(ValueError, match=re.escape(
+            "causal_attention_forward: rotary tables for 3 positions of head size 2 must be "
+            "(cos, sin) of shape (3, 1), got (4, 1) and (4, 1)")):
+        kernels.causal_attention_forward(np.zeros((1, 3, 6)), 1, 1.0,
+                                         (np.ones((4, 1)), np.zeros((4, 1))))
