@@ -152,6 +152,19 @@ def test_using_rejects_bad_settings(kwargs: dict, message: str) -> None:
         pass
 
 
+class RecordingKernel:
+    """Stands in for a `parallel_kernel`: records which compilation `launch` called."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, *args: object) -> None:
+        self.calls.append("parallel")
+
+    def serial(self, *args: object) -> None:
+        self.calls.append("serial")
+
+
 def test_small_work_runs_the_serial_twin_and_changes_no_thread_count() -> None:
     @parallel_kernel()
     def double(x: np.ndarray, out: np.ndarray) -> None:
@@ -166,36 +179,20 @@ def test_small_work_runs_the_serial_twin_and_changes_no_thread_count() -> None:
     np.testing.assert_array_equal(small, 2 * x)
     np.testing.assert_array_equal(large, 2 * x)
     assert numba.get_num_threads() == before
-    calls = []
-
-    class Kernel:
-        def __call__(self, *args: object) -> None:
-            calls.append("parallel")
-
-        def serial(self, *args: object) -> None:
-            calls.append("serial")
-
-    launch(Kernel(), 5)
-    launch(Kernel(), 10**9)
-    assert calls == ["serial", "parallel"]
+    kernel = RecordingKernel()
+    launch(kernel, 5)
+    launch(kernel, 10**9)
+    assert kernel.calls == ["serial", "parallel"]
 
 
 def test_work_between_the_grains_goes_parallel_only_while_the_cores_are_free(monkeypatch) -> None:
-    calls = []
-
-    class Kernel:
-        def __call__(self, *args: object) -> None:
-            calls.append("parallel")
-
-        def serial(self, *args: object) -> None:
-            calls.append("serial")
-
+    kernel = RecordingKernel()
     grain = Grain(free=100, busy=10_000)
     for free in (True, False):
         monkeypatch.setattr(threads, "cores_free", lambda free=free: free)
         for work in (99, 100, 9_999, 10_000):
-            launch(Kernel(), work, grain=grain)
-    assert calls == ["serial", "parallel", "parallel", "parallel",   # cores free
+            launch(kernel, work, grain=grain)
+    assert kernel.calls == ["serial", "parallel", "parallel", "parallel",   # cores free
                      "serial", "serial", "serial", "parallel"]       # cores busy
 
 
