@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +36,18 @@ from nima.training.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "runs" / "bench_shakespeare"
+BABY = ROOT / "configs" / "shakespeare_char.yaml"
 EVAL_EVERY, EVAL_ITERS, STEPS = 250, 200, 2000
 
 
-def nima_run(seed: int) -> dict:
-    """Train with the shipped config; the eval curve and the training time per step."""
-    config = load_config(ROOT / "configs" / "shakespeare_char.yaml", [
+def nima_run(seed: int, config_path: Path = BABY, overrides: Sequence[str] = (),
+             tag: str = "nima") -> dict:
+    """Train with a shipped config (the baby GPT's unless told), `overrides` (`--set`'s
+    `section.key=value`) applied on top; the eval curve and the training time per step."""
+    config = load_config(config_path, [
         f"data.corpus={ROOT / 'data' / 'tinyshakespeare.txt'}",
-        f"data.out_dir={WORK / 'data'}", f"training.run_dir={WORK / f'nima_{seed}'}",
-        f"training.seed={seed}", "sampling.max_new_tokens=0"])
+        f"data.out_dir={WORK / 'data'}", f"training.run_dir={WORK / f'{tag}_{seed}'}",
+        f"training.seed={seed}", "sampling.max_new_tokens=0", *overrides])
     trainer = Trainer(config, overwrite=True)
     start = time.perf_counter()
     trainer.fit()
@@ -146,10 +150,13 @@ def torch_run(seed: int) -> dict | None:  # pragma: no cover - only when torch i
     return {"seed": seed, "evals": evals, "step_ms": 1e3 * step_time / STEPS}
 
 
-def worker(name: str, seed: int) -> dict | None:
-    """One run in a fresh process; its result comes back as the last line of stdout."""
-    done = subprocess.run([sys.executable, __file__, "--worker", name, str(seed)],
-                          stdout=subprocess.PIPE, text=True, check=True)
+def worker(name: str, seed: int, config_path: Path = BABY, overrides: Sequence[str] = (),
+           tag: str = "nima") -> dict | None:
+    """One run in a fresh process; its result comes back as the last line of stdout. A Nima
+    run trains `config_path` with `overrides` into the run directory `tag`_`seed`."""
+    command = [sys.executable, __file__, "--worker", name, str(seed), "--config",
+               str(config_path), "--tag", tag, *(f"--set={o}" for o in overrides)]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     if result is not None:
         result["evals"] = {int(k): tuple(v) for k, v in result["evals"].items()}
@@ -167,10 +174,15 @@ def main() -> None:
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-nima", action="store_true")
     parser.add_argument("--worker", nargs=2, metavar=("NAME", "SEED"), help=argparse.SUPPRESS)
+    parser.add_argument("--config", type=Path, default=BABY, help=argparse.SUPPRESS)
+    parser.add_argument("--tag", default="nima", help=argparse.SUPPRESS)
+    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:  # a child process: one run, printed as JSON
         name, seed = args.worker[0], int(args.worker[1])
-        print(json.dumps((nima_run if name == "nima" else torch_run)(seed)))
+        run = nima_run(seed, args.config, args.set, args.tag) if name == "nima" \
+            else torch_run(seed)
+        print(json.dumps(run))
         return
     seeds = [1337 + i for i in range(args.seeds)]
     results: dict[str, list[dict]] = {"nima": [], "torch": []}

@@ -110,6 +110,39 @@ def shakespeare(fig: Figure) -> None:
     right.legend(fontsize=7)
 
 
+def shakespeare_modern(fig: Figure) -> None:
+    """The modern recipe beside nanoGPT's, from the committed results of
+    `benchmarks/bench_shakespeare_modern.py`: validation loss every 250 steps for each seed of
+    the two recipes (left, the last 1000 steps enlarged in the middle), and every variant's
+    validation loss at step 2000 with seed 1337 (right)."""
+    variants = json.loads(SHAKESPEARE_MODERN.read_text(encoding="utf-8"))["variants"]
+    recipes = {v["name"]: v["runs"] for v in variants if v["name"] in ("baby", "modern")}
+    left, middle, right = fig.subplots(1, 3, width_ratios=[1, 1, 1.2])
+    for k, (name, runs) in enumerate(recipes.items()):
+        label = {"baby": "nanoGPT's baby GPT", "modern": "modern recipe"}[name]
+        for i, run in enumerate(runs):
+            steps = sorted(int(s) for s in run["evals"])
+            val = [run["evals"][str(s)][1] for s in steps]
+            for ax in (left, middle):
+                ax.plot(steps, val, marker="o", ms=3, color=f"C{k}", alpha=0.8,
+                        label=label if i == 0 else None)
+    left.set(title="validation loss, three seeds each", xlabel="step",
+             ylabel="cross-entropy (nats)")
+    left.legend()
+    middle.axhline(1.80, color="k", lw=0.8, ls=":", label="goal 1.80")
+    middle.set(title="the last 1000 steps", xlabel="step", xlim=(950, 2050), ylim=(1.7, 2.15))
+    middle.legend(fontsize=7)
+    names = [v["name"] for v in variants]
+    losses = [v["runs"][0]["evals"]["2000"][1] for v in variants]
+    colours = ["C0" if n == "baby" else "C1" if n == "modern" else "0.6" for n in names]
+    right.barh(names, losses, color=colours)
+    right.axvline(1.80, color="k", lw=0.8, ls=":")
+    right.invert_yaxis()
+    right.set(title="validation loss at step 2000, seed 1337", xlim=(min(losses) - 0.05,
+                                                                      max(losses) + 0.02))
+    right.tick_params(axis="y", labelsize=7)
+
+
 LEVEL_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
 
 
@@ -347,6 +380,7 @@ FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
     "positions_alibi": (alibi, (12, 3.4)),
     "optim_schedules": (schedules, (11, 4)),
     "shakespeare_loss": (shakespeare, (12, 4.2)),
+    "shakespeare_modern": (shakespeare_modern, (14, 4.2)),
     "tree_attention_pattern": (tree_attention_pattern, (12, 4.6)),
     "pooling_pyramid": (pooling_pyramid, (11, 3.4)),
     "tree_attention_cost": (tree_attention_cost, (11, 4)),
@@ -360,6 +394,7 @@ FIGURES: dict[str, tuple[Callable[[Figure], None], tuple[float, float]]] = {
 }
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 SHAKESPEARE = RESULTS / "shakespeare.json"
+SHAKESPEARE_MODERN = RESULTS / "shakespeare_modern.json"
 TREE_RESULTS = RESULTS / "tree_attention.json"
 ATTENTION_MEMORY = RESULTS / "attention_memory.json"
 DTE_RESULTS = RESULTS / "deep_tree_echo.json"
