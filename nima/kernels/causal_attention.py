@@ -91,6 +91,16 @@ def causal_attention_backward_numpy(qkv: np.ndarray, p: np.ndarray, dy: np.ndarr
 
 
 # --8<-- [start:causal_attention_forward_numba]
+@njit(cache=True)
+def _head_columns(task: int, n_head: int, width: int) -> tuple[int, int, int, int, int, int]:
+    """Task `task`'s batch row and head, the first columns of its head's queries, keys and
+    values in `qkv` (width `3C`), and the head size `d`."""
+    c = width // 3
+    d = c // n_head
+    h = task % n_head
+    return task // n_head, h, h * d, c + h * d, 2 * c + h * d, d
+
+
 @njit(cache=True, fastmath=ROW_FASTMATH)
 def _rotated_copy(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, sign: float,
                   out: np.ndarray) -> None:
@@ -153,15 +163,10 @@ def _head_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, cos: np.ndarray,
 def _forward_heads(qkv: np.ndarray, n_head: int, scale: float, cos: np.ndarray,
                    sin: np.ndarray, p: np.ndarray, y: np.ndarray) -> None:
     """`prange` over (batch row, head); each task writes its head's `p` and columns of `y`."""
-    b, _, width = qkv.shape
-    c = width // 3
-    d = c // n_head
-    for task in prange(b * n_head):
-        bi, h = task // n_head, task % n_head
-        cols = h * d
-        _head_forward(qkv[bi, :, cols : cols + d], qkv[bi, :, c + cols : c + cols + d],
-                      qkv[bi, :, 2 * c + cols : 2 * c + cols + d], cos, sin, scale, p[bi, h],
-                      y[bi, :, cols : cols + d])
+    for task in prange(qkv.shape[0] * n_head):
+        bi, h, q0, k0, v0, d = _head_columns(task, n_head, qkv.shape[2])
+        _head_forward(qkv[bi, :, q0 : q0 + d], qkv[bi, :, k0 : k0 + d], qkv[bi, :, v0 : v0 + d],
+                      cos, sin, scale, p[bi, h], y[bi, :, q0 : q0 + d])
 
 
 def causal_attention_forward_numba(qkv: np.ndarray, n_head: int, scale: float, cos: np.ndarray,
@@ -236,12 +241,8 @@ def _head_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, cos: np.ndarray,
 def _backward_heads(qkv: np.ndarray, p: np.ndarray, dy: np.ndarray, n_head: int, scale: float,
                     cos: np.ndarray, sin: np.ndarray, dqkv: np.ndarray) -> None:
     """`prange` over (batch row, head); each task writes its head's columns of `dqkv`."""
-    b, _, width = qkv.shape
-    c = width // 3
-    d = c // n_head
-    for task in prange(b * n_head):
-        bi, h = task // n_head, task % n_head
-        q0, k0, v0 = h * d, c + h * d, 2 * c + h * d
+    for task in prange(qkv.shape[0] * n_head):
+        bi, h, q0, k0, v0, d = _head_columns(task, n_head, qkv.shape[2])
         _head_backward(qkv[bi, :, q0 : q0 + d], qkv[bi, :, k0 : k0 + d],
                        qkv[bi, :, v0 : v0 + d], cos, sin, p[bi, h], dy[bi, :, q0 : q0 + d],
                        scale, dqkv[bi, :, q0 : q0 + d], dqkv[bi, :, k0 : k0 + d],
