@@ -102,20 +102,18 @@ def _head_columns(task: int, n_head: int, width: int) -> tuple[int, int, int, in
 
 
 @njit(cache=True, fastmath=ROW_FASTMATH)
-def _rotated_copy(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, sign: float,
+def _rotated_copy(x: np.ndarray, cos: np.ndarray, sin: np.ndarray, inverse: bool,
                   out: np.ndarray) -> None:
-    """`out` = `x` `(T, d)`, each row's pairs rotated by its angles (by minus them if `sign`
-    is -1), or a plain copy if `cos` has no rows."""
+    """`out` = `x` `(T, d)`, each row's pairs rotated by its angles (by minus them if
+    `inverse`), or a plain copy if `cos` has no rows."""
     t, d = x.shape
     if cos.shape[0] == 0:
-        for j in range(t):
-            for c in range(d):
-                out[j, c] = x[j, c]
+        out[:, :] = x
         return
     half = d // 2
     for j in range(t):
         for c in range(half):
-            cs, sn = cos[j, c], sign * sin[j, c]
+            cs, sn = cos[j, c], -sin[j, c] if inverse else sin[j, c]
             a, b = x[j, c], x[j, c + half]
             out[j, c] = a * cs - b * sn
             out[j, c + half] = a * sn + b * cs
@@ -126,10 +124,10 @@ def _head_forward(q: np.ndarray, k: np.ndarray, v: np.ndarray, cos: np.ndarray,
                   sin: np.ndarray, scale: float, p: np.ndarray, o: np.ndarray) -> None:
     """One head: `p` `(T, T)` and `o` `(T, d)` from its `q`, `k`, `v` `(T, d)` (any strides)."""
     t, d = q.shape
-    qc, kc, vc = np.empty((t, d), q.dtype), np.empty((t, d), q.dtype), np.empty((t, d), q.dtype)
-    _rotated_copy(q, cos, sin, 1.0, qc)
-    _rotated_copy(k, cos, sin, 1.0, kc)
-    _rotated_copy(v, cos[:0], sin[:0], 1.0, vc)
+    qc, kc = np.empty((t, d), q.dtype), np.empty((t, d), q.dtype)
+    _rotated_copy(q, cos, sin, False, qc)
+    _rotated_copy(k, cos, sin, False, kc)
+    vc = np.ascontiguousarray(v)
     kt = kc.T.copy()  # (d, T): a row of scores is a vector loop over keys
     s, out = np.empty(t, q.dtype), np.empty(d, q.dtype)
     d4 = d - d % 4
@@ -190,10 +188,10 @@ def _head_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, cos: np.ndarray,
                    dq: np.ndarray, dk: np.ndarray, dv: np.ndarray) -> None:
     r"""One head: $\bar Q, \bar K, \bar V$ `(T, d)` from $P$ `(T, T)` and $\bar O$ `(T, d)`."""
     t, d = q.shape
-    qc, kc, doc = np.empty((t, d), q.dtype), np.empty((t, d), q.dtype), np.empty((t, d), q.dtype)
-    _rotated_copy(q, cos, sin, 1.0, qc)
-    _rotated_copy(k, cos, sin, 1.0, kc)
-    _rotated_copy(do, cos[:0], sin[:0], 1.0, doc)
+    qc, kc = np.empty((t, d), q.dtype), np.empty((t, d), q.dtype)
+    _rotated_copy(q, cos, sin, False, qc)
+    _rotated_copy(k, cos, sin, False, kc)
+    doc = np.ascontiguousarray(do)
     vt = v.T.copy()  # (d, T)
     gq, gk, gv = (np.zeros((t, d), q.dtype), np.zeros((t, d), q.dtype),
                   np.zeros((t, d), q.dtype))
@@ -232,8 +230,8 @@ def _head_backward(q: np.ndarray, k: np.ndarray, v: np.ndarray, cos: np.ndarray,
             for c in range(d):
                 gk[j, c] += a * qc[i, c]
                 gv[j, c] += wj * doc[i, c]
-    _rotated_copy(gq, cos, sin, -1.0, dq)  # back through the rotation
-    _rotated_copy(gk, cos, sin, -1.0, dk)
+    _rotated_copy(gq, cos, sin, True, dq)  # back through the rotation
+    _rotated_copy(gk, cos, sin, True, dk)
     dv[:, :] = gv
 
 

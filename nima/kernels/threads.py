@@ -28,8 +28,7 @@ to run it — milliseconds, whatever the size of the work. Measured on a 2-core 
 a load average of 10, the baby GPT's training step took a median 1200 ms of wall time when nearly
 every kernel went to both cores, and 250 ms when each ran on the calling thread alone. On an idle
 machine the same second core halves the kernels' time (1.8-2.0x on one of 25k elements or of
-2^20 multiply-adds, while the worker is awake): PyTorch takes it, and a step on one core runs
-1.7x PyTorch's.
+2^20 multiply-adds, while the worker is awake), and PyTorch takes it.
 
 So the grain of a kernel — the work below which it runs on the calling thread — depends on
 whether the cores are free (`Grain`), and `launch` asks `cores_free()` when the work falls
